@@ -1,0 +1,163 @@
+"""Settings, read once from the environment (``MAILER_*``) and passed down explicitly.
+
+Nothing here runs at import time: call :meth:`Settings.from_env` at the edge (CLI, web app
+factory, scripts) and hand the result to whatever needs it. Every variable is documented in
+README.md; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mailer.errors import ConfigError
+
+T = TypeVar("T")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '15m', '2h', '30d' -> seconds."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 2h, 30d)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {text!r} (use true or false)")
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def default_database_url() -> str:
+    """SQLite file in the working directory: the embedded default."""
+    return f"sqlite:///{Path.cwd() / 'brief-mailer.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration. Field ``foo_bar`` is read from ``MAILER_FOO_BAR``."""
+
+    database_url: str = field(default_factory=default_database_url)
+    env: str = "development"
+    secret_key: str = ""
+    old_secret_keys: tuple[str, ...] = ()
+    base_url: str = "http://localhost:8000"
+    postal_address: str = ""
+    # sending
+    transport: str = "outbox"
+    outbox_dir: Path = field(default_factory=lambda: Path.cwd() / "outbox")
+    smtp_url: str = "smtp://127.0.0.1:25"
+    ses_endpoint_url: str = ""
+    ses_region: str = ""
+    ses_configuration_set: str = ""
+    ses_api: str = "single"
+    send_rate: float = 0.0
+    send_concurrency: int = 16
+    batch_size: int = 200
+    lease_seconds: float = 300.0
+    # feedback
+    sns_topic_arns: tuple[str, ...] = ()
+    sns_cert_dir: str = ""
+    sns_max_age: float = 3600.0
+    soft_bounce_limit: int = 3
+    soft_bounce_window: float = 30 * 86400.0
+    # ops
+    admin_token: str = ""
+    guard_min_sample: int = 200
+    guard_bounce_rate: float = 0.04
+    guard_complaint_rate: float = 0.0008
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``MAILER_*`` variables; bad values raise ConfigError naming them."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = "MAILER_" + f.name.upper()
+            if name not in env:
+                continue
+            raw = env[name]
+            try:
+                values[f.name] = _converter(f.name)(raw)
+            except ValueError as err:
+                raise ConfigError(f"{name}: {err}") from err
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Reject combinations that cannot work, with the variable's name in the message."""
+        if self.env not in {"development", "production", "test"}:
+            raise ConfigError("MAILER_ENV: must be development, production or test")
+        if self.transport not in {"outbox", "smtp", "ses"}:
+            raise ConfigError(
+                f"MAILER_TRANSPORT: unknown transport {self.transport!r} (outbox, smtp or ses)"
+            )
+        if self.ses_api not in {"single", "bulk"}:
+            raise ConfigError("MAILER_SES_API: must be single or bulk")
+        if not re.match(r"^https?://[^/\s]+", self.base_url):
+            raise ConfigError(f"MAILER_BASE_URL: not an http(s) origin: {self.base_url!r}")
+        if self.send_rate < 0:
+            raise ConfigError("MAILER_SEND_RATE: must be >= 0 (0 means: no local limit)")
+        if self.send_concurrency < 1 or self.batch_size < 1:
+            raise ConfigError("MAILER_SEND_CONCURRENCY and MAILER_BATCH_SIZE must be >= 1")
+
+    def require_secret_key(self) -> str:
+        """The signing key; in production a missing key is a hard error."""
+        if self.secret_key:
+            return self.secret_key
+        if self.production:
+            raise ConfigError(
+                "MAILER_SECRET_KEY is not set: production mode refuses to sign links without it"
+            )
+        return "insecure-development-key"
+
+    @property
+    def public_base(self) -> str:
+        return self.base_url.rstrip("/")
+
+
+def _converter(name: str) -> Callable[[str], Any]:
+    kinds: dict[str, Callable[[str], Any]] = {
+        "old_secret_keys": _csv,
+        "sns_topic_arns": _csv,
+        "outbox_dir": Path,
+        "send_rate": float,
+        "send_concurrency": int,
+        "batch_size": int,
+        "lease_seconds": parse_duration,
+        "sns_max_age": parse_duration,
+        "soft_bounce_limit": int,
+        "soft_bounce_window": parse_duration,
+        "guard_min_sample": int,
+        "guard_bounce_rate": float,
+        "guard_complaint_rate": float,
+    }
+    return kinds.get(name, str)
+
+
+def env_names() -> list[str]:
+    """Every MAILER_* variable Settings reads (README must document each)."""
+    return ["MAILER_" + f.name.upper() for f in fields(Settings)]
+
+
