@@ -20,6 +20,7 @@ app maps them to status codes.
     │   ├── RejectedError        this one message/address was refused
     │   └── FatalSendError       account-level: pause the whole campaign
     ├── VerificationError        SNS message signature/cert/topic/age check failed
+    ├── ConfirmationError        an SNS SubscribeURL could not be visited (try again later)
     └── FeedbackError            an SES event could not be understood
 """
 
@@ -101,6 +102,10 @@ class FatalSendError(TransportError):
 
 class VerificationError(MailerError):
     """An SNS message failed verification (signature, certificate, topic, age)."""
+
+
+class ConfirmationError(MailerError):
+    """Visiting a verified SNS SubscribeURL failed (network, HTTP status): worth a retry."""
 
 
 class FeedbackError(MailerError):
