@@ -1,0 +1,199 @@
+"""Signed tokens: round trips, every kind of tampering, purpose, expiry and key rotation."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailer.config import Settings
+from mailer.errors import ConfigError, TokenError
+from mailer.tokens import (
+    Claims,
+    Signer,
+    confirm_url,
+    preferences_url,
+    unsubscribe_url,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+URL_SAFE = re.compile(r"^[A-Za-z0-9._~-]+$")
+
+
+@pytest.fixture
+def signer() -> Signer:
+    return Signer("current-key")
+
+
+def test_unsubscribe_round_trip_never_expires(signer: Signer) -> None:
+    token = signer.sign("unsubscribe", 123456, 7)
+    assert URL_SAFE.match(token)
+    assert len(token) <= 40
+    far_future = NOW + timedelta(days=365 * 30)
+    claims = signer.verify(token, "unsubscribe", now=far_future)
+    assert claims == Claims("unsubscribe", 123456, 7, None, 0)
+
+
+def test_confirm_round_trip_and_expiry(signer: Signer) -> None:
+    expires = NOW + timedelta(hours=1)
+    token = signer.sign("confirm", 5, 9, expires_at=expires)
+    claims = signer.verify(token, "confirm", now=NOW)
+    assert (claims.purpose, claims.subscriber_id, claims.list_id) == ("confirm", 5, 9)
+    assert claims.expires_at == expires.replace(microsecond=0)
+    with pytest.raises(TokenError, match="expired"):
+        signer.verify(token, "confirm", now=expires + timedelta(seconds=1))
+
+
+def test_preferences_may_expire_or_not(signer: Signer) -> None:
+    plain = signer.sign("preferences", 1, 2)
+    assert signer.verify(plain, "preferences", now=NOW).expires_at is None
+    short = signer.sign("preferences", 1, 2, expires_at=NOW - timedelta(seconds=1))
+    with pytest.raises(TokenError, match="expired"):
+        signer.verify(short, "preferences", now=NOW)
+
+
+def test_sign_refuses_inconsistent_requests(signer: Signer) -> None:
+    with pytest.raises(ValueError, match="confirm tokens need expires_at"):
+        signer.sign("confirm", 1, 1)
+    with pytest.raises(ValueError, match="never expire"):
+        signer.sign("unsubscribe", 1, 1, expires_at=NOW)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        signer.sign("preferences", 1, 1, expires_at=datetime(2030, 1, 1))
+    with pytest.raises(ValueError, match="unknown token purpose"):
+        signer.sign("delete", 1, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="non-negative"):
+        signer.sign("unsubscribe", -1, 1)
+    with pytest.raises(ValueError, match="empty"):
+        Signer("")
+
+
+def test_wrong_purpose_is_named(signer: Signer) -> None:
+    token = signer.sign("unsubscribe", 1, 2)
+    with pytest.raises(TokenError, match="token is for unsubscribe, not confirm"):
+        signer.verify(token, "confirm", now=NOW)
+    confirm = signer.sign("confirm", 1, 2, expires_at=NOW + timedelta(days=1))
+    with pytest.raises(TokenError, match="token is for confirm, not unsubscribe"):
+        signer.verify(confirm, "unsubscribe", now=NOW)
+
+
+def _tamper_part(token: str, index: int) -> str:
+    parts = token.split(".")
+    part = parts[index]
+    if index == 0:
+        replacement = "p" if part != "p" else "u"
+    elif index == len(parts) - 1:
+        replacement = ("B" if part[0] != "B" else "C") + part[1:]
+    else:
+        replacement = format(int(part, 16) + 1, "x")
+    parts[index] = replacement
+    return ".".join(parts)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3, 4])
+def test_tampering_any_part_breaks_the_signature(signer: Signer, index: int) -> None:
+    token = signer.sign("preferences", 42, 3, expires_at=NOW + timedelta(days=2))
+    assert token.count(".") == 4
+    forged = _tamper_part(token, index)
+    assert forged != token
+    with pytest.raises(TokenError, match="bad token signature"):
+        signer.verify(forged, "preferences", now=NOW)
+
+
+def test_dropping_the_expiry_breaks_the_signature(signer: Signer) -> None:
+    token = signer.sign("preferences", 42, 3, expires_at=NOW + timedelta(days=2))
+    p, s, lst, _exp, sig = token.split(".")
+    with pytest.raises(TokenError, match="bad token signature"):
+        signer.verify(f"{p}.{s}.{lst}.{sig}", "preferences", now=NOW)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "u",
+        "u.1.2",
+        "x.1.2.AAAAAAAAAAAAAAAAAAAAAA",
+        "u.1.2.AAAA",
+        "u.1.2.AAAAAAAAAAAAAAAAAAAAA=",
+        "u.G.2.AAAAAAAAAAAAAAAAAAAAAA",
+        "u.1.2.3.4.AAAAAAAAAAAAAAAAAAAAAA",
+        "u.11111111111111111.2.AAAAAAAAAAAAAAAAAAAAAA",
+        "u 1 2 AAAAAAAAAAAAAAAAAAAAAA",
+        "u.1.2.AAAAAAAAAAAAAAAAAAAAAA\n",
+        "u.1.2.AAAAAAAAAAAAAAAAAAAAAB",
+        "a" * 500,
+    ],
+)
+def test_malformed_tokens_are_called_malformed(signer: Signer, bad: str) -> None:
+    with pytest.raises(TokenError, match="malformed token"):
+        signer.verify(bad, "unsubscribe", now=NOW)
+
+
+def test_rotation_old_key_still_verifies_and_new_tokens_use_new_key() -> None:
+    old = Signer("old-key")
+    rotated = Signer("new-key", ("old-key",))
+    legacy = old.sign("unsubscribe", 10, 1)
+    claims = rotated.verify(legacy, "unsubscribe", now=NOW)
+    assert claims.key_index == 1
+    assert claims.subscriber_id == 10
+    fresh = rotated.sign("unsubscribe", 10, 1)
+    assert fresh != legacy
+    assert rotated.verify(fresh, "unsubscribe", now=NOW).key_index == 0
+    # A signer that dropped the old key no longer accepts the legacy token.
+    with pytest.raises(TokenError, match="bad token signature"):
+        Signer("new-key").verify(legacy, "unsubscribe", now=NOW)
+    # And the old signer does not accept tokens made with the new key.
+    with pytest.raises(TokenError, match="bad token signature"):
+        old.verify(fresh, "unsubscribe", now=NOW)
+
+
+def test_token_from_another_key_is_rejected(signer: Signer) -> None:
+    foreign = Signer("someone-else").sign("unsubscribe", 1, 2)
+    with pytest.raises(TokenError, match="bad token signature"):
+        signer.verify(foreign, "unsubscribe", now=NOW)
+
+
+def test_from_settings_and_url_helpers() -> None:
+    settings = Settings(
+        secret_key="k1", old_secret_keys=("k0",), base_url="https://brief.example.org/"
+    )
+    signer = Signer.from_settings(settings)
+    url = unsubscribe_url(settings, signer, 77, 3)
+    assert url.startswith("https://brief.example.org/unsubscribe/")
+    token = url.rsplit("/", 1)[1]
+    assert signer.verify(token, "unsubscribe", now=NOW).subscriber_id == 77
+
+    purl = preferences_url(settings, signer, 77, 3)
+    assert purl.startswith("https://brief.example.org/preferences/")
+    assert signer.verify(purl.rsplit("/", 1)[1], "preferences").list_id == 3
+
+    curl = confirm_url(settings, signer, 77, 3, ttl=timedelta(hours=2), now=NOW)
+    assert curl.startswith("https://brief.example.org/confirm/")
+    ctoken = curl.rsplit("/", 1)[1]
+    assert signer.verify(ctoken, "confirm", now=NOW + timedelta(hours=1)).subscriber_id == 77
+    with pytest.raises(TokenError, match="expired"):
+        signer.verify(ctoken, "confirm", now=NOW + timedelta(hours=3))
+
+    legacy = Signer("k0").sign("unsubscribe", 77, 3)
+    assert signer.verify(legacy, "unsubscribe").key_index == 1
+
+
+def test_production_without_key_refuses_to_sign() -> None:
+    with pytest.raises(ConfigError, match="MAILER_SECRET_KEY"):
+        Signer.from_settings(Settings(env="production"))
+
+
+@given(
+    purpose=st.sampled_from(["unsubscribe", "preferences"]),
+    subscriber_id=st.integers(0, 2**63 - 1),
+    list_id=st.integers(0, 2**63 - 1),
+)
+def test_round_trip_any_ids(purpose: str, subscriber_id: int, list_id: int) -> None:
+    signer = Signer("prop-key")
+    token = signer.sign(purpose, subscriber_id, list_id)  # type: ignore[arg-type]
+    assert URL_SAFE.match(token)
+    claims = signer.verify(token, purpose)  # type: ignore[arg-type]
+    assert (claims.subscriber_id, claims.list_id) == (subscriber_id, list_id)
