@@ -15,8 +15,6 @@ from mailer.errors import ConfirmationError, VerificationError
 from mailer.sns import SNSVerifier, confirm_subscription, is_sns_host
 from tests.plugins.sns_certs import CERT_URL, TOPIC_ARN, SNSSigner, sns_timestamp
 
-pytest_plugins = ["tests.plugins.sns_certs"]
-
 EVENT = '{"eventType":"Delivery","mail":{"messageId":"m-1"}}'
 
 
