@@ -159,5 +159,3 @@ def _converter(name: str) -> Callable[[str], Any]:
 def env_names() -> list[str]:
     """Every MAILER_* variable Settings reads (README must document each)."""
     return ["MAILER_" + f.name.upper() for f in fields(Settings)]
-
-

@@ -1,0 +1,60 @@
+"""The ``mailer`` command: thin commands over the library.
+
+Each command group lives in its own module (imported below, which registers it on ``app``).
+Errors from the library (``MailerError``) become one line on stderr and a non-zero exit,
+never a traceback. Every command's docstring ends with an ``Example:`` line, which
+:func:`command` moves into the help epilog so that ``--help`` ends with it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from typing import Any
+
+import typer
+
+# Command modules: importing one registers its commands. Keep README's CLI order.
+from mailer.cli import store_cmds  # noqa: F401
+from mailer.cli.app import app
+from mailer.errors import ConfigError, MailerError
+
+__all__ = ["app", "command", "iter_commands", "main"]
+
+
+def iter_commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """Every leaf command with its full path, e.g. (("lists", "create"), cmd)."""
+    if hasattr(group, "commands"):
+        out = []
+        for name, sub in sorted(group.commands.items()):
+            out.extend(iter_commands(sub, (*path, name)))
+        return out
+    return [(path, group)]
+
+
+def command() -> Any:
+    """The click command tree, with each command's example moved into its epilog."""
+    root = typer.main.get_command(app)
+    for _, cmd in iter_commands(root):
+        help_text = cmd.help or ""
+        head, sep, example = help_text.partition("Example:")
+        if sep:
+            cmd.help = head.rstrip()
+            lines = [line.strip() for line in example.strip().splitlines() if line.strip()]
+            cmd.epilog = "\b\nExample:\n" + "\n".join("  " + line for line in lines)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        command().main(args=argv, prog_name="mailer")
+    except ConfigError as err:
+        print(f"mailer: configuration error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except MailerError as err:
+        print(f"mailer: error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("mailer: interrupted", file=sys.stderr)
+        sys.exit(130)

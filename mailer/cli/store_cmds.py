@@ -1,0 +1,302 @@
+"""`mailer init`, `lists`, `subscribers`, `suppressions`: thin wrappers over subscribers.store."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mailer.cli.app import app
+from mailer.cli.context import app_context
+from subscribers import importer, store
+from subscribers.migrate import upgrade
+
+lists_app = typer.Typer(help="Mailing lists.", no_args_is_help=True)
+subscribers_app = typer.Typer(
+    help="Subscribers: add, import, export, show, erase.", no_args_is_help=True
+)
+suppressions_app = typer.Typer(
+    help="The suppression list: addresses never mailed.", no_args_is_help=True
+)
+app.add_typer(lists_app, name="lists")
+app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(suppressions_app, name="suppressions")
+
+
+@app.command("init")
+def init(ctx: typer.Context) -> None:
+    """Create or upgrade the database to the current schema (alembic upgrade head).
+
+    Example: MAILER_DATABASE_URL=postgresql://postgres@127.0.0.1/test mailer init
+    """
+    actx = app_context(ctx)
+    upgrade(actx.engine)
+    actx.console.print(f"database ready: {actx.engine.url.render_as_string(hide_password=True)}")
+
+
+@lists_app.command("create")
+def lists_create(
+    ctx: typer.Context,
+    slug: str,
+    name: Annotated[str, typer.Option("--name", help="Display name of the list.")],
+    from_address: Annotated[str, typer.Option("--from", help='From header: "Name <addr>".')],
+    reply_to: Annotated[str | None, typer.Option("--reply-to")] = None,
+    double_opt_in: Annotated[
+        bool, typer.Option("--double-opt-in/--no-double-opt-in", help="Require confirmation.")
+    ] = True,
+) -> None:
+    """Create a mailing list.
+
+    Example: mailer lists create china-brief --name "The China Brief" --from "Brief <b@example.org>"
+    """
+    actx = app_context(ctx)
+    with actx.sessions.begin() as session:
+        mlist = store.create_list(
+            session,
+            slug,
+            name=name,
+            from_address=from_address,
+            reply_to=reply_to,
+            double_opt_in=double_opt_in,
+        )
+        actx.console.print(f"created list {mlist.slug} ({mlist.name}) from {mlist.from_address}")
+
+
+@lists_app.command("show")
+def lists_show(ctx: typer.Context) -> None:
+    """Show every list with its subscriber counts.
+
+    Example: mailer lists show
+    """
+    actx = app_context(ctx)
+    table = Table("slug", "name", "from", "double opt-in", "active", "pending", "unsubscribed")
+    with actx.sessions() as session:
+        for m, counts in store.list_counts(session):
+            table.add_row(
+                m.slug,
+                m.name,
+                m.from_address,
+                "yes" if m.double_opt_in else "no",
+                str(counts.get("active", 0)),
+                str(counts.get("pending", 0)),
+                str(counts.get("unsubscribed", 0)),
+            )
+    actx.console.print(table)
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    ctx: typer.Context,
+    email: str,
+    list_slug: Annotated[str, typer.Option("--list", help="List slug.")],
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    confirmed: Annotated[
+        bool, typer.Option("--confirmed", help="Consent already given: active at once.")
+    ] = False,
+    resubscribe: Annotated[
+        bool, typer.Option("--resubscribe", help="Override a suppression or unsubscribe.")
+    ] = False,
+) -> None:
+    """Add one subscriber to a list (pending until confirmed on a double opt-in list).
+
+    Example: mailer subscribers add reader@example.com --list china-brief --confirmed
+    """
+    actx = app_context(ctx)
+    with actx.sessions.begin() as session:
+        mlist = store.get_list(session, list_slug)
+        result = store.subscribe(
+            session, email, mlist, name=name, confirmed=confirmed, resubscribe=resubscribe
+        )
+        actx.console.print(
+            f"{result.subscriber.email}: {result.subscription.status} on {mlist.slug}"
+        )
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV with a header row containing 'email'.")],
+    list_slug: Annotated[str, typer.Option("--list", help="List slug.")],
+    confirmed: Annotated[bool, typer.Option("--confirmed")] = False,
+    resubscribe: Annotated[bool, typer.Option("--resubscribe")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not list bad rows.")] = False,
+) -> None:
+    """Import subscribers from a CSV file; bad rows are skipped and reported by line.
+
+    Example: mailer subscribers import readers.csv --list china-brief --confirmed
+    """
+    actx = app_context(ctx)
+
+    def on_problem(p: importer.Problem) -> None:
+        if not quiet:
+            actx.err.print(f"line {p.line}: {p.reason}: {p.value}", markup=False, highlight=False)
+
+    size = file.stat().st_size if file.is_file() else 0
+    if actx.interactive and size:
+        with Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            TextColumn("{task.fields[rows]} rows"),
+            TimeRemainingColumn(),
+            console=actx.console,
+        ) as progress:
+            task = progress.add_task("import", total=size, rows=0)
+            report = importer.import_csv(
+                actx.sessions,
+                file,
+                list_slug,
+                confirmed=confirmed,
+                resubscribe=resubscribe,
+                on_problem=on_problem,
+                on_progress=lambda done, rows: progress.update(task, completed=done, rows=rows),
+            )
+    else:
+        report = importer.import_csv(
+            actx.sessions,
+            file,
+            list_slug,
+            confirmed=confirmed,
+            resubscribe=resubscribe,
+            on_problem=on_problem,
+        )
+    skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(report.skipped.items()))
+    actx.console.print(
+        f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
+        f"skipped {report.skipped_total}" + (f" ({skipped})" if skipped else "")
+    )
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    ctx: typer.Context,
+    list_slug: Annotated[str, typer.Option("--list", help="List slug.")],
+    status: Annotated[
+        str | None, typer.Option("--status", help="active, pending or unsubscribed.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File (default stdout).")
+    ] = None,
+) -> None:
+    """Export a list as CSV (email, name, status, since); formula cells are neutralized.
+
+    Example: mailer subscribers export --list china-brief --status active -o active.csv
+    """
+    actx = app_context(ctx)
+    out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+    try:
+        writer = csv.writer(out)
+        writer.writerow(["email", "name", "status", "since"])
+        with actx.sessions() as session:
+            mlist = store.get_list(session, list_slug)
+            for row in store.export_rows(session, mlist, status):
+                writer.writerow(row)
+    finally:
+        if output:
+            out.close()
+
+
+@subscribers_app.command("show")
+def subscribers_show(
+    ctx: typer.Context,
+    email: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Everything held about one person (GDPR access request).
+
+    Example: mailer subscribers show reader@example.com --json
+    """
+    actx = app_context(ctx)
+    with actx.sessions() as session:
+        data = store.describe_subscriber(session, email)
+    if as_json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    actx.console.print(f"{data['email']}  name: {data['name'] or '-'}", markup=False)
+    for s in data["subscriptions"]:
+        actx.console.print(f"  {s['list']}: {s['status']} since {s['created_at']}", markup=False)
+    if data["suppression"]:
+        actx.console.print(f"  suppressed: {data['suppression']['reason']}", markup=False)
+    for e in data["consent_events"]:
+        actx.console.print(
+            f"  {e['at']} {e['action']} {e['list'] or ''} via {e['source']}", markup=False
+        )
+
+
+@subscribers_app.command("erase")
+def subscribers_erase(
+    ctx: typer.Context,
+    email: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Erase a person (GDPR): deletes their data, keeps a salted-hash tombstone.
+
+    Example: mailer subscribers erase reader@example.com --yes
+    """
+    actx = app_context(ctx)
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Erase everything held about {email}?", abort=True)
+    with actx.sessions.begin() as session:
+        store.erase(session, email)
+    actx.console.print(f"erased {email}; a tombstone keeps it from being re-imported")
+
+
+@suppressions_app.command("list")
+def suppressions_list(
+    ctx: typer.Context,
+    search: Annotated[
+        str | None, typer.Option("--search", help="Substring of the address.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 100,
+) -> None:
+    """List suppressed addresses, newest first.
+
+    Example: mailer suppressions list --search example.com
+    """
+    actx = app_context(ctx)
+    table = Table("email", "reason", "since", "detail")
+    with actx.sessions() as session:
+        for s in store.list_suppressions(session, search=search, limit=limit):
+            table.add_row(
+                s.email or "(erased)",
+                s.reason,
+                s.created_at.isoformat(timespec="seconds"),
+                (s.detail or "")[:60],
+            )
+    actx.console.print(table)
+
+
+@suppressions_app.command("add")
+def suppressions_add(
+    ctx: typer.Context,
+    email: str,
+    reason: Annotated[
+        str, typer.Option("--reason", help="manual, hard_bounce, complaint ...")
+    ] = "manual",
+    detail: Annotated[str | None, typer.Option("--detail")] = None,
+) -> None:
+    """Suppress an address: it is never mailed again until removed.
+
+    Example: mailer suppressions add someone@example.com --reason manual
+    """
+    actx = app_context(ctx)
+    with actx.sessions.begin() as session:
+        row = store.suppress(session, email, reason, detail=detail)
+        actx.console.print(f"suppressed {row.email} ({row.reason})")
+
+
+@suppressions_app.command("remove")
+def suppressions_remove(ctx: typer.Context, email: str) -> None:
+    """Remove an address from the suppression list (logged in the consent ledger).
+
+    Example: mailer suppressions remove someone@example.com
+    """
+    actx = app_context(ctx)
+    with actx.sessions.begin() as session:
+        removed = store.unsuppress(session, email)
+    actx.console.print(f"removed {email}" if removed else f"{email} was not suppressed")

@@ -1,0 +1,451 @@
+"""Operations on the subscriber store: lists, subscribe, confirm, unsubscribe, suppress,
+erase, export, and the GDPR access view.
+
+Every function takes a Session and leaves the transaction to the caller, so a web request,
+a feedback event or a CLI command commits its whole effect at once. Every change of what a
+person agreed to writes a ConsentEvent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from email.utils import formataddr, parseaddr
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from mailer.errors import ConflictError, InvalidAddressError, NotFoundError, SuppressedError
+from subscribers.addresses import normalize_email
+from subscribers.models import (
+    ConsentEvent,
+    MailingList,
+    StoreMeta,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
+    utcnow,
+)
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+Status = SubscriptionStatus
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who or what caused a change, for the consent ledger."""
+
+    source: str
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+CLI = Actor("cli")
+
+
+# -- hashing (erasure tombstones, suppression keys) ---------------------------------------
+
+
+def hash_salt(session: Session) -> str:
+    """The store's random salt, created on first use and never changed."""
+    row = session.get(StoreMeta, "hash_salt")
+    if row is None:
+        row = StoreMeta(key="hash_salt", value=secrets.token_hex(16))
+        session.add(row)
+        session.flush()
+    return row.value
+
+
+def email_hash(salt: str, email: str) -> str:
+    return hashlib.sha256(f"{salt}:{email}".encode()).hexdigest()
+
+
+# -- lists ---------------------------------------------------------------------------------
+
+
+def parse_from(text: str) -> str:
+    """Validate a From header value ("Name <addr>" or "addr") and return it normalized."""
+    name, addr = parseaddr(text)
+    if not addr or "@" not in addr:
+        raise InvalidAddressError(f"not a From address: {text!r} (use 'Name <addr@domain>')")
+    return formataddr((name, normalize_email(addr))) if name else normalize_email(addr)
+
+
+def create_list(
+    session: Session,
+    slug: str,
+    *,
+    name: str,
+    from_address: str,
+    reply_to: str | None = None,
+    double_opt_in: bool = True,
+) -> MailingList:
+    if not SLUG.match(slug):
+        raise ConflictError(
+            f"bad list slug {slug!r}: use lowercase letters, digits and '-', up to 64 characters"
+        )
+    if not name.strip():
+        raise ConflictError("a list needs a non-empty --name")
+    if session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is not None:
+        raise ConflictError(f"list {slug!r} already exists")
+    mlist = MailingList(
+        slug=slug,
+        name=name.strip(),
+        from_address=parse_from(from_address),
+        reply_to=normalize_email(reply_to) if reply_to else None,
+        double_opt_in=double_opt_in,
+    )
+    session.add(mlist)
+    session.flush()
+    return mlist
+
+
+def get_list(session: Session, slug: str) -> MailingList:
+    mlist = session.scalar(select(MailingList).where(MailingList.slug == slug))
+    if mlist is None:
+        known = ", ".join(session.scalars(select(MailingList.slug).order_by(MailingList.slug)))
+        raise NotFoundError(f"no list {slug!r}" + (f" (lists: {known})" if known else ""))
+    return mlist
+
+
+def list_counts(session: Session) -> list[tuple[MailingList, dict[str, int]]]:
+    """Every list with its subscription counts by status."""
+    counts: dict[int, dict[str, int]] = {}
+    rows = session.execute(
+        select(Subscription.list_id, Subscription.status, func.count()).group_by(
+            Subscription.list_id, Subscription.status
+        )
+    )
+    for list_id, status, n in rows:
+        counts.setdefault(list_id, {})[status] = n
+    lists = session.scalars(select(MailingList).order_by(MailingList.slug))
+    return [(m, counts.get(m.id, {})) for m in lists]
+
+
+# -- subscribers ---------------------------------------------------------------------------
+
+
+def find_subscriber(session: Session, email: str) -> Subscriber | None:
+    return session.scalar(select(Subscriber).where(Subscriber.email == normalize_email(email)))
+
+
+def get_subscriber(session: Session, email: str) -> Subscriber:
+    sub = find_subscriber(session, email)
+    if sub is None:
+        raise NotFoundError(f"no subscriber {email!r}")
+    return sub
+
+
+def find_suppression(session: Session, email: str) -> Suppression | None:
+    """The suppression (or erasure tombstone) for a normalized address, if any."""
+    return session.scalar(
+        select(Suppression).where(Suppression.email_hash == email_hash(hash_salt(session), email))
+    )
+
+
+def record(
+    session: Session,
+    action: str,
+    actor: Actor,
+    *,
+    subscriber_id: int | None = None,
+    list_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one row to the consent ledger."""
+    session.add(
+        ConsentEvent(
+            subscriber_id=subscriber_id,
+            list_id=list_id,
+            action=action,
+            source=actor.source[:200],
+            ip=actor.ip,
+            user_agent=(actor.user_agent or None) and actor.user_agent[:400],
+            detail=detail,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class SubscribeResult:
+    subscription: Subscription
+    subscriber: Subscriber
+    created: bool
+    #: True when a confirmation mail should go out (double opt-in, now pending).
+    needs_confirmation: bool
+
+
+def subscribe(
+    session: Session,
+    email: str,
+    mlist: MailingList,
+    *,
+    actor: Actor = CLI,
+    name: str | None = None,
+    confirmed: bool = False,
+    resubscribe: bool = False,
+    self_service: bool = False,
+) -> SubscribeResult:
+    """Subscribe ``email`` to ``mlist``.
+
+    ``confirmed`` (operator vouches for consent) or a list without double opt-in makes the
+    subscription active at once; otherwise it is pending until confirmed. A suppressed,
+    erased or unsubscribed address is refused unless ``resubscribe`` (operator) or
+    ``self_service`` (the person asked through the form: stays pending until they confirm).
+    """
+    address = normalize_email(email)
+    suppression = find_suppression(session, address)
+    if suppression is not None and not resubscribe:
+        if self_service:
+            # The person asked again themselves; the suppression lifts only when they confirm.
+            confirmed = False
+        else:
+            what = "erased" if suppression.reason == SuppressionReason.ERASED else "suppressed"
+            raise SuppressedError(
+                f"{address} is {what} ({suppression.reason}); pass --resubscribe to override"
+            )
+    sub = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    created = sub is None
+    if sub is None:
+        sub = Subscriber(email=address, name=name or None, attributes={})
+        session.add(sub)
+        session.flush()
+    elif name:
+        sub.name = name
+    if suppression is not None and resubscribe:
+        unsuppress(session, address, actor=actor)
+        record(session, "resubscribe", actor, subscriber_id=sub.id, list_id=mlist.id)
+    subn = session.scalar(
+        select(Subscription).where(
+            Subscription.subscriber_id == sub.id, Subscription.list_id == mlist.id
+        )
+    )
+    active_now = confirmed or not mlist.double_opt_in
+    if (
+        subn is not None
+        and subn.status == Status.UNSUBSCRIBED
+        and not (resubscribe or self_service)
+    ):
+        raise SuppressedError(
+            f"{address} unsubscribed from {mlist.slug}; pass --resubscribe to override"
+        )
+    if subn is None:
+        subn = Subscription(subscriber_id=sub.id, list_id=mlist.id, source=actor.source[:64])
+        session.add(subn)
+        subn.status = Status.PENDING
+    if subn.status != Status.ACTIVE:
+        # A self-service request for a suppressed address waits for the person's confirm.
+        if active_now and (suppression is None or resubscribe):
+            _activate(subn)
+        else:
+            subn.status = Status.PENDING
+            subn.unsubscribed_at = None
+    record(
+        session,
+        "subscribe",
+        actor,
+        subscriber_id=sub.id,
+        list_id=mlist.id,
+        detail={"status": subn.status, "confirmed_by_operator": confirmed},
+    )
+    session.flush()
+    return SubscribeResult(subn, sub, created, subn.status == Status.PENDING)
+
+
+def _activate(subn: Subscription) -> None:
+    subn.status = Status.ACTIVE
+    subn.confirmed_at = utcnow()
+    subn.unsubscribed_at = None
+
+
+def confirm(session: Session, subscriber_id: int, list_id: int, *, actor: Actor) -> Subscription:
+    """Double opt-in confirmation: pending -> active (idempotent for active)."""
+    subn = session.scalar(
+        select(Subscription).where(
+            Subscription.subscriber_id == subscriber_id, Subscription.list_id == list_id
+        )
+    )
+    if subn is None:
+        raise NotFoundError("no such subscription (it may have been erased)")
+    if subn.status != Status.ACTIVE:
+        sub = session.get(Subscriber, subscriber_id)
+        assert sub is not None
+        if find_suppression(session, sub.email) is not None:
+            # The person confirmed themselves: that is consent to receive mail again.
+            unsuppress(session, sub.email, actor=actor)
+        _activate(subn)
+        record(session, "confirm", actor, subscriber_id=subscriber_id, list_id=list_id)
+    session.flush()
+    return subn
+
+
+def unsubscribe(
+    session: Session, subscriber_id: int, list_id: int | None, *, actor: Actor
+) -> list[Subscription]:
+    """Unsubscribe from one list, or from every list when ``list_id`` is None. Idempotent."""
+    query = select(Subscription).where(Subscription.subscriber_id == subscriber_id)
+    if list_id is not None:
+        query = query.where(Subscription.list_id == list_id)
+    changed = []
+    for subn in session.scalars(query):
+        if subn.status != Status.UNSUBSCRIBED:
+            subn.status = Status.UNSUBSCRIBED
+            subn.unsubscribed_at = utcnow()
+            record(session, "unsubscribe", actor, subscriber_id=subscriber_id, list_id=subn.list_id)
+            changed.append(subn)
+    session.flush()
+    return changed
+
+
+# -- suppression ---------------------------------------------------------------------------
+
+
+def suppress(
+    session: Session,
+    email: str,
+    reason: str,
+    *,
+    actor: Actor = CLI,
+    detail: str | None = None,
+) -> Suppression:
+    """Put an address on the suppression list (idempotent: the first reason stays)."""
+    if reason not in {r.value for r in SuppressionReason}:
+        allowed = ", ".join(r.value for r in SuppressionReason)
+        raise ConflictError(f"unknown suppression reason {reason!r} (one of: {allowed})")
+    address = normalize_email(email)
+    existing = find_suppression(session, address)
+    if existing is not None:
+        return existing
+    row = Suppression(
+        email_hash=email_hash(hash_salt(session), address),
+        email=address,
+        reason=reason,
+        detail=detail,
+    )
+    session.add(row)
+    sub_id = session.scalar(select(Subscriber.id).where(Subscriber.email == address))
+    record(session, "suppress", actor, subscriber_id=sub_id, detail={"reason": reason})
+    session.flush()
+    return row
+
+
+def unsuppress(session: Session, email: str, *, actor: Actor = CLI) -> bool:
+    """Remove an address from the suppression list; False if it was not there."""
+    address = normalize_email(email)
+    row = find_suppression(session, address)
+    if row is None:
+        return False
+    sub_id = session.scalar(select(Subscriber.id).where(Subscriber.email == address))
+    session.delete(row)
+    record(session, "unsuppress", actor, subscriber_id=sub_id, detail={"was": row.reason})
+    session.flush()
+    return True
+
+
+def list_suppressions(
+    session: Session, *, search: str | None = None, limit: int = 100, offset: int = 0
+) -> Sequence[Suppression]:
+    query = select(Suppression).order_by(Suppression.created_at.desc(), Suppression.id.desc())
+    if search:
+        query = query.where(Suppression.email.contains(search.strip().lower(), autoescape=True))
+    return session.scalars(query.limit(limit).offset(offset)).all()
+
+
+# -- erasure and access --------------------------------------------------------------------
+
+
+def erase(session: Session, email: str, *, actor: Actor = CLI) -> None:
+    """GDPR erasure: delete everything held about the person; keep only a salted-hash
+    tombstone so a later import of the address is refused unless --resubscribe."""
+    address = normalize_email(email)
+    digest = email_hash(hash_salt(session), address)
+    sub = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    tomb = session.scalar(select(Suppression).where(Suppression.email_hash == digest))
+    if sub is None and tomb is None:
+        raise NotFoundError(f"nothing is held about {address}")
+    if sub is not None:
+        session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_id == sub.id))
+        session.delete(sub)
+    if tomb is None:
+        session.add(Suppression(email_hash=digest, email=None, reason=SuppressionReason.ERASED))
+    else:
+        tomb.email, tomb.reason, tomb.detail = None, SuppressionReason.ERASED, None
+    session.add(ConsentEvent(email_hash=digest, action="erase", source=actor.source[:200]))
+    session.flush()
+
+
+def describe_subscriber(session: Session, email: str) -> dict[str, Any]:
+    """Everything held about one person (GDPR access request), JSON-ready."""
+    sub = get_subscriber(session, email)
+    lists = {m.id: m.slug for m in session.scalars(select(MailingList))}
+    supp = find_suppression(session, sub.email)
+    events = session.scalars(
+        select(ConsentEvent)
+        .where(ConsentEvent.subscriber_id == sub.id)
+        .order_by(ConsentEvent.created_at, ConsentEvent.id)
+    )
+    return {
+        "email": sub.email,
+        "name": sub.name,
+        "attributes": sub.attributes,
+        "created_at": sub.created_at.isoformat(),
+        "subscriptions": [
+            {
+                "list": lists.get(s.list_id),
+                "status": s.status,
+                "source": s.source,
+                "created_at": s.created_at.isoformat(),
+                "confirmed_at": s.confirmed_at and s.confirmed_at.isoformat(),
+                "unsubscribed_at": s.unsubscribed_at and s.unsubscribed_at.isoformat(),
+            }
+            for s in sub.subscriptions
+        ],
+        "suppression": supp and {"reason": supp.reason, "since": supp.created_at.isoformat()},
+        "consent_events": [
+            {
+                "action": e.action,
+                "list": lists.get(e.list_id) if e.list_id else None,
+                "source": e.source,
+                "ip": e.ip,
+                "user_agent": e.user_agent,
+                "detail": e.detail,
+                "at": e.created_at.isoformat(),
+            }
+            for e in events
+        ],
+    }
+
+
+# -- export --------------------------------------------------------------------------------
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: str) -> str:
+    """Neutralize spreadsheet formulas (CSV injection): prefix a quote to risky cells."""
+    return "'" + value if value.startswith(_FORMULA) else value
+
+
+def export_rows(
+    session: Session, mlist: MailingList, status: str | None = None
+) -> Iterator[tuple[str, str, str, str]]:
+    """Stream (email, name, status, since) for a list, in constant memory."""
+    if status is not None and status not in {s.value for s in Status}:
+        raise ConflictError(f"unknown status {status!r} (active, pending or unsubscribed)")
+    query = (
+        select(Subscriber.email, Subscriber.name, Subscription.status, Subscription.created_at)
+        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+        .where(Subscription.list_id == mlist.id)
+        .order_by(Subscriber.id)
+        .execution_options(yield_per=2000)
+    )
+    if status is not None:
+        query = query.where(Subscription.status == status)
+    for email, name, st, since in session.execute(query):
+        yield csv_safe(email), csv_safe(name or ""), st, since.isoformat()
