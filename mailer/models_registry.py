@@ -6,6 +6,7 @@ table module is added in exactly one place."""
 from __future__ import annotations
 
 import mailer.campaigns
+import mailer.feedback_models
 import subscribers.models
 
-MODULES = (subscribers.models, mailer.campaigns)
+MODULES = (subscribers.models, mailer.campaigns, mailer.feedback_models)
