@@ -1,0 +1,5 @@
+"""``python -m mailer`` runs the CLI."""
+
+from mailer.cli import main
+
+main()

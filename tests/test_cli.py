@@ -1,0 +1,113 @@
+"""The CLI as a user meets it: every command documented, with an example, errors as one line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mailer.cli import command, iter_commands
+from mailer.config import env_names
+from tests.conftest import Database
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def all_commands() -> list[tuple[str, ...]]:
+    return [path for path, _ in iter_commands(command())]
+
+
+def test_every_command_has_help_ending_in_example() -> None:
+    runner = CliRunner()
+    root = command()
+    for path, cmd in iter_commands(root):
+        assert cmd.help and cmd.help.strip(), f"mailer {' '.join(path)} has no help text"
+        result = runner.invoke(root, [*path, "--help"], prog_name="mailer", env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        last = [line for line in result.output.strip().splitlines() if line.strip()][-1]
+        assert last.strip().startswith("mailer "), f"mailer {' '.join(path)}: help ends {last!r}"
+
+
+def test_every_command_in_readme() -> None:
+    missing = [" ".join(p) for p in all_commands() if f"mailer {' '.join(p)}" not in README]
+    assert missing == [], f"commands missing from README.md: {missing}"
+
+
+def test_every_setting_in_readme() -> None:
+    documented = set(re.findall(r"`(MAILER_[A-Z0-9_]+)`", README))
+    assert set(env_names()) - documented == set()
+
+
+def run_cli(db: Database, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailer", *args],
+        env=db.env(COLUMNS="200"),
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=60,
+        cwd=db.tmp,
+    )
+
+
+def test_store_commands_end_to_end(db: Database, tmp_path: Path) -> None:
+    assert run_cli(db, "init").returncode == 0
+    r = run_cli(
+        db, "lists", "create", "brief", "--name", "Brief", "--from", "Brief <b@example.org>"
+    )
+    assert r.returncode == 0, r.stderr
+    r = run_cli(db, "subscribers", "add", "A@Example.com", "--list", "brief", "--confirmed")
+    assert r.returncode == 0 and "a@example.com: active" in r.stdout
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text("email,name\nb@example.com,B\nbroken,X\n", encoding="utf-8")
+    r = run_cli(db, "subscribers", "import", str(csv_path), "--list", "brief", "--confirmed")
+    assert r.returncode == 0
+    assert "line 3: invalid address" in r.stderr
+    assert "added 1" in r.stdout and "invalid address: 1" in r.stdout
+    out = tmp_path / "out.csv"
+    r = run_cli(
+        db, "subscribers", "export", "--list", "brief", "--status", "active", "-o", str(out)
+    )
+    assert r.returncode == 0
+    assert out.read_text().splitlines()[1:] and {
+        line.split(",")[0] for line in out.read_text().splitlines()[1:]
+    } == {"a@example.com", "b@example.com"}
+    assert run_cli(db, "suppressions", "add", "b@example.com").returncode == 0
+    assert "b@example.com" in run_cli(db, "suppressions", "list").stdout
+    r = run_cli(db, "subscribers", "show", "a@example.com", "--json")
+    assert '"email": "a@example.com"' in r.stdout
+    assert run_cli(db, "subscribers", "erase", "a@example.com", "--yes").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("lists", "create", "other", "--name", "B", "--from", "nonsense"), "not a From address"),
+        (("subscribers", "add", "x@example.com", "--list", "missing"), "no list 'missing'"),
+        (("subscribers", "add", "not-an-email", "--list", "brief"), "must have an @-sign"),
+        (("subscribers", "show", "nobody@example.com"), "no subscriber"),
+        (("subscribers", "import", "/nonexistent.csv", "--list", "brief"), "no such file"),
+    ],
+)
+def test_errors_are_one_line(db: Database, args: tuple[str, ...], message: str) -> None:
+    run_cli(db, "lists", "create", "brief", "--name", "Brief", "--from", "b@example.org")
+    r = run_cli(db, *args)
+    assert r.returncode != 0
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bad_setting_is_named(db: Database) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "mailer", "lists", "show"],
+        env=db.env(MAILER_TRANSPORT="pigeon"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "MAILER_TRANSPORT" in r.stderr and "Traceback" not in r.stderr
