@@ -30,7 +30,8 @@ def test_every_command_has_help_ending_in_example() -> None:
         result = runner.invoke(root, [*path, "--help"], prog_name="mailer", env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         last = [line for line in result.output.strip().splitlines() if line.strip()][-1]
-        assert last.strip().startswith("mailer "), f"mailer {' '.join(path)}: help ends {last!r}"
+        assert "Example:" in result.output, f"mailer {' '.join(path)}: no example"
+        assert "mailer " in last, f"mailer {' '.join(path)}: help ends {last!r}"
 
 
 def test_every_command_in_readme() -> None:
