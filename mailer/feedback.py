@@ -1,0 +1,439 @@
+"""The rules that protect the list, applied to one SES event inside the caller's transaction.
+
+    Bounce, Permanent                -> suppress (hard_bounce; the subtype, e.g.
+                                        OnAccountSuppressionList, is the suppression detail)
+    Bounce, Transient / Undetermined -> count; MAILER_SOFT_BOUNCE_LIMIT within
+                                        MAILER_SOFT_BOUNCE_WINDOW -> suppress (soft_bounce_limit)
+    Delivery                         -> the address's soft-bounce count starts again
+    Complaint (not "not-spam")       -> unsubscribe from every list and suppress (complaint)
+    Subscription, unsubscribeAll     -> unsubscribe from every list (SES list management)
+    Reject, Rendering Failure        -> the matched Delivery row is marked failed
+    Send, Open, Click, DeliveryDelay -> stored only
+
+Every event is stored in ``feedback_events`` first; the insert doubles as the idempotency
+check (unique SNS MessageId and unique event hash, ``ON CONFLICT DO NOTHING``), so a
+redelivered event changes nothing. Events for messages we cannot match to a Delivery row
+are stored and counted, never errors. Suppressing and unsubscribing go through
+``subscribers.store``, so the consent ledger gets one row per change, with this event
+(``ses-feedback:<type>:event#<id>``) as the source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import case, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from mailer.campaigns import Delivery, DeliveryStatus
+from mailer.config import Settings
+from mailer.errors import InvalidAddressError
+from mailer.events import (
+    BounceInfo,
+    ComplaintInfo,
+    EventType,
+    FailureInfo,
+    RejectInfo,
+    SESEvent,
+    SetupNotice,
+    SubscriptionInfo,
+    parse_payload,
+)
+from mailer.feedback_models import FeedbackEvent, SoftBounceCounter
+from subscribers import store
+from subscribers.addresses import normalize_email
+from subscribers.models import SuppressionReason, utcnow
+
+__all__ = [
+    "Outcome",
+    "apply_event",
+    "apply_payload",
+    "event_hash",
+    "feedback_counts",
+    "forget_address",
+    "match_delivery",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one event did. ``status`` is "applied", "duplicate" or "notice" (setup message)."""
+
+    status: Literal["applied", "duplicate", "notice"]
+    event_type: str
+    event_id: int | None = None
+    delivery_id: int | None = None
+    actions: tuple[str, ...] = ()
+
+    @property
+    def matched(self) -> bool:
+        return self.delivery_id is not None
+
+
+@dataclass
+class _Context:
+    session: Session
+    settings: Settings
+    event: SESEvent
+    event_id: int
+    delivery: Delivery | None
+    addresses: list[str]
+
+    @property
+    def actor(self) -> store.Actor:
+        return store.Actor(f"ses-feedback:{self.event.type.value}:event#{self.event_id}")
+
+
+def event_hash(raw: Any) -> str:
+    """sha256 of the event JSON with sorted keys: the same event hashes alike on every path."""
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def apply_payload(
+    session: Session, payload: str | bytes | dict[str, Any], settings: Settings
+) -> Outcome:
+    """Parse (bare event, SNS envelope, SQS body) and apply. The envelope is not verified:
+    use this for trusted sources (an authenticated queue, an operator's file)."""
+    parsed = parse_payload(payload)
+    if isinstance(parsed, SetupNotice):
+        log.info("SES/SNS setup message acknowledged: %s %s", parsed.kind, parsed.text[:200])
+        return Outcome("notice", parsed.kind)
+    return apply_event(session, parsed, settings)
+
+
+def apply_event(session: Session, event: SESEvent, settings: Settings) -> Outcome:
+    """Store the event and apply the rules; a duplicate is recognised and changes nothing."""
+    addresses = _addresses(event.recipients)
+    erased = _erased(session, addresses)
+    delivery = match_delivery(session, event)
+    event_id = _insert_event(session, event, delivery, addresses, redact=erased)
+    if event_id is None:
+        return Outcome("duplicate", event.type.value, delivery_id=delivery.id if delivery else None)
+    ctx = _Context(session, settings, event, event_id, delivery, addresses)
+    actions = _RULES.get(event.type, _store_only)(ctx)
+    if delivery is None:
+        actions = ["unmatched", *actions]
+    row = session.get(FeedbackEvent, event_id)
+    assert row is not None
+    row.outcome = "; ".join(actions)[:200] or None
+    session.flush()
+    return Outcome(
+        "applied",
+        event.type.value,
+        event_id=event_id,
+        delivery_id=delivery.id if delivery else None,
+        actions=tuple(actions),
+    )
+
+
+# -- matching --------------------------------------------------------------------------------
+
+
+def match_delivery(session: Session, event: SESEvent) -> Delivery | None:
+    """The Delivery row this event is about: by SES MessageId, else by our EmailTags.
+
+    The ``delivery`` tag alone can find a row whose MessageId was never recorded (a crash
+    between SES accepting and the row being marked); it must agree with the ``campaign``
+    tag and must not contradict a recorded MessageId.
+    """
+    row = session.scalar(
+        select(Delivery).where(Delivery.message_id == event.ses_message_id).limit(1)
+    )
+    if row is not None:
+        return row
+    delivery_id = _int_tag(event.delivery_tag)
+    if delivery_id is None:
+        return None
+    row = session.get(Delivery, delivery_id)
+    if row is None:
+        return None
+    campaign_id = _int_tag(event.campaign_tag)
+    if campaign_id is not None and row.campaign_id != campaign_id:
+        return None
+    if row.message_id is not None and row.message_id != event.ses_message_id:
+        return None
+    return row
+
+
+def _int_tag(value: str | None) -> int | None:
+    if value is None or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
+# -- storing ---------------------------------------------------------------------------------
+
+
+def _insert_event(
+    session: Session,
+    event: SESEvent,
+    delivery: Delivery | None,
+    addresses: list[str],
+    *,
+    redact: bool,
+) -> int | None:
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING id: None means we have seen it."""
+    values: dict[str, Any] = {
+        "sns_message_id": event.sns_message_id,
+        "event_hash": event_hash(event.raw),
+        "event_type": event.type.value,
+        "ses_message_id": event.ses_message_id[:255],
+        "delivery_id": delivery.id if delivery else None,
+        "email": None if redact or not addresses else addresses[0],
+        "occurred_at": event.occurred_at,
+        "received_at": utcnow(),
+        "raw": _redacted(event) if redact else dict(event.raw),
+        **_columns(event.detail),
+    }
+    stmt = (
+        _dialect_insert(session)(FeedbackEvent)
+        .values(**values)
+        .on_conflict_do_nothing()
+        .returning(FeedbackEvent.id)
+    )
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def _columns(detail: object) -> dict[str, Any]:
+    if isinstance(detail, BounceInfo):
+        first = detail.recipients[0]
+        return {
+            "bounce_type": detail.bounce_type.value,
+            "bounce_subtype": detail.bounce_subtype and detail.bounce_subtype[:64],
+            "diagnostic": first.diagnostic_code,
+        }
+    if isinstance(detail, ComplaintInfo):
+        return {"complaint_type": detail.feedback_type and detail.feedback_type[:64]}
+    if isinstance(detail, RejectInfo):
+        return {"diagnostic": detail.reason}
+    if isinstance(detail, FailureInfo):
+        return {"diagnostic": detail.error_message}
+    return {}
+
+
+def _redacted(event: SESEvent) -> dict[str, Any]:
+    """An erased person's event keeps no address: only what identifies the message."""
+    return {
+        "redacted": "recipient erased",
+        "eventType": event.type.value,
+        "mail": {"messageId": event.ses_message_id},
+    }
+
+
+def _dialect_insert(session: Session) -> Callable[..., Any]:
+    name = session.get_bind().dialect.name
+    return postgresql.insert if name == "postgresql" else sqlite.insert
+
+
+def _addresses(recipients: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for raw in recipients:
+        try:
+            address = normalize_email(raw)
+        except InvalidAddressError as err:
+            log.warning("SES event names an address we cannot use: %s", err)
+            continue
+        if address not in out:
+            out.append(address)
+    return out
+
+
+def _erased(session: Session, addresses: list[str]) -> bool:
+    for address in addresses:
+        row = store.find_suppression(session, address)
+        if row is not None and row.reason == SuppressionReason.ERASED:
+            return True
+    return False
+
+
+# -- rules -----------------------------------------------------------------------------------
+
+
+def _store_only(ctx: _Context) -> list[str]:
+    return []
+
+
+def _bounce(ctx: _Context) -> list[str]:
+    detail = ctx.event.detail
+    assert isinstance(detail, BounceInfo)
+    if detail.permanent:
+        return [_hard_bounce(ctx, address, detail) for address in ctx.addresses]
+    return [_soft_bounce(ctx, address) for address in ctx.addresses]
+
+
+def _hard_bounce(ctx: _Context, address: str, detail: BounceInfo) -> str:
+    diagnostic = next((r.diagnostic_code for r in detail.recipients if r.diagnostic_code), None)
+    if detail.on_account_suppression_list or not diagnostic:
+        note = detail.bounce_subtype or "Permanent"
+    else:
+        note = f"{detail.bounce_subtype or 'Permanent'}: {diagnostic}"
+    store.suppress(
+        ctx.session, address, SuppressionReason.HARD_BOUNCE, actor=ctx.actor, detail=note[:1000]
+    )
+    return f"suppressed:hard_bounce:{address}"
+
+
+def _soft_bounce(ctx: _Context, address: str) -> str:
+    limit = ctx.settings.soft_bounce_limit
+    count = _count_soft_bounce(
+        ctx.session, address, ctx.event.occurred_at, ctx.settings.soft_bounce_window
+    )
+    if limit > 0 and count >= limit:
+        days = ctx.settings.soft_bounce_window / 86400
+        store.suppress(
+            ctx.session,
+            address,
+            SuppressionReason.SOFT_BOUNCE_LIMIT,
+            actor=ctx.actor,
+            detail=f"{count} soft bounces within {days:g} days",
+        )
+        ctx.session.execute(delete(SoftBounceCounter).where(SoftBounceCounter.email == address))
+        return f"suppressed:soft_bounce_limit:{address}"
+    return f"soft:{count}/{limit}:{address}"
+
+
+def _count_soft_bounce(session: Session, address: str, at: datetime, window: float) -> int:
+    """Atomic upsert: +1 inside the window that opened at the first bounce, else restart."""
+    table = SoftBounceCounter.__table__
+    col = table.c
+    cutoff = at - timedelta(seconds=window)
+    insert = _dialect_insert(session)(table).values(
+        email=address, count=1, window_started_at=at, last_bounce_at=at
+    )
+    in_window = col.window_started_at >= cutoff
+    stmt = insert.on_conflict_do_update(
+        index_elements=[col.email],
+        set_={
+            "count": case((in_window, col.count + 1), else_=1),
+            "window_started_at": case(
+                (in_window, col.window_started_at), else_=insert.excluded.window_started_at
+            ),
+            "last_bounce_at": case(
+                (col.last_bounce_at > at, col.last_bounce_at),
+                else_=insert.excluded.last_bounce_at,
+            ),
+        },
+    ).returning(col.count)
+    return int(session.execute(stmt).scalar_one())
+
+
+def _delivery(ctx: _Context) -> list[str]:
+    actions = []
+    for address in ctx.addresses:
+        result = ctx.session.execute(
+            delete(SoftBounceCounter).where(
+                SoftBounceCounter.email == address,
+                SoftBounceCounter.last_bounce_at <= ctx.event.occurred_at,
+            )
+        )
+        if getattr(result, "rowcount", 0):
+            actions.append(f"reset:{address}")
+    return actions
+
+
+def _complaint(ctx: _Context) -> list[str]:
+    detail = ctx.event.detail
+    assert isinstance(detail, ComplaintInfo)
+    if detail.not_spam:
+        return ["ignored:not-spam"]
+    actions = []
+    for address in ctx.addresses:
+        actions += _unsubscribe_everywhere(ctx, address)
+        store.suppress(
+            ctx.session,
+            address,
+            SuppressionReason.COMPLAINT,
+            actor=ctx.actor,
+            detail=f"complaintFeedbackType={detail.feedback_type or 'unspecified'}",
+        )
+        actions.append(f"suppressed:complaint:{address}")
+    return actions
+
+
+def _subscription(ctx: _Context) -> list[str]:
+    detail = ctx.event.detail
+    assert isinstance(detail, SubscriptionInfo)
+    if not detail.unsubscribe_all:
+        return []
+    actions: list[str] = []
+    for address in ctx.addresses:
+        actions += _unsubscribe_everywhere(ctx, address)
+    return actions
+
+
+def _unsubscribe_everywhere(ctx: _Context, address: str) -> list[str]:
+    subscriber = store.find_subscriber(ctx.session, address)
+    subscriber_id = subscriber.id if subscriber else None
+    if subscriber_id is None and ctx.delivery is not None:
+        subscriber_id = ctx.delivery.subscriber_id
+    if subscriber_id is None:
+        return []
+    changed = store.unsubscribe(ctx.session, subscriber_id, None, actor=ctx.actor)
+    return [f"unsubscribed:{len(changed)} list(s):{address}"] if changed else []
+
+
+def _mark_failed(ctx: _Context) -> list[str]:
+    row = ctx.delivery
+    if row is None or row.status == DeliveryStatus.FAILED:
+        return []
+    detail = ctx.event.detail
+    if isinstance(detail, RejectInfo):
+        error_class, error = "ses_reject", detail.reason or "rejected by SES"
+    else:
+        assert isinstance(detail, FailureInfo)
+        error_class, error = "ses_rendering_failure", detail.error_message
+    row.status = DeliveryStatus.FAILED.value
+    row.error_class = error_class
+    row.error = error
+    return [f"delivery#{row.id}:failed"]
+
+
+_RULES: dict[EventType, Callable[[_Context], list[str]]] = {
+    EventType.BOUNCE: _bounce,
+    EventType.DELIVERY: _delivery,
+    EventType.COMPLAINT: _complaint,
+    EventType.SUBSCRIPTION: _subscription,
+    EventType.REJECT: _mark_failed,
+    EventType.RENDERING_FAILURE: _mark_failed,
+}
+
+
+# -- ops ---------------------------------------------------------------------------------------
+
+
+def feedback_counts(session: Session) -> dict[str, dict[str, int]]:
+    """Events stored per type, and how many of them matched no Delivery row."""
+    rows = session.execute(
+        select(
+            FeedbackEvent.event_type,
+            func.count(),
+            func.count(FeedbackEvent.delivery_id),
+        ).group_by(FeedbackEvent.event_type)
+    ).all()
+    return {kind: {"total": total, "unmatched": total - matched} for kind, total, matched in rows}
+
+
+def forget_address(session: Session, email: str) -> None:
+    """Erasure: drop the soft-bounce counter and the address (and payload) from stored
+    events. ``subscribers.store.erase`` should call this."""
+    address = normalize_email(email)
+    session.execute(delete(SoftBounceCounter).where(SoftBounceCounter.email == address))
+    for row in session.scalars(select(FeedbackEvent).where(FeedbackEvent.email == address)):
+        row.email = None
+        row.diagnostic = None
+        row.raw = {
+            "redacted": "recipient erased",
+            "eventType": row.event_type,
+            "mail": {"messageId": row.ses_message_id},
+        }
+    session.flush()
