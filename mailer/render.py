@@ -1,0 +1,576 @@
+"""Issue -> email: HTML (Jinja2 -> MJML -> mjml-python -> premailer) and plain text.
+
+Compile once, personalize cheaply (DESIGN.md principle 1). :func:`render_issue` runs the
+whole pipeline once per issue and returns a :class:`RenderedIssue` whose ``html`` and
+``text`` still hold one placeholder per reader field (``FIELDS``). Per reader, only the
+placeholders are filled (:meth:`RenderedIssue.personalize`, or :func:`split_template` for
+callers that splice the values themselves): no Jinja, MJML or premailer on the hot path.
+
+Placeholders are ``%%field%%`` (e.g. ``%%unsubscribe_url%%``): plain ASCII that Jinja,
+mjml-python and premailer all pass through untouched, in text and in ``href`` attributes.
+Content cannot forge one: the pipeline runs with random, unguessable stand-ins, every
+``%%field%%`` sequence found in the output afterwards came from the issue's content and is
+neutralised (``&#37;`` in HTML, a word joiner in text), and only then are the stand-ins
+swapped for the real placeholders; a count check guards the swap.
+
+The web edition (:meth:`RenderedIssue.for_archive`) is rendered from the same template
+in archive mode: no greeting, no reader links, a Subscribe and a Past issues link.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import html as htmlmod
+import logging
+import re
+import secrets
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+
+from mailer.config import Settings
+from mailer.errors import RenderError
+from mailer.issue import Issue
+
+__all__ = [
+    "FIELDS",
+    "Branding",
+    "RenderedIssue",
+    "compile_email",
+    "placeholder",
+    "render_issue",
+    "render_text_template",
+    "split_template",
+    "wrap_text",
+]
+
+FIELDS: tuple[str, ...] = ("unsubscribe_url", "preferences_url", "name")
+PLACEHOLDER_RE = re.compile(r"%%(" + "|".join(FIELDS) + r")%%")
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "email"
+
+GMAIL_CLIP_BYTES = 102 * 1024
+SUBJECT_MAX = 78
+PREHEADER_MAX = 140
+TITLE_SUSPICIOUS = 200
+SOURCE_SUSPICIOUS = 60
+TEXT_WIDTH = 72
+LINE_MAX_OCTETS = 998
+FONTS = "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
+SAMPLE_VALUES: Mapping[str, str] = {
+    "unsubscribe_url": "https://example.com/unsubscribe/sample-token-0123456789abcdef0123456789",
+    "preferences_url": "https://example.com/preferences/sample-token-0123456789abcdef0123456",
+    "name": "Sample Reader",
+}
+_MONTHS = (
+    *("January", "February", "March", "April", "May", "June", "July"),
+    *("August", "September", "October", "November", "December"),
+)
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_RTL = {"ar", "fa", "he", "ur", "yi", "ps", "sd", "ug", "dv"}
+_LANG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
+_CONTROLS = {i: " " for i in [*range(32), *range(127, 160)]}
+_OPENING = frozenset("“‘（「『【〔〈《([{")
+_CLOSING = frozenset("，。、；：！？）」』】〕〉》”’…・,.;:!?)]}")
+
+
+def placeholder(name: str) -> str:
+    """The placeholder text for a reader field, e.g. ``%%name%%``."""
+    if name not in FIELDS:
+        raise RenderError(f"unknown reader field {name!r} (known: {', '.join(FIELDS)})")
+    return f"%%{name}%%"
+
+
+def split_template(s: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Split a rendered body into static chunks and the field names between them.
+
+    ``len(chunks) == len(names) + 1``; joining ``chunks[0], value(names[0]), chunks[1], ...``
+    rebuilds the body for one reader.
+    """
+    parts = PLACEHOLDER_RE.split(s)
+    return tuple(parts[0::2]), tuple(parts[1::2])
+
+
+def _splice(chunks: tuple[str, ...], names: tuple[str, ...], values: Mapping[str, str]) -> str:
+    out = [chunks[0]]
+    for name, chunk in zip(names, chunks[1:], strict=True):
+        out.append(values[name])
+        out.append(chunk)
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Branding:
+    """Who sends the newsletter and where its pages live (the same for every issue).
+
+    ``archive_url`` is this issue's web edition ("View in browser"); ``reason_text`` says
+    why the reader gets the email; ``greeting`` opens the email followed by the reader's
+    name (empty: no greeting line); ``subscribe_url`` and ``archive_index_url`` default to
+    ``/subscribe`` and ``/archive`` under ``base_url``.
+    """
+
+    newsletter_name: str
+    base_url: str
+    postal_address: str
+    lang: str = "en"
+    archive_url: str | None = None
+    reason_text: str = ""
+    greeting: str = "Hello"
+    subscribe_url: str = ""
+    archive_index_url: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.newsletter_name.strip() or "\n" in self.newsletter_name:
+            raise RenderError("branding: newsletter_name must be one non-empty line")
+        if not _is_http_url(self.base_url):
+            raise RenderError(f"branding: base_url is not an http(s) URL: {self.base_url!r}")
+        if self.archive_url is not None and not _is_http_url(self.archive_url):
+            raise RenderError(f"branding: archive_url is not an http(s) URL: {self.archive_url!r}")
+        if not _LANG.match(self.lang):
+            raise RenderError(f"branding: lang is not a language tag: {self.lang!r}")
+        base = self.base_url.rstrip("/")
+        if not self.subscribe_url:
+            object.__setattr__(self, "subscribe_url", base + "/subscribe")
+        if not self.archive_index_url:
+            object.__setattr__(self, "archive_index_url", base + "/archive")
+        if not self.reason_text:
+            host = urlsplit(self.base_url).hostname or base
+            object.__setattr__(
+                self,
+                "reason_text",
+                f"You are receiving {self.newsletter_name} because you subscribed to it at {host}.",
+            )
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, newsletter_name: str, archive_url: str | None = None
+    ) -> Branding:
+        """Branding from MAILER_BASE_URL and MAILER_POSTAL_ADDRESS."""
+        return cls(
+            newsletter_name=newsletter_name,
+            base_url=settings.public_base,
+            postal_address=settings.postal_address,
+            archive_url=archive_url,
+        )
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    """An issue rendered once: bodies with per-reader placeholders, and editor warnings."""
+
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    warnings: tuple[str, ...] = ()
+    archive_html: str = field(default="", repr=False)
+
+    @cached_property
+    def _html_parts(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return split_template(self.html)
+
+    @cached_property
+    def _text_parts(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return split_template(self.text)
+
+    def personalize(self, values: Mapping[str, str]) -> tuple[str, str]:
+        """(html, text) for one reader: values HTML-escaped in the HTML, plain in the text.
+
+        ``unsubscribe_url`` and ``preferences_url`` are required, ``name`` may be missing
+        or empty. Line breaks and control characters in values become spaces.
+        """
+        plain = {}
+        for name in FIELDS:
+            value = values.get(name)
+            if value is None:
+                if name != "name":
+                    raise RenderError(f"personalize: no value for {name!r}")
+                value = ""
+            plain[name] = value.translate(_CONTROLS)
+        escaped = {k: htmlmod.escape(v, quote=True) for k, v in plain.items()}
+        html_chunks, html_names = self._html_parts
+        text_chunks, text_names = self._text_parts
+        return (
+            _splice(html_chunks, html_names, escaped),
+            _splice(text_chunks, text_names, plain),
+        )
+
+    def for_archive(self) -> str:
+        """The web edition: the same issue with no reader's personal links."""
+        if not self.archive_html:
+            raise RenderError("this rendered issue carries no web edition (archive_html)")
+        return self.archive_html
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe snapshot for a campaign row; :meth:`from_dict` restores it."""
+        return {
+            "subject": self.subject,
+            "preheader": self.preheader,
+            "html": self.html,
+            "text": self.text,
+            "warnings": list(self.warnings),
+            "archive_html": self.archive_html,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RenderedIssue:
+        try:
+            return cls(
+                subject=str(d["subject"]),
+                preheader=str(d["preheader"]),
+                html=str(d["html"]),
+                text=str(d["text"]),
+                warnings=tuple(str(w) for w in d.get("warnings", ())),
+                archive_html=str(d.get("archive_html", "")),
+            )
+        except (KeyError, TypeError) as err:
+            raise RenderError(f"rendered issue snapshot is incomplete: {err}") from err
+
+
+def render_issue(issue: Issue, branding: Branding) -> RenderedIssue:
+    """Render an issue once: email HTML and text with placeholders, the web edition, warnings."""
+    nonce = secrets.token_hex(8)
+    stand_ins = {name: f"mailerph{nonce}{name.replace('_', '')}" for name in FIELDS}
+    context = _issue_context(issue, branding)
+    email_ctx = {**context, "archive": False, "ph": stand_ins}
+    html = _swap_stand_ins(compile_email("issue.mjml.j2", email_ctx), stand_ins, html=True)
+    text_raw = render_text_template("issue.txt.j2", email_ctx)
+    text, split_urls = _limit_line_octets(text_raw)
+    text = _swap_stand_ins(text, stand_ins, html=False)
+    archive = compile_email("issue.mjml.j2", {**context, "archive": True, "ph": {}})
+    archive = PLACEHOLDER_RE.sub(lambda m: "&#37;" + m.group(0)[1:], archive)
+    rendered = RenderedIssue(
+        subject=issue.subject,
+        preheader=issue.preheader,
+        html=html,
+        text=text,
+        archive_html=archive,
+    )
+    warnings = _warnings(issue, branding, rendered, split_urls)
+    return dataclasses.replace(rendered, warnings=tuple(warnings))
+
+
+# -- the pipeline (reusable by other emails, e.g. the confirmation mail) -----------------
+
+
+def compile_email(template: str, context: Mapping[str, Any]) -> str:
+    """Jinja2 (autoescape, StrictUndefined) -> MJML -> HTML -> CSS inlined, with a doctype.
+
+    ``template`` names a file in templates/email/ (usually extending base.mjml.j2, whose
+    context keys are listed at its top).
+    """
+    from mjml import mjml2html
+    from premailer import Premailer
+
+    try:
+        mjml_src = _jinja().get_template(template).render(**_base_context(context))
+    except jinja2.TemplateError as err:
+        raise RenderError(f"{template}: {err}") from err
+    try:
+        compiled = mjml2html(mjml_src, disable_comments=True, fonts={})
+    except Exception as err:  # the MJML engine raises bare exceptions
+        raise RenderError(f"{template}: MJML did not compile: {err}") from err
+    try:
+        inlined = Premailer(
+            compiled,
+            base_url=None,
+            disable_link_rewrites=True,
+            allow_network=False,
+            allow_loading_external_files=False,
+            keep_style_tags=False,
+            remove_classes=False,
+            strip_important=False,
+            disable_validation=True,
+            cssutils_logging_level=logging.CRITICAL,
+        ).transform()
+    except Exception as err:  # premailer/cssutils/lxml raise many kinds
+        raise RenderError(f"{template}: CSS inlining failed: {err}") from err
+    return "<!doctype html>\n" + str(inlined)
+
+
+def render_text_template(template: str, context: Mapping[str, Any]) -> str:
+    """A plain-text template (``*.txt.j2``, no autoescape) with tidy blank lines."""
+    try:
+        raw = _jinja().get_template(template).render(**_base_context(context))
+    except jinja2.TemplateError as err:
+        raise RenderError(f"{template}: {err}") from err
+    lines = [line.rstrip() for line in raw.split("\n")]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+    return text + "\n"
+
+
+@functools.lru_cache(maxsize=1)
+def _jinja() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("mjml.j2", "html.j2", "mjml", "html"),
+            disabled_extensions=("txt.j2", "txt"),
+            default=True,
+            default_for_string=True,
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = wrap_text
+    return env
+
+
+def _base_context(context: Mapping[str, Any]) -> dict[str, Any]:
+    lang = context.get("lang", "en")
+    defaults = {
+        "lang": lang,
+        "dir": "rtl" if str(lang).split("-")[0].lower() in _RTL else "ltr",
+        "fonts": FONTS,
+        "preheader": "",
+        "date_label": "",
+    }
+    return {**defaults, **context}
+
+
+def _issue_context(issue: Issue, b: Branding) -> dict[str, Any]:
+    return {
+        "lang": b.lang,
+        "title": issue.subject,
+        "preheader": issue.preheader,
+        "newsletter_name": b.newsletter_name,
+        "date_label": date_label(issue.date) if issue.date else "",
+        "greeting": b.greeting,
+        "intro": issue.intro,
+        "items": issue.items,
+        "closing": issue.closing,
+        "reason_text": b.reason_text,
+        "view_url": b.archive_url or "",
+        "subscribe_url": b.subscribe_url,
+        "archive_index_url": b.archive_index_url,
+        "address_lines": [ln.strip() for ln in b.postal_address.splitlines() if ln.strip()],
+    }
+
+
+def date_label(d: Any) -> str:
+    """'Monday, March 3, 2025' (English, whatever the machine's locale)."""
+    return f"{_WEEKDAYS[d.weekday()]}, {_MONTHS[d.month - 1]} {d.day}, {d.year}"
+
+
+def _swap_stand_ins(body: str, stand_ins: Mapping[str, str], *, html: bool) -> str:
+    """Neutralise placeholders that came from content, then put the real ones in."""
+    breaker = "&#37;" if html else "%\u2060"
+    body = PLACEHOLDER_RE.sub(lambda m: breaker + m.group(0)[1:], body)
+    expected = 0
+    for name, stand_in in stand_ins.items():
+        expected += body.count(stand_in)
+        body = body.replace(stand_in, placeholder(name))
+    found = len(PLACEHOLDER_RE.findall(body))
+    if found != expected:
+        raise RenderError(
+            f"placeholder check failed: {found} placeholders after rendering, {expected} expected"
+        )
+    return body
+
+
+# -- plain text --------------------------------------------------------------------------
+
+
+def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
+    """Fill text to ``width`` display columns; URLs are never broken.
+
+    Wide (CJK) characters count two columns and may break between characters; a word
+    longer than a line (not a URL) is cut at the width; no-break spaces hold.
+    """
+    text = str(text)
+    lines: list[str] = []
+    line = ""
+    line_w = 0
+    for token, glue in _tokens(text, width):
+        tok_w = _width(token)
+        sep = " " if glue and line else ""
+        if line and line_w + len(sep) + tok_w > width:
+            lines.append(line)
+            line, line_w = token, tok_w
+        else:
+            line += sep + token
+            line_w += len(sep) + tok_w
+    if line or not lines:
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _tokens(text: str, width: int) -> list[tuple[str, bool]]:
+    """(token, space_before) pairs: words, single wide characters, and cut-up long words."""
+    out: list[tuple[str, bool]] = []
+    for word in text.split(" "):
+        if not word:
+            continue
+        if "://" in word:
+            out.append((word, True))
+            continue
+        segments: list[str] = []
+        narrow = False  # the last segment is a run of narrow characters still growing
+        opening = ""  # opening marks wait for what they open
+        for cluster in _clusters(word):
+            if cluster in _OPENING:
+                opening += cluster
+            elif cluster[0] in _CLOSING and segments and not opening:
+                segments[-1] += cluster  # closing marks stay with what they close
+            elif _width(cluster) == 2:
+                segments.append(opening + cluster)
+                opening, narrow = "", False
+            elif narrow and not opening:
+                segments[-1] += cluster
+            else:
+                segments.append(opening + cluster)
+                opening, narrow = "", True
+        if opening:
+            segments.append(opening)
+        for i, seg in enumerate(segments):
+            out.extend(_cut(seg, width, glue=i == 0))
+    return out
+
+
+def _cut(run: str, width: int, glue: bool) -> list[tuple[str, bool]]:
+    if _width(run) <= width:
+        return [(run, glue)]
+    pieces: list[tuple[str, bool]] = []
+    piece = ""
+    for cluster in _clusters(run):
+        if piece and _width(piece + cluster) > width:
+            pieces.append((piece, glue if not pieces else False))
+            piece = ""
+        piece += cluster
+    if piece:
+        pieces.append((piece, glue if not pieces else False))
+    return pieces
+
+
+def _is_extend(ch: str) -> bool:
+    o = ord(ch)
+    return (
+        unicodedata.category(ch) in ("Mn", "Me", "Mc", "Cf")
+        or 0xFE00 <= o <= 0xFE0F
+        or 0x1F3FB <= o <= 0x1F3FF
+        or 0xE0020 <= o <= 0xE007F
+    )
+
+
+def _clusters(s: str) -> list[str]:
+    """Rough grapheme clusters: marks, joiners, selectors and flag pairs stay together."""
+    out: list[str] = []
+    join = False
+    for ch in s:
+        regional = 0x1F1E6 <= ord(ch) <= 0x1F1FF
+        if out and (
+            join
+            or _is_extend(ch)
+            or (regional and len(out[-1]) == 1 and 0x1F1E6 <= ord(out[-1]) <= 0x1F1FF)
+        ):
+            out[-1] += ch
+        else:
+            out.append(ch)
+        join = ch == "\u200d"
+    return out
+
+
+def _width(s: str) -> int:
+    w = 0
+    for ch in s:
+        if _is_extend(ch) or unicodedata.combining(ch):
+            continue
+        w += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return w
+
+
+def _limit_line_octets(text: str) -> tuple[str, int]:
+    """Cut any line over 998 octets (only a giant URL can be one); return how many were."""
+    out: list[str] = []
+    cut = 0
+    for line in text.split("\n"):
+        if len(line.encode("utf-8")) <= LINE_MAX_OCTETS:
+            out.append(line)
+            continue
+        cut += 1
+        piece = ""
+        for ch in line:
+            if len((piece + ch).encode("utf-8")) > LINE_MAX_OCTETS:
+                out.append(piece)
+                piece = ""
+            piece += ch
+        out.append(piece)
+    return "\n".join(out), cut
+
+
+# -- warnings ----------------------------------------------------------------------------
+
+
+def _warnings(issue: Issue, b: Branding, rendered: RenderedIssue, split_urls: int) -> list[str]:
+    """What the editor should see before readers do."""
+    out: list[str] = []
+    sample_html, _ = rendered.personalize(SAMPLE_VALUES)
+    size = len(sample_html.encode("utf-8"))
+    if size > GMAIL_CLIP_BYTES:
+        out.append(
+            f"HTML is {size / 1024:.0f} KB: Gmail clips messages over 102 KB "
+            "(shorten the summaries or split the issue)"
+        )
+    if len(issue.subject) > SUBJECT_MAX:
+        out.append(
+            f"subject is {len(issue.subject)} characters: inboxes cut it, and over "
+            f"{SUBJECT_MAX} it is folded across header lines"
+        )
+    if not issue.preheader:
+        out.append("no preheader: inboxes will show the first words of the body instead")
+    elif len(issue.preheader) > PREHEADER_MAX:
+        out.append(
+            f"preheader is {len(issue.preheader)} characters: inboxes show about 90-{PREHEADER_MAX}"
+        )
+    seen: dict[str, int] = {}
+    for n, item in enumerate(issue.items, start=1):
+        label = f"item {n} ({_short(item.title)})"
+        if not _is_https(item.url):
+            out.append(f"{label}: link is not absolute https: {item.url}")
+        if item.url in seen:
+            out.append(f"{label}: same link as item {seen[item.url]}")
+        seen.setdefault(item.url, n)
+        if len(item.title) > TITLE_SUSPICIOUS:
+            out.append(f"{label}: title is {len(item.title)} characters: is it a summary?")
+        if len(item.source) > SOURCE_SUSPICIOUS:
+            out.append(f"{label}: source is {len(item.source)} characters: is it a title?")
+    for what, url in (
+        ("base URL (MAILER_BASE_URL)", b.base_url),
+        ("view-in-browser URL", b.archive_url),
+        ("subscribe URL", b.subscribe_url),
+        ("archive URL", b.archive_index_url),
+    ):
+        if url and not _is_https(url):
+            out.append(f"{what} is not absolute https: {url}")
+    if not b.postal_address.strip():
+        out.append("no postal address (MAILER_POSTAL_ADDRESS): the law requires one in the footer")
+    if split_urls:
+        out.append(
+            f"{split_urls} line(s) of the plain text were over {LINE_MAX_OCTETS} octets (a huge "
+            "URL?) and had to be cut"
+        )
+    return out
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and url.isprintable()
+
+
+def _is_https(url: str) -> bool:
+    return url.lower().startswith("https://") and _is_http_url(url)
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
