@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from subscribers.models import BigId, Base, JSONType, MailingList, UTCDateTime, utcnow
+from subscribers.models import Base, BigId, JSONType, MailingList, UTCDateTime, utcnow
 
 
 class CampaignStatus(enum.StrEnum):
@@ -75,6 +75,10 @@ class Campaign(Base):
     rate_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Set by `campaigns resume --force`: ops looked at a reputation-guard pause.
     guard_ack_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The web edition (no personal links), served by the archive.
+    archive_html: Mapped[str] = mapped_column(Text, default="")
+    # Rows found claimed by a dead worker and claimed again: at most these were sent twice.
+    reclaimed: Mapped[int] = mapped_column(Integer, default=0)
 
     mailing_list: Mapped[MailingList] = relationship()
 
@@ -83,7 +87,8 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("campaign_id", "subscriber_id", name="uq_deliveries_campaign_subscriber"),
-        Index("ix_deliveries_campaign_status", "campaign_id", "status"),
+        # claims scan one campaign's queued rows in id order
+        Index("ix_deliveries_campaign_status", "campaign_id", "status", "id"),
         CheckConstraint(
             "status IN ('queued', 'sending', 'sent', 'failed', 'skipped')", name="status"
         ),

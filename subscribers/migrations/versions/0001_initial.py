@@ -95,6 +95,8 @@ def upgrade() -> None:
         sa.Column("created_at", subscribers.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("rate_cursor", subscribers.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("guard_ack_at", subscribers.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("archive_html", sa.Text(), nullable=False),
+        sa.Column("reclaimed", sa.Integer(), nullable=False),
         sa.CheckConstraint(
             "status IN ('scheduled', 'sending', 'paused', 'done', 'cancelled', 'expired')",
             name=op.f("ck_campaigns_status"),
@@ -228,7 +230,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_deliveries_campaign_status", ["campaign_id", "status"], unique=False
+            "ix_deliveries_campaign_status", ["campaign_id", "status", "id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_deliveries_message_id"), ["message_id"], unique=False)
         batch_op.create_index(

@@ -1,0 +1,230 @@
+"""MIME messages, built once per campaign and spliced per reader.
+
+The rendered issue's HTML and text still hold per-reader placeholders. ``MessageTemplate``
+encodes everything that is the same for every reader exactly once — the static headers,
+and each part's static chunks quoted-printable encoded — and per reader only encodes the
+few field values and joins bytes (DESIGN.md principle 1: the per-reader path never runs
+MJML, premailer or ``EmailMessage`` over the body).
+
+Splicing works because quoted-printable allows a soft line break (``=\\r\\n``) anywhere:
+each static chunk and each value is encoded on its own and they are joined with soft breaks,
+which decode to nothing. Every line stays under 78 octets, and the result parses with the
+``email`` package to exactly the text and HTML of ``RenderedIssue.personalize``.
+
+Headers a reader could influence (the address) are checked for CR/LF; display names and
+subjects go through ``email.policy`` so non-ASCII is RFC 2047 encoded.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html as htmllib
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate, parseaddr
+
+from mailer.errors import RenderError
+from mailer.transports.base import CampaignMessage
+
+CRLF = b"\r\n"
+SOFT = b"=\r\n"
+ONE_CLICK = "List-Unsubscribe=One-Click"
+PART_HEAD = (
+    b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+)
+
+
+def qp(data: str) -> bytes:
+    """Quoted-printable encode text (UTF-8) with CRLF line ends and <= 76-octet lines."""
+    encoded = binascii.b2a_qp(data.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    return encoded.replace(b"\n", CRLF)
+
+
+def _safe_header(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value or "\x00" in value:
+        raise RenderError(f"{name}: header value contains a line break or NUL")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One text part: encoded static chunks with the field names between them."""
+
+    chunks: tuple[bytes, ...]
+    names: tuple[str, ...]
+    escape: Callable[[str], str]
+
+    @classmethod
+    def build(
+        cls,
+        template: str,
+        split: Callable[[str], tuple[tuple[str, ...], tuple[str, ...]]],
+        escape: Callable[[str], str],
+    ) -> _Part:
+        chunks, names = split(template)
+        return cls(tuple(qp(c) for c in chunks), names, escape)
+
+    def fill(self, values: Mapping[str, str]) -> bytes:
+        out = [self.chunks[0]]
+        for name, chunk in zip(self.names, self.chunks[1:], strict=True):
+            value = qp(self.escape(values.get(name, "")))
+            out.append(SOFT)
+            if value:
+                out.append(value)
+                out.append(SOFT)
+            out.append(chunk)
+        return b"".join(out)
+
+
+def _html_escape(value: str) -> str:
+    return htmllib.escape(value, quote=True)
+
+
+def _plain(value: str) -> str:
+    return value
+
+
+def sending_domain(from_address: str) -> str:
+    _, addr = parseaddr(from_address)
+    return addr.rpartition("@")[2] or "localhost"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTemplate:
+    """A campaign's message with holes for the reader: see the module docstring."""
+
+    head: bytes  # static headers, CRLF-terminated, without the blank line
+    text: _Part
+    html: _Part
+    boundary: str
+    domain: str
+    campaign: CampaignMessage
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        campaign_id: int,
+        subject: str,
+        from_address: str,
+        html: str,
+        text: str,
+        list_name: str,
+        list_slug: str,
+        reply_to: str | None = None,
+        split: Callable[[str], tuple[tuple[str, ...], tuple[str, ...]]] | None = None,
+        feedback_sender: str = "briefmailer",
+        tags: Mapping[str, str] | None = None,
+    ) -> MessageTemplate:
+        """Encode everything that does not depend on the reader (once per campaign)."""
+        if split is None:
+            from mailer.render import split_template
+
+            split = split_template
+        domain = sending_domain(from_address)
+        boundary = "=_brief_" + secrets.token_hex(12)
+        static = EmailMessage(policy=SMTP)
+        static["From"] = from_address
+        if reply_to:
+            static["Reply-To"] = reply_to
+        static["Subject"] = _safe_header("Subject", subject)
+        static["MIME-Version"] = "1.0"
+        static["List-Id"] = Address(display_name=list_name, username=list_slug, domain=domain)
+        static["Feedback-ID"] = f"{campaign_id}:{list_slug}:newsletter:{feedback_sender}"
+        static["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
+        head = bytes(static).rstrip(b"\r\n") + CRLF
+        headers = {
+            "List-Id": str(static["List-Id"]),
+            "Feedback-ID": str(static["Feedback-ID"]),
+        }
+        campaign = CampaignMessage(
+            campaign_id=campaign_id,
+            subject=subject,
+            from_address=from_address,
+            html=html,
+            text=text,
+            headers=headers,
+            reply_to=reply_to,
+            tags=dict(tags or {"campaign": str(campaign_id)}),
+        )
+        return cls(
+            head=head,
+            text=_Part.build(text, split, _plain),
+            html=_Part.build(html, split, _html_escape),
+            boundary=boundary,
+            domain=domain,
+            campaign=campaign,
+        )
+
+    def message_id(self, delivery_id: int) -> str:
+        return f"<{self.campaign.campaign_id}.{delivery_id}.{secrets.token_hex(6)}@{self.domain}>"
+
+    @staticmethod
+    def reader_headers(to: str, unsubscribe_url: str, message_id: str) -> dict[str, str]:
+        """Per-reader headers (also what SES bulk sends as ReplacementHeaders)."""
+        return {
+            "To": _safe_header("To", to),
+            "Message-ID": message_id,
+            "List-Unsubscribe": f"<{_safe_header('List-Unsubscribe', unsubscribe_url)}>",
+            "List-Unsubscribe-Post": ONE_CLICK,
+        }
+
+    def render(
+        self,
+        *,
+        to: str,
+        fields: Mapping[str, str],
+        headers: Mapping[str, str],
+        date: str | None = None,
+    ) -> bytes:
+        """The complete message for one reader (CRLF line ends), from prepared headers."""
+        b = self.boundary.encode()
+        head = [self.head]
+        for name, value in headers.items():
+            head.append(f"{name}: {value}".encode() + CRLF)
+        head.append(b"Date: " + (date or formatdate(usegmt=True)).encode() + CRLF)
+        part = PART_HEAD
+        return b"".join(
+            [
+                *head,
+                CRLF,
+                b"--" + b + CRLF,
+                part % b"plain",
+                self.text.fill(fields),
+                CRLF + b"--" + b + CRLF,
+                part % b"html",
+                self.html.fill(fields),
+                CRLF + b"--" + b + b"--" + CRLF,
+            ]
+        )
+
+
+def build_preview_message(
+    rendered: object,
+    *,
+    from_address: str,
+    to: str,
+    unsubscribe_url: str,
+    preferences_url: str,
+    list_name: str = "Newsletter",
+    list_slug: str = "newsletter",
+    name: str = "",
+) -> bytes:
+    """A complete sample message for `mailer issue render` and previews."""
+    subject = str(getattr(rendered, "subject"))  # noqa: B009  (duck-typed RenderedIssue)
+    template = MessageTemplate.build(
+        campaign_id=0,
+        subject=subject,
+        from_address=from_address,
+        html=str(getattr(rendered, "html")),  # noqa: B009
+        text=str(getattr(rendered, "text")),  # noqa: B009
+        list_name=list_name,
+        list_slug=list_slug,
+    )
+    fields = {"unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url, "name": name}
+    headers = template.reader_headers(to, unsubscribe_url, template.message_id(0))
+    return template.render(to=to, fields=fields, headers=headers)
