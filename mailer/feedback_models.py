@@ -5,6 +5,10 @@ is stored unique, and so is a hash of the event itself, so the same event arrivi
 (SNS retry, webhook *and* queue, a replayed file, raw SQS delivery without an SNS id)
 changes nothing the second time.
 
+``feedback_poison`` holds queue messages the poller set aside (unreadable, forged, or still
+failing after ``--max-attempts`` receives), with the error, so nothing is lost silently and
+ops can look and replay them with ``mailer feedback ingest``.
+
 ``soft_bounce_counters`` counts transient/undetermined bounces per address in a window that
 opens at the first bounce; a later Delivery to the address deletes the counter. It is a
 row per address updated atomically (``INSERT .. ON CONFLICT DO UPDATE``), so concurrent
@@ -55,3 +59,15 @@ class SoftBounceCounter(Base):
     count: Mapped[int] = mapped_column(Integer)
     window_started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_bounce_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PoisonMessage(Base):
+    __tablename__ = "feedback_poison"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(1024))
+    sqs_message_id: Mapped[str] = mapped_column(String(128), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    error: Mapped[str] = mapped_column(Text)
+    receive_count: Mapped[int] = mapped_column(Integer)
+    set_aside_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
