@@ -1,0 +1,44 @@
+"""Transports: how messages leave. Pick one with ``MAILER_TRANSPORT`` via :func:`make_transport`.
+
+* ``outbox`` (default): ``.eml`` files under ``MAILER_OUTBOX_DIR`` (:mod:`.outbox`)
+* ``smtp``: a relay at ``MAILER_SMTP_URL`` (:mod:`.smtp`)
+* ``ses``: Amazon SES v2, ``MAILER_SES_API`` single or bulk (:mod:`.ses`)
+
+The seam itself (Transport, CampaignMessage, OutgoingMessage, SendResult) is in :mod:`.base`.
+Backends are imported on demand, so choosing ``outbox`` never imports boto3.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailer.config import Settings
+from mailer.errors import ConfigError
+from mailer.transports.base import CampaignMessage, OutgoingMessage, SendResult, Transport
+
+__all__ = [
+    "CampaignMessage",
+    "OutgoingMessage",
+    "SendResult",
+    "Transport",
+    "make_transport",
+]
+
+
+def make_transport(settings: Settings, *, ses_client: Any = None) -> Transport:
+    """The transport ``settings.transport`` names (``ses_client`` injects a boto3 client)."""
+    if settings.transport == "outbox":
+        from mailer.transports.outbox import OutboxTransport
+
+        return OutboxTransport.from_settings(settings)
+    if settings.transport == "smtp":
+        from mailer.transports.smtp import SmtpTransport
+
+        return SmtpTransport.from_settings(settings)
+    if settings.transport == "ses":
+        from mailer.transports.ses import make_ses_transport
+
+        return make_ses_transport(settings, client=ses_client)
+    raise ConfigError(
+        f"MAILER_TRANSPORT: unknown transport {settings.transport!r} (outbox, smtp or ses)"
+    )

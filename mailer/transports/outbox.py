@@ -1,0 +1,62 @@
+"""The outbox transport: each message becomes an ``.eml`` file, nothing leaves the machine.
+
+The embedded default for the demo, previews and tests. Files land in
+``<MAILER_OUTBOX_DIR>/<campaign_id>/<delivery_id>.eml`` (test sends, whose delivery id is 0,
+get a random name instead). Each file is written to a temporary name in the same directory
+and moved into place with :func:`os.replace`, so a reader of the directory (or a crash)
+never sees half a message. Writing the same delivery again replaces the file: the outbox
+holds at most one copy per delivery.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from mailer.config import Settings
+from mailer.errors import FatalSendError, RetryableSendError
+from mailer.transports.base import CampaignMessage, OutgoingMessage, SendResult
+
+
+class OutboxTransport:
+    """Writes messages as files; safe from many threads (no shared mutable state)."""
+
+    name = "outbox"
+    max_batch = 1
+    wants_raw = True
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboxTransport:
+        return cls(settings.outbox_dir)
+
+    def send(self, campaign: CampaignMessage, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
+        folder = self.directory / str(campaign.campaign_id)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise FatalSendError(f"outbox: cannot create {folder}: {err.strerror}") from err
+        return [self._write(folder, message) for message in batch]
+
+    def _write(self, folder: Path, message: OutgoingMessage) -> SendResult:
+        stem = str(message.delivery_id) if message.delivery_id > 0 else f"test-{uuid.uuid4().hex}"
+        name = f"{stem}.eml"
+        final = folder / name
+        temp = folder / f".{stem}.{uuid.uuid4().hex}.tmp"
+        try:
+            with open(temp, "wb") as fh:
+                fh.write(message.raw)
+            os.replace(temp, final)
+        except OSError as err:
+            temp.unlink(missing_ok=True)
+            return SendResult(
+                error=RetryableSendError(f"outbox: cannot write {final}: {err.strerror}")
+            )
+        return SendResult(message_id=name)
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,379 @@
+"""The SES transport: Amazon SES v2 through one shared boto3 ``sesv2`` client.
+
+Two modes (``MAILER_SES_API``):
+
+* ``single`` (default), :class:`SesTransport`: one ``SendEmail`` per reader with the raw
+  MIME message built by ``mailer.message``.
+* ``bulk``, :class:`SesBulkTransport`: one ``SendBulkEmail`` per 50 readers. The campaign's
+  bodies become an inline template once (:mod:`mailer.transports.ses_template`); each entry
+  carries the reader's values (``ReplacementTemplateData``) and headers
+  (``ReplacementHeaders``: List-Unsubscribe, List-Unsubscribe-Post). The engine skips
+  building raw messages (``wants_raw = False``).
+
+Both tag every message with ``campaign`` and ``delivery`` (EmailTags) so SES events can be
+matched to ledger rows without parsing headers, and use ``MAILER_SES_CONFIGURATION_SET``.
+
+The client is built once per transport: ``max_pool_connections`` follows
+``MAILER_SEND_CONCURRENCY``, and botocore makes a single attempt so throttling and 5xx reach
+the engine's own backoff and rate limiter instead of hiding inside the SDK. Region and
+credentials come from boto3's standard lookup unless ``MAILER_SES_REGION`` is set;
+``MAILER_SES_ENDPOINT_URL`` points at a local server (moto, ``mailer.testing.ses_server``).
+Error mapping: :mod:`mailer.transports.ses_errors`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from email.header import Header
+from email.utils import formataddr, parseaddr
+from typing import TYPE_CHECKING, Any
+
+from mailer.config import Settings
+from mailer.errors import (
+    ConfigError,
+    FatalSendError,
+    RejectedError,
+    RetryableSendError,
+    TransportError,
+)
+from mailer.transports.base import CampaignMessage, OutgoingMessage, SendResult
+from mailer.transports.ses_errors import classify, classify_bulk_status
+from mailer.transports.ses_template import SesTemplate, SplitFn, build_template
+
+if TYPE_CHECKING:
+    from mypy_boto3_sesv2 import SESV2Client
+else:
+    SESV2Client = Any
+
+BULK_MAX = 50
+_TAG_BAD = re.compile(r"[^A-Za-z0-9_-]")
+#: Headers SES builds itself or takes from request fields; never passed as extra headers.
+_MANAGED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Reply-To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Return-Path",
+    )
+)
+_HEADER_NAME = re.compile(r"[!-9;-~]{1,126}")
+_MAX_HEADERS = 15
+
+
+def make_ses_client(settings: Settings, *, session: Any = None) -> SESV2Client:
+    """One ``sesv2`` client sized for the send concurrency; single attempt per call."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import NoRegionError
+
+    config = Config(
+        max_pool_connections=max(10, settings.send_concurrency + 4),
+        retries={"mode": "standard", "max_attempts": 1},
+        connect_timeout=5,
+        read_timeout=30,
+        tcp_keepalive=True,
+    )
+    sess = session or boto3.session.Session()
+    try:
+        client: SESV2Client = sess.client(
+            "sesv2",
+            region_name=settings.ses_region or None,
+            endpoint_url=settings.ses_endpoint_url or None,
+            config=config,
+        )
+    except NoRegionError as err:
+        raise ConfigError(
+            "no AWS region for SES: set MAILER_SES_REGION (or AWS_REGION / AWS_DEFAULT_REGION)"
+        ) from err
+    except ValueError as err:  # e.g. a malformed endpoint URL
+        raise ConfigError(f"MAILER_SES_ENDPOINT_URL: {err}") from err
+    return client
+
+
+def ses_send_quota(client: SESV2Client) -> tuple[float, float, float]:
+    """``(max_send_rate, max_24h_send, sent_last_24h)`` from GetAccount, for the limiter.
+
+    A max_24h of -1 (SES's "unlimited") comes back as ``float('inf')``."""
+    try:
+        account = client.get_account()
+    except Exception as err:
+        raise classify(err) from err
+    quota = account.get("SendQuota", {})
+    max_24h = float(quota.get("Max24HourSend", 0.0))
+    return (
+        float(quota.get("MaxSendRate", 0.0)),
+        float("inf") if max_24h < 0 else max_24h,
+        float(quota.get("SentLast24Hours", 0.0)),
+    )
+
+
+def tag_value(value: object) -> str:
+    """An SES message tag name/value: ASCII letters, digits, ``_`` and ``-``; <= 256 chars."""
+    text = _TAG_BAD.sub("_", str(value))[:256]
+    return text or "_"
+
+
+def _tags(campaign: CampaignMessage, delivery_id: int) -> list[dict[str, str]]:
+    tags = {tag_value(k): tag_value(v) for k, v in campaign.tags.items()}
+    tags["campaign"] = str(campaign.campaign_id)
+    tags["delivery"] = str(delivery_id)
+    return [{"Name": k, "Value": v} for k, v in tags.items()]
+
+
+def header_value(value: str) -> str:
+    """A header value as SES accepts it: one printable-ASCII line (RFC 2047 when needed)."""
+    flat = " ".join(value.split())
+    if flat.isascii():
+        return flat
+    return " ".join(Header(flat, "utf-8", maxlinelen=10_000).encode().split())
+
+
+def _headers(headers: Mapping[str, str], where: str) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    for name, value in headers.items():
+        if name.lower() in _MANAGED_HEADERS:
+            continue
+        if not _HEADER_NAME.fullmatch(name):
+            raise FatalSendError(f"{where}: header name {name!r} is not valid for SES")
+        text = header_value(value)
+        if not text or len(text) > 995:
+            raise FatalSendError(f"{where}: header {name} is empty or over 995 characters")
+        out.append({"Name": name, "Value": text})
+    if len(out) > _MAX_HEADERS:
+        raise FatalSendError(f"{where}: SES takes at most {_MAX_HEADERS} extra headers")
+    return out
+
+
+def _sender(address: str) -> str:
+    """A From address SES accepts: the display name RFC 2047-encoded if not ASCII."""
+    name, addr = parseaddr(address)
+    if not addr:
+        raise FatalSendError(f"campaign From address {address!r} is not an email address")
+    return formataddr((name, addr), charset="utf-8") if name else addr
+
+
+class _SesBase:
+    name = "ses"
+
+    def __init__(
+        self,
+        client: SESV2Client,
+        *,
+        configuration_set: str = "",
+    ) -> None:
+        self.client = client
+        self.configuration_set = configuration_set
+
+    def quota(self) -> tuple[float, float, float]:
+        """See :func:`ses_send_quota`."""
+        return ses_send_quota(self.client)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _finish(results: list[SendResult], fatal: FatalSendError, remaining: int) -> list[SendResult]:
+    """Account-level failure mid-batch: with nothing sent yet, raise; otherwise keep what
+    was sent and hand the rest back as retryable (the next call then raises)."""
+    if not any(r.ok for r in results):
+        raise fatal
+    note = RetryableSendError(f"not sent: {fatal}")
+    return results + [SendResult(error=note)] * remaining
+
+
+class SesTransport(_SesBase):
+    """``SendEmail`` with the raw message, one call per reader."""
+
+    max_batch = 1
+    wants_raw = True
+
+    def send(self, campaign: CampaignMessage, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
+        results: list[SendResult] = []
+        for index, message in enumerate(batch):
+            request: dict[str, Any] = {
+                "Destination": {"ToAddresses": [message.to]},
+                "Content": {"Raw": {"Data": message.raw}},
+                "EmailTags": _tags(campaign, message.delivery_id),
+            }
+            if self.configuration_set:
+                request["ConfigurationSetName"] = self.configuration_set
+            try:
+                response = self.client.send_email(**request)
+            except Exception as err:
+                error = classify(err, from_address=campaign.from_address)
+                if isinstance(error, FatalSendError):
+                    return _finish(results, error, len(batch) - index)
+                results.append(SendResult(error=error))
+                continue
+            results.append(SendResult(message_id=response["MessageId"]))
+        return results
+
+
+class SesBulkTransport(_SesBase):
+    """``SendBulkEmail`` with an inline template, up to 50 readers per call."""
+
+    max_batch = BULK_MAX
+    wants_raw = False
+
+    def __init__(
+        self,
+        client: SESV2Client,
+        *,
+        configuration_set: str = "",
+        split: SplitFn | None = None,
+    ) -> None:
+        super().__init__(client, configuration_set=configuration_set)
+        self._split = split
+        self._lock = threading.Lock()
+        self._cache: dict[int, tuple[CampaignMessage, SesTemplate, dict[str, Any]]] = {}
+
+    def _split_fn(self) -> SplitFn:
+        if self._split is None:
+            try:
+                render = importlib.import_module("mailer.render")
+                self._split = render.split_template
+            except (ImportError, AttributeError) as err:
+                raise FatalSendError(
+                    "SES bulk needs mailer.render.split_template to translate placeholders"
+                ) from err
+        assert self._split is not None
+        return self._split
+
+    def _prepared(self, campaign: CampaignMessage) -> tuple[SesTemplate, dict[str, Any]]:
+        hit = self._cache.get(campaign.campaign_id)
+        if hit is not None and (hit[0] is campaign or hit[0] == campaign):
+            return hit[1], hit[2]
+        template = build_template(campaign.subject, campaign.html, campaign.text, self._split_fn())
+        content: dict[str, Any] = {
+            "TemplateContent": {
+                "Subject": template.subject,
+                "Html": template.html,
+                "Text": template.text,
+            },
+            "TemplateData": "{}",
+        }
+        headers = _headers(campaign.headers, "campaign headers")
+        if headers:
+            content["Headers"] = headers
+        base: dict[str, Any] = {
+            "FromEmailAddress": _sender(campaign.from_address),
+            "DefaultContent": {"Template": content},
+        }
+        if campaign.reply_to:
+            base["ReplyToAddresses"] = [campaign.reply_to]
+        if campaign.tags:
+            base["DefaultEmailTags"] = [
+                {"Name": tag_value(k), "Value": tag_value(v)} for k, v in campaign.tags.items()
+            ]
+        if self.configuration_set:
+            base["ConfigurationSetName"] = self.configuration_set
+        with self._lock:
+            if len(self._cache) > 8:
+                self._cache.clear()
+            self._cache[campaign.campaign_id] = (campaign, template, base)
+        return template, base
+
+    def send(self, campaign: CampaignMessage, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
+        if len(batch) > BULK_MAX:
+            raise ValueError(f"SES bulk takes at most {BULK_MAX} messages per call")
+        template, base = self._prepared(campaign)
+        entries: list[dict[str, Any]] = []
+        positions: list[int] = []
+        results: list[SendResult | None] = [None] * len(batch)
+        for index, message in enumerate(batch):
+            try:
+                entry: dict[str, Any] = {
+                    "Destination": {"ToAddresses": [message.to]},
+                    "ReplacementTags": _tags(campaign, message.delivery_id),
+                    "ReplacementEmailContent": {
+                        "ReplacementTemplate": {
+                            "ReplacementTemplateData": template.template_data(message.fields)
+                        }
+                    },
+                }
+                headers = _headers(message.headers, f"delivery {message.delivery_id}")
+            except TransportError as err:
+                if isinstance(err, FatalSendError):
+                    err = RejectedError(str(err))  # a header only this reader has
+                results[index] = SendResult(error=err)
+                continue
+            if headers:
+                entry["ReplacementHeaders"] = headers
+            entries.append(entry)
+            positions.append(index)
+        if entries:
+            self._call(campaign, base, entries, positions, results)
+        done = [r for r in results if r is not None]
+        assert len(done) == len(batch)
+        return done
+
+    def _call(
+        self,
+        campaign: CampaignMessage,
+        base: dict[str, Any],
+        entries: list[dict[str, Any]],
+        positions: list[int],
+        results: list[SendResult | None],
+    ) -> None:
+        try:
+            response = self.client.send_bulk_email(**{**base, "BulkEmailEntries": entries})
+        except Exception as err:
+            error = classify(err, from_address=campaign.from_address)
+            if isinstance(error, FatalSendError | RetryableSendError):
+                raise error from err
+            for pos in positions:
+                results[pos] = SendResult(error=error)
+            return
+        answers = response.get("BulkEmailEntryResults", [])
+        if len(answers) != len(entries):
+            raise FatalSendError(
+                f"SES answered {len(answers)} results for {len(entries)} bulk entries"
+            )
+        fatal: FatalSendError | None = None
+        for pos, answer in zip(positions, answers, strict=True):
+            failure = classify_bulk_status(answer.get("Status", ""), answer.get("Error", ""))
+            if failure is None:
+                results[pos] = SendResult(message_id=answer.get("MessageId", ""))
+            elif isinstance(failure, FatalSendError):
+                fatal = fatal or failure
+                results[pos] = SendResult(error=RetryableSendError(f"not sent: {failure}"))
+            else:
+                results[pos] = SendResult(error=failure)
+        if fatal is not None and not any(r is not None and r.ok for r in results):
+            raise fatal
+
+
+def make_ses_transport(
+    settings: Settings,
+    *,
+    client: SESV2Client | None = None,
+    split: SplitFn | None = None,
+) -> SesTransport | SesBulkTransport:
+    """The SES transport for ``MAILER_SES_API``, with an injected client if given."""
+    ses = client if client is not None else make_ses_client(settings)
+    if settings.ses_api == "bulk":
+        return SesBulkTransport(ses, configuration_set=settings.ses_configuration_set, split=split)
+    return SesTransport(ses, configuration_set=settings.ses_configuration_set)
+
+
+__all__ = [
+    "BULK_MAX",
+    "SesBulkTransport",
+    "SesTransport",
+    "make_ses_client",
+    "make_ses_transport",
+    "ses_send_quota",
+    "tag_value",
+]
