@@ -1,0 +1,580 @@
+"""A small SES-v2-compatible HTTP server for tests and benchmarks, with fault switches.
+
+boto3's ``sesv2`` client talks to it unchanged (``endpoint_url=server.url``; any SigV4
+credentials are accepted). Every request is validated against botocore's own service model
+(:mod:`mailer.testing.ses_model`); a request that violates it gets ``400
+BadRequestException`` naming the member. Implemented operations:
+
+    SendEmail (Raw, Simple, inline Template)   SendBulkEmail (inline template)
+    GetAccount                                 GetEmailIdentity
+    GetConfigurationSet                        GetConfigurationSetEventDestinations
+    ListSuppressedDestinations                 PutSuppressedDestination
+    DeleteSuppressedDestination
+
+Every accepted message is recorded (:class:`SentMessage`: recipients, SES message id, raw
+bytes or the bulk entry's template and data, headers, tags, time), so tests can assert
+exactly-once delivery from the server's side. Calls are counted by operation and outcome.
+
+Switches (:class:`ServerConfig`, thread-safe, changeable while running): ``latency`` (s) plus
+``spike_probability``/``spike_latency``; ``throttle_probability`` (429
+TooManyRequestsException); ``error_probability`` (500 InternalFailure, nothing sent);
+``error_after_accept_probability`` (the message IS recorded, then 500: what makes duplicates
+on retry); ``reject_addresses`` / ``reject_pattern`` (MessageRejected, or MESSAGE_REJECTED
+per bulk entry); ``account_suspended``; ``sending_paused``; ``mail_from_unverified``;
+``max_send_rate`` / ``max_24h`` / ``sent_last_24h_offset`` (what GetAccount reports);
+``enforce_rate`` (429 beyond max_send_rate) and ``enforce_quota`` (LimitExceeded "Daily
+message quota exceeded." beyond max_24h); ``identities`` (None: every identity verified;
+else name -> GetEmailIdentity overrides); ``configuration_sets`` (None: any name exists;
+else name -> event destinations); ``access_keys`` (None: any; else only these key ids);
+``seed``. :meth:`SesServer.fail_next` queues exact errors for deterministic tests.
+
+In process::
+
+    with SesServer(latency=0.02) as server:
+        client = boto3.client("sesv2", endpoint_url=server.url, region_name="us-east-1")
+        server.configure(throttle_probability=0.1)
+        server.messages(); server.stats(); server.reset()
+
+As a separate process (for tests that SIGKILL the sender)::
+
+    python -m mailer.testing.ses_server --port 0 [--latency 0.02] [--config JSON]
+
+prints ``ses_server listening on http://127.0.0.1:PORT`` as its first stdout line and
+serves until SIGTERM/SIGINT. :class:`SesServerProcess` does this and reads the URL.
+The control API, under ``/_test/`` (JSON in and out; :class:`SesServerClient` wraps it):
+
+    GET  /_test/health                          {"ok": true}
+    GET  /_test/config                          current switches
+    POST /_test/config     {"latency": 0.02}    change switches; returns them
+    POST /_test/reset      {"config": false}    forget messages, counters, suppressions,
+                                                queued failures (and switches if true)
+    POST /_test/fail-next  {"error": "AccountSuspendedException", "count": 1,
+                            "operation": "SendEmail", "message": "...", "status": 400}
+    GET  /_test/messages?since=N&raw=1&render=1 {"messages": [...], "next": M}
+    GET  /_test/recipients                      {"addr": times accepted}
+    GET  /_test/stats                           {"calls": {op: {outcome: n}}, ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import random
+import re
+import signal
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs
+
+from mailer.testing.ses_model import InvalidRequest, SesApi
+from mailer.testing.ses_ops import Operations, bare_address
+from mailer.testing.ses_state import (
+    SEND_OPERATIONS,
+    ApiError,
+    SentMessage,
+    ServerConfig,
+    ServerState,
+)
+
+_MAX_LINE = 65_537
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    411: "Length Required",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_REQUEST_IDS = itertools.count(1)
+_PROCESS_TAG = uuid.uuid4().hex[:12]
+
+__all__ = [
+    "ApiError",
+    "SentMessage",
+    "ServerConfig",
+    "SesServer",
+    "SesServerClient",
+    "SesServerProcess",
+    "main",
+]
+
+
+class _HTTPServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], owner: SesServer, api: SesApi) -> None:
+        super().__init__(address, _Handler)
+        self.owner = owner
+        self.state = owner._state
+        self.api = api
+        self.ops = Operations(owner._state)
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    """A lean HTTP/1.1 keep-alive loop: http.server's header parsing (the email package)
+    would cost more than everything the server does for a request."""
+
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+    close_connection = False
+
+    def handle(self) -> None:
+        try:
+            while self._one_request():
+                pass
+        except (ConnectionError, TimeoutError):
+            return
+
+    def _one_request(self) -> bool:
+        rfile = self.rfile
+        line = rfile.readline(_MAX_LINE)
+        while line in (b"\r\n", b"\n"):
+            line = rfile.readline(_MAX_LINE)
+        if not line:
+            return False
+        parts = line.decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            self.close_connection = True
+            self._reply(400, {"message": "malformed request line"})
+            return False
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        while True:
+            raw = rfile.readline(_MAX_LINE)
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = raw.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        connection = headers.get("connection", "").lower()
+        if version == "HTTP/1.1":
+            self.close_connection = connection == "close"
+        else:
+            self.close_connection = connection != "keep-alive"
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self.close_connection = True
+            self._reply(411, {"message": "chunked bodies are not supported; send Content-Length"})
+            return False
+        if headers.get("expect", "").lower() == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        length = int(headers.get("content-length") or 0)
+        body = rfile.read(length) if length else b""
+        try:
+            self._dispatch(method, target, headers, body)
+        except Exception as err:  # a bug in the server: answer, log, keep serving
+            traceback.print_exc(file=sys.stderr)
+            self._reply(500, {"message": f"test server bug: {err!r}"}, "InternalFailure")
+        return not self.close_connection
+
+    def _reply(self, status: int, payload: Any, error_code: str | None = None) -> None:
+        body = b"{}" if payload is None else json.dumps(payload).encode()
+        head = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            f"x-amzn-RequestId: {next(_REQUEST_IDS):016x}-{_PROCESS_TAG}\r\n"
+        )
+        if error_code:
+            head += f"x-amzn-ErrorType: {error_code}\r\n"
+        if self.close_connection:
+            head += "Connection: close\r\n"
+        self.wfile.write(head.encode("latin-1") + b"\r\n" + body)
+
+    def _dispatch(self, method: str, target: str, headers: dict[str, str], raw_body: bytes) -> None:
+        path, _, query = target.partition("?")
+        if path.startswith("/_test/"):
+            self._control(method, path, query, raw_body)
+            return
+        server = self.server
+        found = server.api.match(method, path)
+        if found is None:
+            self._reply(404, {"message": f"no SES v2 route {method} {path}"}, "UnknownOperation")
+            return
+        route, params = found
+        try:
+            body = json.loads(raw_body) if raw_body else {}
+            query_args = server.api.check(route, body, params, query)
+        except (ValueError, InvalidRequest) as err:
+            with server.state.lock:
+                server.state.calls[(route.operation, "BadRequestException")] += 1
+            self._reply(400, {"message": str(err)}, "BadRequestException")
+            return
+        try:
+            status, payload = server.ops.call(route, body, params, query_args, headers)
+        except ApiError as err:
+            self._reply(err.status, {"message": err.message}, err.code)
+            return
+        self._reply(status, payload)
+
+    def _control(self, method: str, path: str, query: str, raw_body: bytes) -> None:
+        state = self.server.state
+        owner = self.server.owner
+        try:
+            data = json.loads(raw_body) if raw_body else {}
+            args = {k: v[-1] for k, v in parse_qs(query).items()}
+            if path == "/_test/health":
+                self._reply(200, {"ok": True})
+            elif path == "/_test/config" and method == "GET":
+                self._reply(200, state.config.to_json())
+            elif path == "/_test/config" and method == "POST":
+                self._reply(200, owner.configure(**data).to_json())
+            elif path == "/_test/reset" and method == "POST":
+                owner.reset(config=bool(data.get("config", False)))
+                self._reply(200, {"ok": True})
+            elif path == "/_test/fail-next" and method == "POST":
+                owner.fail_next(
+                    data["error"],
+                    count=int(data.get("count", 1)),
+                    operation=data.get("operation"),
+                    message=data.get("message"),
+                    status=data.get("status"),
+                )
+                self._reply(200, {"ok": True})
+            elif path == "/_test/messages":
+                since = int(args.get("since", "0"))
+                msgs = owner.messages(since=since)
+                self._reply(
+                    200,
+                    {
+                        "messages": [
+                            m.to_json(raw=args.get("raw") == "1", render=args.get("render") == "1")
+                            for m in msgs
+                        ],
+                        "next": since + len(msgs),
+                    },
+                )
+            elif path == "/_test/recipients":
+                self._reply(200, owner.recipients())
+            elif path == "/_test/stats":
+                self._reply(200, owner.stats())
+            else:
+                self._reply(404, {"message": f"no control route {method} {path}"})
+        except (ValueError, KeyError, TypeError) as err:
+            self._reply(400, {"message": f"bad control request: {err}"})
+
+
+class SesServer:
+    """The server: ``with SesServer(**switches) as s: ... s.url``. See the module docstring."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, **switches: Any) -> None:
+        self._host = host
+        self._port = port
+        self._state = ServerState(ServerConfig(**switches))
+        self._api: SesApi | None = None
+        self._http: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> SesServer:
+        if self._http is not None:
+            return self
+        self._api = SesApi()
+        self._http = _HTTPServer((self._host, self._port), self, self._api)
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._http is None:
+            return
+        self._http.shutdown()
+        self._http.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._http = None
+
+    def __enter__(self) -> SesServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._http is None:
+            raise RuntimeError("SesServer is not running")
+        return int(self._http.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    # -- switches ------------------------------------------------------------------------
+
+    @property
+    def config(self) -> ServerConfig:
+        return self._state.config
+
+    def configure(self, **switches: Any) -> ServerConfig:
+        """Change switches while running (JSON-style values accepted)."""
+        reject = switches.pop("reject", None) if "reject" in switches else ...
+        values = ServerConfig.fields_from_json(switches)
+        state = self._state
+        with state.lock:
+            new = dataclasses.replace(state.config, **values)
+            if reject is not ...:
+                new = dataclasses.replace(new, reject=reject)
+            if "seed" in values:
+                state.rng = random.Random(new.seed)
+            if "max_send_rate" in values:
+                state.tokens = min(state.tokens, new.max_send_rate)
+            state.config = new
+        return new
+
+    def fail_next(
+        self,
+        error: str,
+        *,
+        count: int = 1,
+        operation: str | None = None,
+        message: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        """The next ``count`` calls (of ``operation``, or any) answer with this error."""
+        err = ApiError(error, message or f"{error} (injected)", status)
+        with self._state.lock:
+            self._state.fail_queue.extend([(operation, err)] * count)
+
+    def reset(self, *, config: bool = False) -> None:
+        state = self._state
+        with state.lock:
+            state.messages.clear()
+            state.calls.clear()
+            state.sent_times.clear()
+            state.suppressed.clear()
+            state.fail_queue.clear()
+            if config:
+                state.config = ServerConfig()
+                state.rng = random.Random()
+
+    # -- what happened -------------------------------------------------------------------
+
+    def messages(self, *, since: int = 0) -> list[SentMessage]:
+        with self._state.lock:
+            return self._state.messages[since:]
+
+    def recipients(self) -> dict[str, int]:
+        """Accepted messages per recipient address (lower-case)."""
+        counts: Counter[str] = Counter()
+        for message in self.messages():
+            counts.update(bare_address(a) for a in message.recipients)
+        return dict(counts)
+
+    def calls(self, operation: str | None = None) -> dict[str, int]:
+        """Counts by outcome ("ok" or the error code) for one operation, or all summed."""
+        with self._state.lock:
+            items = list(self._state.calls.items())
+        out: Counter[str] = Counter()
+        for (op, outcome), n in items:
+            if operation is None or op == operation:
+                out[outcome] += n
+        return dict(out)
+
+    def stats(self) -> dict[str, Any]:
+        with self._state.lock:
+            items = list(self._state.calls.items())
+            total = len(self._state.messages)
+            suppressed = sum(1 for m in self._state.messages if m.suppressed)
+        calls: dict[str, dict[str, int]] = {}
+        for (op, outcome), n in items:
+            calls.setdefault(op, {})[outcome] = n
+        return {
+            "calls": calls,
+            "messages": total,
+            "sends": sum(n for (op, _), n in items if op in SEND_OPERATIONS),
+            "suppressed_recipients_sent": suppressed,
+        }
+
+    def suppress(self, address: str, reason: str = "BOUNCE") -> None:
+        """Put an address on the account suppression list (as PutSuppressedDestination)."""
+        with self._state.lock:
+            self._state.suppressed[bare_address(address)] = (address, reason, time.time())
+
+
+# -- another process ---------------------------------------------------------------------
+
+
+class SesServerClient:
+    """The control API of a server running elsewhere (e.g. ``python -m ...ses_server``)."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        req = urllib.request.Request(  # noqa: S310 - http(s) loopback URL we were given
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+            return json.load(resp)
+
+    def health(self) -> bool:
+        return bool(self._call("GET", "/_test/health").get("ok"))
+
+    def config(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/_test/config")
+        return result
+
+    def configure(self, **switches: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/_test/config", switches)
+        return result
+
+    def reset(self, *, config: bool = False) -> None:
+        self._call("POST", "/_test/reset", {"config": config})
+
+    def fail_next(
+        self,
+        error: str,
+        *,
+        count: int = 1,
+        operation: str | None = None,
+        message: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        body = {"error": error, "count": count, "operation": operation, "message": message}
+        if status is not None:
+            body["status"] = status
+        self._call("POST", "/_test/fail-next", body)
+
+    def messages(
+        self, *, since: int = 0, raw: bool = False, render: bool = False
+    ) -> list[dict[str, Any]]:
+        query = f"?since={since}&raw={int(raw)}&render={int(render)}"
+        result: list[dict[str, Any]] = self._call("GET", "/_test/messages" + query)["messages"]
+        return result
+
+    def recipients(self) -> dict[str, int]:
+        result: dict[str, int] = self._call("GET", "/_test/recipients")
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/_test/stats")
+        return result
+
+
+class SesServerProcess:
+    """Run the server as a child process: ``with SesServerProcess(latency=0.02) as p: p.url``.
+
+    Switches are passed as ``--config`` JSON; ``p.control`` is a :class:`SesServerClient`."""
+
+    def __init__(self, *, python: str | None = None, **switches: Any) -> None:
+        self._python = python or sys.executable
+        self._switches = switches
+        self._proc: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.control: SesServerClient | None = None
+
+    def start(self) -> SesServerProcess:
+        args = [self._python, "-m", "mailer.testing.ses_server", "--port", "0"]
+        if self._switches:
+            args += ["--config", json.dumps(self._switches)]
+        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        m = re.search(r"listening on (http://\S+)", line)
+        if not m:
+            self.stop()
+            raise RuntimeError(f"ses_server did not start: {line!r}")
+        self.url = m.group(1)
+        self.control = SesServerClient(self.url)
+        return self
+
+    def stop(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        self._proc = None
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("not running")
+        return self._proc.pid
+
+    def __enter__(self) -> SesServerProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mailer.testing.ses_server",
+        description="SES-v2-compatible test server with fault switches (see module docs).",
+        epilog="example: python -m mailer.testing.ses_server --port 8025 --latency 0.02",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, help="seconds added to every call")
+    parser.add_argument("--throttle", type=float, help="probability of a 429 per send call")
+    parser.add_argument("--error-rate", type=float, help="probability of a 500 per send call")
+    parser.add_argument("--max-send-rate", type=float, help="MaxSendRate for GetAccount")
+    parser.add_argument("--max-24h", type=float, help="Max24HourSend for GetAccount")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--config", default="{}", help="JSON object of switches")
+    args = parser.parse_args(argv)
+    switches = ServerConfig.fields_from_json(json.loads(args.config))
+    for name, value in (
+        ("latency", args.latency),
+        ("throttle_probability", args.throttle),
+        ("error_probability", args.error_rate),
+        ("max_send_rate", args.max_send_rate),
+        ("max_24h", args.max_24h),
+        ("seed", args.seed),
+    ):
+        if value is not None:
+            switches[name] = value
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with SesServer(args.host, args.port, **switches) as server:
+        print(f"ses_server listening on {server.url}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
