@@ -9,13 +9,16 @@ never a traceback. Every command's docstring ends with an ``Example:`` line, whi
 from __future__ import annotations
 
 import sys
-
 from typing import Any
 
 import typer
 
 # Command modules: importing one registers its commands. Keep README's CLI order.
-from mailer.cli import store_cmds  # noqa: F401
+from mailer.cli import (
+    issue_cmds,  # noqa: F401
+    send_cmds,  # noqa: F401
+    store_cmds,  # noqa: F401
+)
 from mailer.cli.app import app
 from mailer.errors import ConfigError, MailerError
 
