@@ -22,10 +22,9 @@ import html as htmllib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import formatdate, parseaddr
+from email.utils import formataddr, formatdate, parseaddr
 
 from mailer.errors import RenderError
 from mailer.transports.base import CampaignMessage
@@ -133,7 +132,9 @@ class MessageTemplate:
             static["Reply-To"] = reply_to
         static["Subject"] = _safe_header("Subject", subject)
         static["MIME-Version"] = "1.0"
-        static["List-Id"] = Address(display_name=list_name, username=list_slug, domain=domain)
+        static["List-Id"] = formataddr(
+            (_safe_header("List name", list_name), f"{list_slug}.{domain}")
+        )
         static["Feedback-ID"] = f"{campaign_id}:{list_slug}:newsletter:{feedback_sender}"
         static["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
         head = bytes(static).rstrip(b"\r\n") + CRLF

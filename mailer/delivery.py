@@ -1,0 +1,697 @@
+"""The send engine: claim a batch of Delivery rows, personalize, send, record.
+
+DESIGN.md principle 2 — the Delivery row is the truth:
+
+* rows are claimed (``queued -> sending``, with worker id and time) in one statement per
+  batch before the transport is called, and marked (``sent``/``failed``/``skipped``, or back
+  to ``queued`` with a ``not_before`` for a retry) in one transaction per batch after;
+* a worker that dies leaves ``sending`` rows behind; any other worker (or
+  ``campaigns resume``) re-claims them once their worker's heartbeat lease has expired or the
+  claim is older than ``MAILER_LEASE_SECONDS``, and counts them in ``Campaign.reclaimed`` —
+  those, and only those, may have been sent twice;
+* on PostgreSQL claims use ``FOR UPDATE SKIP LOCKED`` so any number of workers share a
+  campaign; on SQLite one sending worker at a time holds a lease.
+
+The campaign's rate holds across workers: each claim reserves its time slot on
+``Campaign.rate_cursor`` (under the campaign row's lock) and the worker paces the batch
+inside that slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailer.campaigns import Campaign, CampaignStatus, Delivery, DeliveryStatus, Lease
+from mailer.config import Settings
+from mailer.errors import (
+    ConflictError,
+    FatalSendError,
+    MailerError,
+    RejectedError,
+    RetryableSendError,
+    TransportError,
+)
+from mailer.message import MessageTemplate
+from mailer.tokens import Signer
+from mailer.transports.base import OutgoingMessage, SendResult, Transport
+from subscribers.models import MailingList, Subscriber, Subscription, Suppression, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_TTL = 30.0
+SQLITE_LEASE = "sqlite-sender"
+_CONTROLS = {i: " " for i in [*range(32), *range(127, 160)]}  # as render.personalize
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{random.randrange(16**4):04x}"
+
+
+@dataclass
+class Progress:
+    """What the engine reports after each batch (and returns at the end)."""
+
+    campaign_id: int
+    total: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retried: int = 0
+    started: float = field(default_factory=time.monotonic)
+    status: str = ""
+    reason: str | None = None
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.skipped
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.sent / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    delivery_id: int
+    subscriber_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    delivery_id: int
+    result: SendResult | None  # None: not attempted (stopped before the call)
+
+
+class Pacer:
+    """Spaces calls evenly inside a reserved time slot; adapts down on throttling."""
+
+    def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self.factor = 1.0  # < 1 after throttling; recovers slowly
+
+    def plan(self, start_in: float, count: int, rate: float) -> None:
+        with self._lock:
+            self._next = time.monotonic() + max(0.0, start_in)
+            self._interval = 1.0 / (rate * self.factor) if rate > 0 else 0.0
+            self._left = count
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            at = max(self._next, now) if self._interval else now
+            self._next = at + self._interval
+        if at > now:
+            self._sleep(at - now)
+
+    def throttled(self) -> None:
+        self.factor = max(0.05, self.factor * 0.5)
+
+    def calm(self) -> None:
+        self.factor = min(1.0, self.factor * 1.1)
+
+
+class Engine:
+    """Sends campaigns. One Engine per worker process; thread-safe transports only."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        transport: Transport,
+        *,
+        worker_id: str | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.transport = transport
+        self.worker_id = worker_id or new_worker_id()
+        self.on_progress = on_progress
+        self.signer = Signer.from_settings(settings)
+        self.pacer = Pacer(sleep)
+        self._sleep = sleep
+        self._sqlite = sessions.kw["bind"].dialect.name == "sqlite"
+        self._stop = threading.Event()  # ends the heartbeat
+        self._halt = threading.Event()  # ends sending after the batch in flight
+        self._heartbeat: threading.Thread | None = None
+        self._quota_checked = 0.0
+        self._quota_left: float | None = None
+        self._rate = settings.send_rate
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> Engine:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, *, wait: float = 0.0) -> None:
+        """Register this worker (heartbeat lease); on SQLite also take the single-sender lease."""
+        self._beat()
+        if self._sqlite:
+            deadline = time.monotonic() + wait
+            while not self._take_sqlite_lease():
+                if time.monotonic() >= deadline:
+                    raise ConflictError(
+                        "another worker is sending on this SQLite database; SQLite allows one "
+                        "sending worker at a time (use PostgreSQL for several, or wait)"
+                    )
+                self._sleep(1.0)
+        self._heartbeat = threading.Thread(target=self._beat_loop, daemon=True)
+        self._heartbeat.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+        with self.sessions.begin() as s:
+            s.execute(
+                delete(Lease).where(
+                    or_(Lease.name == f"worker:{self.worker_id}", Lease.holder == self.worker_id)
+                )
+            )
+
+    def _beat(self) -> None:
+        with self.sessions.begin() as s:
+            _upsert_lease(s, f"worker:{self.worker_id}", self.worker_id, HEARTBEAT_TTL)
+
+    def _beat_loop(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self._beat()
+                if self._sqlite:
+                    self._take_sqlite_lease()
+            except Exception:  # a missed beat is retried; the lease outlives several
+                log.warning("heartbeat failed", exc_info=True)
+
+    def _take_sqlite_lease(self) -> bool:
+        with self.sessions.begin() as s:
+            lease = s.get(Lease, SQLITE_LEASE)
+            now = utcnow()
+            if lease is not None and lease.holder != self.worker_id and lease.expires_at > now:
+                return False
+            _upsert_lease(s, SQLITE_LEASE, self.worker_id, HEARTBEAT_TTL)
+            return True
+
+    def request_stop(self) -> None:
+        """Finish the batch in flight, then return (SIGTERM, Ctrl-C)."""
+        self._halt.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._halt.is_set()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, campaign_id: int) -> Progress:
+        """Send a campaign until nothing is left to claim, or it is paused/cancelled/expired."""
+        with self.sessions.begin() as s:
+            campaign = _get(s, campaign_id)
+            if campaign.status in (CampaignStatus.SCHEDULED, CampaignStatus.SENDING):
+                if campaign.status == CampaignStatus.SCHEDULED:
+                    campaign.status = CampaignStatus.SENDING
+                campaign.started_at = campaign.started_at or utcnow()
+            mlist = s.get(MailingList, campaign.list_id)
+            assert mlist is not None
+            template = MessageTemplate.build(
+                campaign_id=campaign.id,
+                subject=campaign.subject,
+                from_address=mlist.from_address,
+                reply_to=mlist.reply_to,
+                html=campaign.html,
+                text=campaign.text,
+                list_name=mlist.name,
+                list_slug=mlist.slug,
+            )
+            progress = Progress(campaign_id)
+            counts = state_counts(s, campaign_id)
+            progress.total = sum(counts.values())
+            progress.status = campaign.status
+            list_id = campaign.list_id
+        if progress.status != CampaignStatus.SENDING:
+            return progress
+        self._init_rate()
+        pool = ThreadPoolExecutor(
+            max_workers=self.settings.send_concurrency, thread_name_prefix="send"
+        )
+        try:
+            while not self._halt.is_set():
+                if self._check_campaign(campaign_id, progress):
+                    break
+                batch = self._claim(campaign_id, list_id)
+                if batch is None:
+                    if self._finish_if_drained(campaign_id, progress):
+                        break
+                    self._sleep(0.5)  # rows waiting for a retry time, or claimed elsewhere
+                    continue
+                claimed, recipients = batch
+                outcomes, fatal = self._send(pool, template, list_id, claimed, recipients)
+                self._record(campaign_id, outcomes, recipients, progress, fatal)
+                if self.on_progress is not None:
+                    self.on_progress(progress)
+                if fatal is not None:
+                    break
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if self.on_progress is not None:
+            self.on_progress(progress)
+        return progress
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _init_rate(self) -> None:
+        quota = getattr(self.transport, "quota", None)
+        if quota is None:
+            return
+        try:
+            max_rate, max_24h, sent_24h = quota()
+        except MailerError as err:
+            log.warning("could not read the SES quota: %s", err)
+            return
+        if not self._rate:
+            self._rate = float(max_rate)
+        self._quota_left = max(0.0, float(max_24h) - float(sent_24h)) if max_24h >= 0 else None
+        self._quota_checked = time.monotonic()
+
+    def _check_campaign(self, campaign_id: int, progress: Progress) -> bool:
+        """Between batches: honour pause/cancel, expiry, the reputation guard and the quota."""
+        with self.sessions.begin() as s:
+            campaign = _get(s, campaign_id)
+            progress.status, progress.reason = campaign.status, campaign.pause_reason
+            if campaign.status != CampaignStatus.SENDING:
+                return True
+            if campaign.expires_at is not None and utcnow() >= campaign.expires_at:
+                expire(s, campaign, "the campaign expired before every reader got it")
+                progress.status, progress.reason = campaign.status, campaign.pause_reason
+                return True
+            if self._quota_left is not None and self._quota_left < 1:
+                pause(s, campaign, "SES 24-hour sending quota reached; resume when it resets")
+                progress.status, progress.reason = campaign.status, campaign.pause_reason
+                return True
+            reason = _guard(s, campaign_id, self.settings)
+            if reason:
+                pause(s, campaign, f"reputation guard: {reason}")
+                progress.status, progress.reason = campaign.status, campaign.pause_reason
+                return True
+        return False
+
+    def _claim(
+        self, campaign_id: int, list_id: int
+    ) -> tuple[list[_Claimed], dict[int, tuple[str, str]]] | None:
+        """Claim up to one batch; returns the rows and, per deliverable row, (email, name)."""
+        size = self.settings.batch_size
+        if self._quota_left is not None:
+            size = max(1, min(size, int(self._quota_left)))
+        now = utcnow()
+        with self.sessions.begin() as s:
+            campaign_q = select(Campaign).where(Campaign.id == campaign_id)
+            if not self._sqlite:
+                campaign_q = campaign_q.with_for_update()
+            campaign = s.scalars(campaign_q).one()
+            rows = self._stale(s, campaign_id, now, size)
+            reclaimed = len(rows)
+            if len(rows) < size:
+                queued = (
+                    select(Delivery.id, Delivery.subscriber_id)
+                    .where(
+                        Delivery.campaign_id == campaign_id,
+                        Delivery.status == DeliveryStatus.QUEUED,
+                        or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
+                    )
+                    .order_by(Delivery.id)
+                    .limit(size - len(rows))
+                )
+                if not self._sqlite:
+                    queued = queued.with_for_update(skip_locked=True)
+                rows += [tuple(r) for r in s.execute(queued)]
+            if not rows:
+                return None
+            ids = [r[0] for r in rows]
+            s.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids))
+                .values(
+                    status=DeliveryStatus.SENDING,
+                    worker=self.worker_id,
+                    claimed_at=now,
+                    attempts=Delivery.attempts + 1,
+                )
+            )
+            if reclaimed:
+                campaign.reclaimed = Campaign.reclaimed + reclaimed
+            # reserve this batch's slot on the campaign's shared pacing cursor
+            start_in = 0.0
+            if self._rate:
+                cursor = campaign.rate_cursor
+                start = max(now, cursor) if cursor is not None else now
+                campaign.rate_cursor = start + timedelta(seconds=len(rows) / self._rate)
+                start_in = (start - now).total_seconds()
+            recipients = _recipients(s, list_id, [r[1] for r in rows if r[1] is not None])
+        self.pacer.plan(start_in, len(rows), self._rate)
+        return [_Claimed(r[0], r[1]) for r in rows], recipients
+
+    def _stale(self, s: Session, campaign_id: int, now: datetime, size: int) -> list[Any]:
+        """`sending` rows whose worker is gone (lease expired) or whose claim is too old."""
+        live = select(Lease.holder).where(Lease.name.like("worker:%"), Lease.expires_at > now)
+        q = (
+            select(Delivery.id, Delivery.subscriber_id)
+            .where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.status == DeliveryStatus.SENDING,
+                or_(
+                    Delivery.claimed_at < now - timedelta(seconds=self.settings.lease_seconds),
+                    Delivery.worker.not_in(live),
+                ),
+            )
+            .order_by(Delivery.id)
+            .limit(size)
+        )
+        if not self._sqlite:
+            q = q.with_for_update(skip_locked=True)
+        return [tuple(r) for r in s.execute(q)]
+
+    def _send(
+        self,
+        pool: ThreadPoolExecutor,
+        template: MessageTemplate,
+        list_id: int,
+        claimed: Sequence[_Claimed],
+        recipients: dict[int, tuple[str, str]],
+    ) -> tuple[list[_Outcome], FatalSendError | None]:
+        """Personalize and send the deliverable rows; skipped rows get no outcome."""
+        messages = [
+            self._personalize(template, list_id, c, recipients[c.subscriber_id])
+            for c in claimed
+            if c.subscriber_id is not None and c.subscriber_id in recipients
+        ]
+        fatal: list[FatalSendError] = []
+        stop = threading.Event()
+        step = max(1, self.transport.max_batch)
+        chunks = [messages[i : i + step] for i in range(0, len(messages), step)]
+
+        def call(chunk: list[OutgoingMessage]) -> list[_Outcome]:
+            if stop.is_set():
+                return [_Outcome(m.delivery_id, None) for m in chunk]
+            self.pacer.wait()
+            if stop.is_set():
+                return [_Outcome(m.delivery_id, None) for m in chunk]
+            try:
+                results = self.transport.send(template.campaign, chunk)
+            except FatalSendError as err:
+                stop.set()
+                fatal.append(err)
+                return [_Outcome(m.delivery_id, None) for m in chunk]
+            except TransportError as err:
+                results = [SendResult(error=err) for _ in chunk]
+            except Exception as err:  # a bug or library surprise: retry, never lose the row
+                log.exception("transport raised an unexpected error")
+                wrapped = RetryableSendError(f"{type(err).__name__}: {err}")
+                results = [SendResult(error=wrapped) for _ in chunk]
+            return [_Outcome(m.delivery_id, r) for m, r in zip(chunk, results, strict=True)]
+
+        outcomes: list[_Outcome] = []
+        for part in pool.map(call, chunks):
+            outcomes.extend(part)
+        return outcomes, (fatal[0] if fatal else None)
+
+    def _personalize(
+        self, template: MessageTemplate, list_id: int, claimed: _Claimed, who: tuple[str, str]
+    ) -> OutgoingMessage:
+        """One reader's message: signed links, escaped fields, spliced MIME."""
+        email, name = who
+        sid = claimed.subscriber_id
+        assert sid is not None
+        base = self.settings.public_base
+        unsub = f"{base}/unsubscribe/{self.signer.sign('unsubscribe', sid, list_id)}"
+        prefs = f"{base}/preferences/{self.signer.sign('preferences', sid, list_id)}"
+        fields = {
+            "unsubscribe_url": unsub,
+            "preferences_url": prefs,
+            "name": name.translate(_CONTROLS),
+        }
+        message_id = template.message_id(claimed.delivery_id)
+        headers = template.reader_headers(email, unsub, message_id)
+        raw = (
+            template.render(to=email, fields=fields, headers=headers)
+            if self.transport.wants_raw
+            else b""
+        )
+        return OutgoingMessage(
+            delivery_id=claimed.delivery_id,
+            to=email,
+            raw=raw,
+            fields=fields,
+            headers=headers,
+            message_id=message_id,
+        )
+
+    def _record(
+        self,
+        campaign_id: int,
+        outcomes: list[_Outcome],
+        recipients: dict[int, tuple[str, str]],
+        progress: Progress,
+        fatal: FatalSendError | None,
+    ) -> None:
+        """Write the batch's results in one transaction."""
+        now = utcnow()
+        sent: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        requeue: list[dict[str, Any]] = []
+        attempted = {o.delivery_id for o in outcomes}
+        throttled = False
+        for o in outcomes:
+            if o.result is None:
+                requeue.append({"b_id": o.delivery_id})
+            elif o.result.ok:
+                sent.append({"b_id": o.delivery_id, "b_mid": o.result.message_id, "b_at": now})
+            elif isinstance(o.result.error, RetryableSendError):
+                err = o.result.error
+                throttled = throttled or err.throttled
+                requeue.append(
+                    {
+                        "b_id": o.delivery_id,
+                        "b_nb": now + timedelta(seconds=_backoff(err)),
+                        "b_err": f"{type(err).__name__}: {err}"[:2000],
+                        "retry": True,
+                    }
+                )
+            else:
+                bad: TransportError = o.result.error or RejectedError("unknown error")
+                failed.append(
+                    {
+                        "b_id": o.delivery_id,
+                        "b_cls": type(bad).__name__,
+                        "b_err": str(bad)[:2000],
+                    }
+                )
+        with self.sessions.begin() as s:
+            conn = s.connection()  # Core executemany: one statement for the whole batch
+            claimed_here = conn.execute(
+                select(Delivery.id, Delivery.attempts, Delivery.subscriber_id).where(
+                    Delivery.campaign_id == campaign_id,
+                    Delivery.status == DeliveryStatus.SENDING,
+                    Delivery.worker == self.worker_id,
+                )
+            ).all()
+            skipped = [
+                {"b_id": did}
+                for did, _, sid in claimed_here
+                if did not in attempted and (sid is None or sid not in recipients)
+            ]
+            attempts = {did: n for did, n, _ in claimed_here}
+            retry_now = [r for r in requeue if not r.get("retry")]
+            retries = [r for r in requeue if r.get("retry")]
+            exhausted = [r for r in retries if attempts.get(r["b_id"], 0) >= MAX_ATTEMPTS]
+            retries = [r for r in retries if attempts.get(r["b_id"], 0) < MAX_ATTEMPTS]
+            failed += [
+                {"b_id": r["b_id"], "b_cls": "RetryableSendError", "b_err": r["b_err"]}
+                for r in exhausted
+            ]
+            if sent:
+                conn.execute(
+                    update(Delivery)
+                    .where(Delivery.id == bindparam("b_id"))
+                    .values(
+                        status=DeliveryStatus.SENT,
+                        message_id=bindparam("b_mid"),
+                        sent_at=bindparam("b_at"),
+                        error_class=None,
+                        error=None,
+                    ),
+                    sent,
+                )
+            if failed:
+                conn.execute(
+                    update(Delivery)
+                    .where(Delivery.id == bindparam("b_id"))
+                    .values(
+                        status=DeliveryStatus.FAILED,
+                        error_class=bindparam("b_cls"),
+                        error=bindparam("b_err"),
+                    ),
+                    failed,
+                )
+            if retry_now:  # never attempted (stopped first): not an attempt either
+                conn.execute(
+                    update(Delivery)
+                    .where(Delivery.id == bindparam("b_id"))
+                    .values(status=DeliveryStatus.QUEUED, attempts=Delivery.attempts - 1),
+                    [{"b_id": r["b_id"]} for r in retry_now],
+                )
+            if retries:
+                conn.execute(
+                    update(Delivery)
+                    .where(Delivery.id == bindparam("b_id"))
+                    .values(
+                        status=DeliveryStatus.QUEUED,
+                        not_before=bindparam("b_nb"),
+                        error=bindparam("b_err"),
+                    ),
+                    [{k: v for k, v in r.items() if k != "retry"} for r in retries],
+                )
+            if skipped:
+                conn.execute(
+                    update(Delivery)
+                    .where(Delivery.id == bindparam("b_id"))
+                    .values(
+                        status=DeliveryStatus.SKIPPED,
+                        error_class="NotDeliverable",
+                        error="unsubscribed, suppressed or erased since the campaign was queued",
+                    ),
+                    skipped,
+                )
+            if fatal is not None:
+                campaign = _get(s, campaign_id)
+                pause(s, campaign, f"{type(fatal).__name__}: {fatal}")
+                progress.status, progress.reason = campaign.status, campaign.pause_reason
+        progress.sent += len(sent)
+        progress.failed += len(failed)
+        progress.skipped += len(skipped)
+        progress.retried += len(retries)
+        if self._quota_left is not None:
+            self._quota_left -= len(sent)
+        if throttled:
+            self.pacer.throttled()
+            if not self._rate:  # no limit known: start one below what we just managed
+                self._rate = max(1.0, progress.rate * 0.5)
+        else:
+            self.pacer.calm()
+
+    def _finish_if_drained(self, campaign_id: int, progress: Progress) -> bool:
+        with self.sessions.begin() as s:
+            counts = state_counts(s, campaign_id)
+            if counts.get(DeliveryStatus.QUEUED, 0) or counts.get(DeliveryStatus.SENDING, 0):
+                return False
+            campaign = _get(s, campaign_id)
+            if campaign.status == CampaignStatus.SENDING:
+                campaign.status = CampaignStatus.DONE
+                campaign.finished_at = utcnow()
+            progress.status = campaign.status
+            return True
+
+
+# -- helpers shared with the CLI ---------------------------------------------------------
+
+
+def _backoff(err: RetryableSendError) -> float:
+    base = 2.0 if err.throttled else 1.0
+    return base + random.uniform(0, base)  # jittered; attempts spread the rest
+
+
+def _guard(s: Session, campaign_id: int, settings: Settings) -> str | None:
+    try:
+        from mailer import guard
+    except ImportError:  # the reputation guard is optional in this build
+        return None
+    check: Callable[[Session, int, Settings], str | None] = guard.check_campaign
+    return check(s, campaign_id, settings)
+
+
+def _recipients(s: Session, list_id: int, subscriber_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """Claimed readers still deliverable now: active on the list and not suppressed."""
+    if not subscriber_ids:
+        return {}
+    rows = s.execute(
+        select(Subscriber.id, Subscriber.email, Subscriber.name)
+        .join(
+            Subscription,
+            (Subscription.subscriber_id == Subscriber.id) & (Subscription.list_id == list_id),
+        )
+        .outerjoin(Suppression, Suppression.email == Subscriber.email)
+        .where(
+            Subscriber.id.in_(subscriber_ids),
+            Subscription.status == "active",
+            Suppression.id.is_(None),
+        )
+    )
+    return {sid: (email, name or "") for sid, email, name in rows}
+
+
+def _get(s: Session, campaign_id: int) -> Campaign:
+    campaign = s.get(Campaign, campaign_id)
+    if campaign is None:
+        from mailer.errors import NotFoundError
+
+        raise NotFoundError(f"no campaign {campaign_id}")
+    return campaign
+
+
+def _upsert_lease(s: Session, name: str, holder: str, ttl: float) -> None:
+    lease = s.get(Lease, name, with_for_update=s.get_bind().dialect.name != "sqlite")
+    expires = utcnow() + timedelta(seconds=ttl)
+    if lease is None:
+        s.add(Lease(name=name, holder=holder, expires_at=expires))
+    else:
+        lease.holder, lease.expires_at = holder, expires
+
+
+def state_counts(s: Session, campaign_id: int) -> dict[str, int]:
+    rows = s.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.campaign_id == campaign_id)
+        .group_by(Delivery.status)
+    )
+    return {status: n for status, n in rows}
+
+
+def pause(s: Session, campaign: Campaign, reason: str) -> None:
+    campaign.status = CampaignStatus.PAUSED
+    campaign.pause_reason = reason[:2000]
+    log.warning("campaign %s paused: %s", campaign.id, reason)
+
+
+def expire(s: Session, campaign: Campaign, reason: str) -> None:
+    """Too late to send: the rest of the list is skipped so the ledger is final."""
+    campaign.status = CampaignStatus.EXPIRED
+    campaign.pause_reason = reason
+    campaign.finished_at = utcnow()
+    s.execute(
+        update(Delivery)
+        .where(
+            Delivery.campaign_id == campaign.id,
+            Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
+        )
+        .values(status=DeliveryStatus.SKIPPED, error_class="Expired", error=reason)
+    )
