@@ -15,9 +15,11 @@ import typer
 
 # Command modules: importing one registers its commands. Keep README's CLI order.
 from mailer.cli import (
+    feedback_cmds,  # noqa: F401
     issue_cmds,  # noqa: F401
     send_cmds,  # noqa: F401
     store_cmds,  # noqa: F401
+    web_cmds,  # noqa: F401
 )
 from mailer.cli.app import app
 from mailer.errors import ConfigError, MailerError

@@ -1,0 +1,204 @@
+"""`mailer feedback poll|ingest` and `mailer suppressions sync`: thin wrappers over
+mailer.feedback_queue, mailer.feedback and mailer.suppression_sync."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mailer.cli.app import app
+from mailer.cli.context import AppContext, app_context
+from mailer.cli.store_cmds import suppressions_app
+from mailer.errors import ConfigError, FeedbackError, InputError, MailerError
+
+feedback_app = typer.Typer(
+    help="Bounces and complaints: take SES events in from a queue or from files.",
+    no_args_is_help=True,
+)
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("poll")
+def feedback_poll(
+    ctx: typer.Context,
+    queue_url: Annotated[str, typer.Option("--queue-url", help="The SQS queue SNS feeds.")],
+    once: Annotated[
+        bool, typer.Option("--once", help="Drain the queue, then exit (cron, tests).")
+    ] = False,
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            "--max-attempts", min=1, help="Receives before a failing message is set aside."
+        ),
+    ] = 5,
+    wait: Annotated[
+        int, typer.Option("--wait", min=0, max=20, help="Long-poll seconds per receive.")
+    ] = 20,
+    retry_delay: Annotated[
+        int, typer.Option("--retry-delay", min=0, help="Seconds before a failed one returns.")
+    ] = 30,
+    verify_sns: Annotated[
+        bool,
+        typer.Option(
+            "--verify-sns/--no-verify-sns",
+            help="Also check SNS signatures (needs SNS envelopes, not raw delivery).",
+        ),
+    ] = False,
+    endpoint_url: Annotated[
+        str | None, typer.Option("--endpoint-url", help="SQS endpoint (local test servers).")
+    ] = None,
+) -> None:
+    """Long-poll an SQS queue of SES events; apply each in one transaction, delete after commit.
+
+    Messages that can never apply (not JSON, not an SES event, forged) or still fail on the
+    --max-attempts-th receive are set aside into the feedback_poison table and logged.
+
+    Example: mailer feedback poll --queue-url https://sqs.us-east-1.amazonaws.com/111122223333/ses-feedback
+    """
+    from mailer.feedback_queue import QueuePoller
+
+    actx = app_context(ctx)
+    _log_to_stderr()
+    poller = QueuePoller(
+        _sqs_client(actx, queue_url, endpoint_url),
+        queue_url,
+        actx.sessions,
+        actx.settings,
+        max_attempts=max_attempts,
+        wait_seconds=wait,
+        retry_delay=retry_delay,
+        verify=verify_sns,
+    )
+    stop = threading.Event()
+    if not once:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    stats = poller.run(once=once, stop=stop)
+    actx.console.print(stats.summary())
+
+
+@feedback_app.command("ingest")
+def feedback_ingest(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="JSON files of events.", exists=True)],
+) -> None:
+    """Apply saved SES events: a bare event or an SNS envelope per file, a JSON array of them,
+    or one per line. Each is applied in its own transaction; already-seen events are skipped.
+    Files are trusted (an operator's replay): SNS signatures are not checked.
+
+    Example: mailer feedback ingest bounce-2026-05-14.json complaints.jsonl
+    """
+    from mailer.feedback import apply_payload
+
+    actx = app_context(ctx)
+    counts = {"applied": 0, "duplicate": 0, "notice": 0}
+    errors: list[str] = []
+    for path in files:
+        for where, payload in _payloads(path):
+            try:
+                with actx.sessions.begin() as session:
+                    outcome = apply_payload(session, payload, actx.settings)
+            except MailerError as err:
+                errors.append(f"{where}: {err}")
+                continue
+            counts[outcome.status] += 1
+    for line in errors:
+        actx.err.print(line, markup=False, highlight=False)
+    actx.console.print(
+        f"applied {counts['applied']}, already seen {counts['duplicate']}, "
+        f"setup notices {counts['notice']}, failed {len(errors)}"
+    )
+    if errors:
+        raise typer.Exit(1)
+
+
+@suppressions_app.command("sync")
+def suppressions_sync(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only report what would change.")
+    ] = False,
+) -> None:
+    """Pull SES's account-level suppression list into ours and push our bounce and complaint
+    suppressions up (ListSuppressedDestinations / PutSuppressedDestination). Idempotent.
+
+    Example: MAILER_SES_REGION=eu-west-1 mailer suppressions sync --dry-run
+    """
+    from mailer.suppression_sync import sync_suppressions
+    from mailer.transports.ses import make_ses_client
+
+    actx = app_context(ctx)
+    report = sync_suppressions(make_ses_client(actx.settings), actx.sessions, dry_run=dry_run)
+    prefix = "would have: " if dry_run else ""
+    actx.console.print(prefix + report.summary())
+    for address in report.skipped:
+        actx.err.print(f"skipped unusable SES address: {address}", markup=False)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _payloads(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, payload) for each event in a file: object, array, or JSON Lines."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read: {err}") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+        lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if len(lines) < 2:  # not JSON Lines either: hand it on, the parser names the problem
+            yield str(path), text
+            return
+        for n, line in lines:
+            yield f"{path}:{n}", line
+        return
+    if isinstance(data, list):
+        for i, item in enumerate(data):
+            yield f"{path}[{i}]", item if isinstance(item, (dict, str)) else json.dumps(item)
+    elif isinstance(data, (dict, str)):
+        yield str(path), data
+    else:
+        raise FeedbackError(f"{path}: expected a JSON object or array of events")
+
+
+def _sqs_client(actx: AppContext, queue_url: str, endpoint_url: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import NoRegionError
+
+    region = actx.settings.ses_region or _region_of(queue_url)
+    try:
+        return boto3.client(
+            "sqs",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            config=Config(retries={"mode": "standard", "max_attempts": 3}, read_timeout=30),
+        )
+    except NoRegionError as err:
+        raise ConfigError(
+            "no AWS region for SQS: set MAILER_SES_REGION (or AWS_REGION / AWS_DEFAULT_REGION)"
+        ) from err
+
+
+def _region_of(queue_url: str) -> str | None:
+    """https://sqs.<region>.amazonaws.com/<account>/<name> -> <region>."""
+    host = queue_url.split("//", 1)[-1].split("/", 1)[0]
+    parts = host.split(".")
+    if len(parts) >= 4 and parts[0] == "sqs" and parts[2] == "amazonaws":
+        return parts[1]
+    return None
+
+
+def _log_to_stderr() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
