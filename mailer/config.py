@@ -58,6 +58,12 @@ class Settings:
     old_secret_keys: tuple[str, ...] = ()
     base_url: str = "http://localhost:8000"
     postal_address: str = ""
+    # reader web (mailer serve)
+    confirm_ttl: float = 7 * 86400.0
+    subscribe_ip_limit: int = 20
+    subscribe_address_limit: int = 3
+    subscribe_window: float = 3600.0
+    max_body_bytes: int = 1024 * 1024
     # sending
     transport: str = "outbox"
     outbox_dir: Path = field(default_factory=lambda: Path.cwd() / "outbox")
@@ -121,6 +127,15 @@ class Settings:
             raise ConfigError("MAILER_SEND_RATE: must be >= 0 (0 means: no local limit)")
         if self.send_concurrency < 1 or self.batch_size < 1:
             raise ConfigError("MAILER_SEND_CONCURRENCY and MAILER_BATCH_SIZE must be >= 1")
+        if self.confirm_ttl <= 0 or self.subscribe_window <= 0:
+            raise ConfigError("MAILER_CONFIRM_TTL and MAILER_SUBSCRIBE_WINDOW must be > 0")
+        if self.subscribe_ip_limit < 0 or self.subscribe_address_limit < 0:
+            raise ConfigError(
+                "MAILER_SUBSCRIBE_IP_LIMIT and MAILER_SUBSCRIBE_ADDRESS_LIMIT must be >= 0 "
+                "(0 means: no limit)"
+            )
+        if self.max_body_bytes < 1024:
+            raise ConfigError("MAILER_MAX_BODY_BYTES must be >= 1024")
 
     def require_secret_key(self) -> str:
         """The signing key; in production a missing key is a hard error."""
@@ -152,6 +167,11 @@ def _converter(name: str) -> Callable[[str], Any]:
         "guard_min_sample": int,
         "guard_bounce_rate": float,
         "guard_complaint_rate": float,
+        "confirm_ttl": parse_duration,
+        "subscribe_ip_limit": int,
+        "subscribe_address_limit": int,
+        "subscribe_window": parse_duration,
+        "max_body_bytes": int,
     }
     return kinds.get(name, str)
 

@@ -1,0 +1,124 @@
+"""The web app factory: reader pages now; webhook, admin and metrics routers plug in.
+
+``create_app(settings)`` builds everything the app needs *when called* (engine, signer,
+limiters, templates) and keeps it on ``app.state.web`` (:class:`WebState`), so several
+apps with different settings can live in one process (tests do exactly that).
+
+Adding a router is one line in :func:`_include_routers`, which receives the app and its
+state, e.g. ``app.include_router(ses_webhook_router(state.settings, state.sessions))``.
+Handlers reach the shared state with ``mailer.web.state.web_state(request)``.
+
+Middleware, outermost first: security headers on every response; a request-body cap
+(``MAILER_MAX_BODY_BYTES``; 16 KiB for the reader forms) answered with 413. Errors are
+mapped to status codes and friendly pages by :mod:`mailer.web.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from mailer.config import Settings
+from mailer.tokens import Signer
+from mailer.transports.base import Transport
+from mailer.web.csrf import CsrfGuard
+from mailer.web.errors import install_error_handlers
+from mailer.web.pages import STATIC_DIR, Pages
+from mailer.web.ratelimit import SlidingWindow
+from mailer.web.security import BodyLimit, SecurityHeaders
+from mailer.web.state import WebState, system_clock, web_state
+from subscribers.db import make_engine, session_factory
+
+#: Paths whose bodies are small forms (RFC 8058 posts included).
+FORM_PREFIXES = ("/subscribe", "/unsubscribe", "/preferences", "/confirm")
+FORM_MAX_BYTES = 16 * 1024
+
+
+def create_app(
+    settings: Settings,
+    *,
+    transport: Transport | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """The ASGI app for ``mailer serve``.
+
+    Raises ConfigError when the settings cannot work (production without
+    MAILER_SECRET_KEY). ``transport`` replaces MAILER_TRANSPORT (tests); ``clock`` returns
+    the aware current time (tests move it to expire tokens and rate-limit windows).
+    """
+    secret = settings.require_secret_key()  # ConfigError in production without a key
+    settings.validate()
+    engine = make_engine(settings.database_url)
+    state = WebState(
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        signer=Signer.from_settings(settings),
+        pages=Pages(settings),
+        csrf=CsrfGuard(secret, secure=settings.base_url.startswith("https://")),
+        ip_limiter=SlidingWindow(settings.subscribe_ip_limit, settings.subscribe_window),
+        address_limiter=SlidingWindow(settings.subscribe_address_limit, settings.subscribe_window),
+        clock=clock or system_clock,
+        injected_transport=transport,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(
+        title="brief-mailer",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,  # no redirect is ever built from the request
+        lifespan=lifespan,
+    )
+    app.state.web = state
+    install_error_handlers(app)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        small_prefixes=FORM_PREFIXES,
+        small_bytes=FORM_MAX_BYTES,
+    )
+    app.add_middleware(SecurityHeaders, base_url=settings.public_base)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    _include_routers(app, state)
+    return app
+
+
+def _include_routers(app: FastAPI, state: WebState) -> None:
+    """Every router of the app: one line each."""
+    from mailer.web import archive, preferences, subscribe, unsubscribe
+
+    app.include_router(subscribe.router)
+    app.include_router(unsubscribe.router)
+    app.include_router(preferences.router)
+    app.include_router(archive.router)
+
+
+def healthz(request: Request) -> Response:
+    """200 when the database answers, 503 otherwise (for load balancers and monitors)."""
+    state = web_state(request)
+    try:
+        with state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as err:
+        return JSONResponse(
+            {"status": "unavailable", "database": type(err).__name__},
+            status_code=503,
+            headers={"Cache-Control": "no-store"},
+        )
+    return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,98 @@
+"""Small pieces the reader routers share: who is acting, lists by slug, bad-link pages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mailer.errors import NotFoundError, TokenError
+from mailer.tokens import Purpose
+from mailer.web.state import WebState, client_ip
+from mailer.web.urls import subscribe_url
+from subscribers.models import MailingList
+from subscribers.store import SLUG, Actor
+
+_EPOCH = datetime(1970, 1, 2, tzinfo=UTC)
+
+
+def actor(request: Request, source: str) -> Actor:
+    """The consent ledger's view of this request: source, IP, user agent."""
+    return Actor(source, client_ip(request), request.headers.get("user-agent"))
+
+
+def list_by_slug(session: Session, slug: str) -> MailingList:
+    """The list, or NotFoundError (404) without naming the other lists."""
+    if not SLUG.match(slug):
+        raise NotFoundError("no such list")
+    mlist = session.scalar(select(MailingList).where(MailingList.slug == slug))
+    if mlist is None:
+        raise NotFoundError("no such list")
+    return mlist
+
+
+def all_lists(session: Session) -> list[MailingList]:
+    return list(session.scalars(select(MailingList).order_by(MailingList.name)))
+
+
+def token_list_hint(state: WebState, token: str, purpose: Purpose) -> int | None:
+    """The list id of a token that is genuine but expired (so the page can offer to ask
+    again for that list); None for anything forged or malformed."""
+    try:
+        return state.signer.verify(token, purpose, now=_EPOCH).list_id
+    except TokenError:
+        return None
+
+
+_PROBLEMS: dict[str, tuple[str, str]] = {
+    "confirm": (
+        "This confirmation link has expired",
+        "Confirmation links work for a limited time. Ask for a new one below: it only takes "
+        "your email address.",
+    ),
+    "unsubscribe": (
+        "This unsubscribe link has expired",
+        "Use the unsubscribe link in a more recent email from us.",
+    ),
+    "preferences": (
+        "This preferences link has expired",
+        "Use the preferences link in a more recent email from us.",
+    ),
+}
+
+
+def link_problem(
+    state: WebState, request: Request, token: str, purpose: Purpose, err: TokenError
+) -> Response:
+    """A clear page for an expired, forged or mangled link, with a way forward; never a 500."""
+    list_id = token_list_hint(state, token, purpose)
+    expired = "expired" in str(err) and list_id is not None
+    with state.sessions() as session:
+        lists = all_lists(session)
+        hinted = session.get(MailingList, list_id) if list_id is not None else None
+    if expired:
+        title, message = _PROBLEMS[purpose]
+        status = 410
+    else:
+        title = "This link is not valid"
+        message = (
+            "The link may have been cut short or changed when it was copied. Open it again "
+            "from the email, or copy the whole address."
+        )
+        status = 400
+    offers = [hinted] if hinted is not None else lists
+    return state.pages.response(
+        "link_problem.html",
+        {
+            "title": title,
+            "message": message,
+            "brand": hinted.name if hinted is not None else "Newsletter",
+            "offers": [(m.name, subscribe_url(state.settings, m.slug)) for m in offers],
+            "ask_again": purpose == "confirm",
+        },
+        status=status,
+        private=True,
+    )

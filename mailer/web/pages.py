@@ -1,0 +1,70 @@
+"""Rendering the reader pages from templates/web/ (Jinja2, autoescaped).
+
+Every page extends ``base.html``; the context always has ``base_url`` (MAILER_BASE_URL,
+no trailing slash), ``css_url`` and ``brand`` (the list's name where there is one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.responses import HTMLResponse
+
+from mailer.config import Settings
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "web"
+STATIC_DIR = TEMPLATE_DIR / "static"
+DEFAULT_BRAND = "Newsletter"
+
+
+def mask_email(address: str) -> str:
+    """``reader@example.com`` -> ``r•••@example.com``: enough to recognise, not to harvest."""
+    local, _, domain = address.partition("@")
+    if not domain:
+        return "•••"
+    return f"{local[:1]}•••@{domain}"
+
+
+class Pages:
+    """The page templates, bound to one app's settings."""
+
+    def __init__(self, settings: Settings, directory: Path = TEMPLATE_DIR) -> None:
+        self.settings = settings
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(directory)),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        base = settings.public_base
+        self.env.globals.update(
+            base_url=base,
+            css_url=f"{base}/static/site.css",
+            postal_address_lines=[
+                line.strip() for line in settings.postal_address.splitlines() if line.strip()
+            ],
+        )
+        self.env.filters["mask_email"] = mask_email
+
+    def render(self, name: str, context: Mapping[str, Any]) -> str:
+        ctx = {"brand": DEFAULT_BRAND, "noindex": False, **context}
+        return self.env.get_template(name).render(ctx)
+
+    def response(
+        self,
+        name: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        private: bool = False,
+    ) -> HTMLResponse:
+        """An HTML response; ``private`` pages (signed links, forms) are never cached."""
+        body = self.render(name, context or {})
+        out = dict(headers or {})
+        out.setdefault("Cache-Control", "no-store" if private else "no-cache")
+        return HTMLResponse(body, status_code=status, headers=out)

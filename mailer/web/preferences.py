@@ -1,0 +1,168 @@
+"""``/preferences/{token}``: which lists, and the name we greet the reader by.
+
+The token (from an email's footer, or from our own pages) names the subscriber; the form
+can only change that subscriber. Ticking a list makes it active at once — the reader opened
+a link from their own inbox — and unticking unsubscribes; each change goes through the
+store, which writes the consent ledger, and a name change is recorded as ``preferences``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import APIRouter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mailer.errors import TokenError
+from mailer.tokens import Claims
+from mailer.web.common import actor, all_lists, link_problem
+from mailer.web.csrf import FIELD as CSRF_FIELD
+from mailer.web.forms import FieldError, Form, clean_name, read_form
+from mailer.web.state import WebState, web_state
+from mailer.web.urls import archive_index_url
+from subscribers import store
+from subscribers.models import MailingList, Subscriber, Subscription, SubscriptionStatus
+from subscribers.store import Actor
+
+router = APIRouter()
+
+Status = SubscriptionStatus
+
+
+@dataclass(frozen=True)
+class Choice:
+    slug: str
+    name: str
+    status: str | None  # None: never subscribed
+    archive_url: str
+
+    @property
+    def checked(self) -> bool:
+        return self.status == Status.ACTIVE
+
+
+def _path(token: str) -> str:
+    return f"/preferences/{token}"
+
+
+def _verify(state: WebState, token: str) -> Claims:
+    return state.signer.verify(token, "preferences", now=state.now())
+
+
+def _page(
+    state: WebState,
+    token: str,
+    claims: Claims,
+    *,
+    saved: bool = False,
+    errors: dict[str, str] | None = None,
+    name_value: str | None = None,
+    status: int = 200,
+) -> Response:
+    with state.sessions() as session:
+        sub = session.get(Subscriber, claims.subscriber_id)
+        if sub is None:
+            return state.pages.response(
+                "error.html",
+                {
+                    "title": "Nothing held about this address",
+                    "message": "This address is no longer on any of our lists.",
+                    "status": 404,
+                },
+                status=404,
+                private=True,
+            )
+        statuses = {
+            s.list_id: s.status
+            for s in session.scalars(
+                select(Subscription).where(Subscription.subscriber_id == sub.id)
+            )
+        }
+        choices = [
+            Choice(m.slug, m.name, statuses.get(m.id), archive_index_url(state.settings, m.slug))
+            for m in all_lists(session)
+        ]
+        home = session.get(MailingList, claims.list_id)
+        email, name = sub.email, sub.name or ""
+    return state.pages.response(
+        "preferences.html",
+        {
+            "brand": home.name if home else "Newsletter",
+            "email": email,
+            "name": name if name_value is None else name_value,
+            "choices": choices,
+            "saved": saved,
+            "errors": errors or {},
+            "action": state.settings.public_base + _path(token),
+            "csrf_field": CSRF_FIELD,
+            "csrf_token": state.csrf.issue(_path(token), state.timestamp()),
+        },
+        status=status,
+        private=True,
+        headers={"X-Robots-Tag": "noindex"},
+    )
+
+
+@router.get("/preferences/{token}")
+def preferences_page(request: Request, token: str) -> Response:
+    state = web_state(request)
+    try:
+        claims = _verify(state, token)
+    except TokenError as err:
+        return link_problem(state, request, token, "preferences", err)
+    return _page(state, token, claims)
+
+
+@router.post("/preferences/{token}")
+async def preferences_post(request: Request, token: str) -> Response:
+    state = web_state(request)
+    form = await read_form(request)
+    state.csrf.check(form.get(CSRF_FIELD), _path(token), state.timestamp())
+    return await run_in_threadpool(_save, state, request, token, form)
+
+
+def _save(state: WebState, request: Request, token: str, form: Form) -> Response:
+    try:
+        claims = _verify(state, token)
+    except TokenError as err:
+        return link_problem(state, request, token, "preferences", err)
+    raw_name = form.get("name")
+    try:
+        name = clean_name(raw_name)
+    except FieldError as err:
+        return _page(
+            state, token, claims, errors={"name": str(err)}, name_value=raw_name, status=422
+        )
+    wanted = set(form.getlist("list"))
+    who = actor(request, "web:preferences")
+    with state.sessions.begin() as session:
+        sub = session.get(Subscriber, claims.subscriber_id)
+        if sub is not None:
+            _apply(session, sub, wanted, name, who)
+    return _page(state, token, claims, saved=True)
+
+
+def _apply(
+    session: Session, sub: Subscriber, wanted: set[str], name: str | None, who: Actor
+) -> None:
+    if (sub.name or None) != name:
+        sub.name = name
+        store.record(
+            session, "preferences", who, subscriber_id=sub.id, detail={"changed": ["name"]}
+        )
+    statuses = {
+        s.list_id: s.status
+        for s in session.scalars(select(Subscription).where(Subscription.subscriber_id == sub.id))
+    }
+    for mlist in all_lists(session):
+        active = statuses.get(mlist.id) == Status.ACTIVE
+        if mlist.slug in wanted and not active:
+            store.subscribe(session, sub.email, mlist, actor=who, self_service=True)
+            store.confirm(session, sub.id, mlist.id, actor=who)
+        elif mlist.slug not in wanted and statuses.get(mlist.id) in (Status.ACTIVE, Status.PENDING):
+            store.unsubscribe(session, sub.id, mlist.id, actor=who)
+    session.flush()
