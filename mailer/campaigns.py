@@ -235,8 +235,14 @@ def enqueue(session: Session, campaign: Campaign) -> int:
             literal(0),
         ),
     )
-    result = session.execute(stmt)
-    return int(getattr(result, "rowcount", 0) or 0)
+    before = _count(session, campaign.id)
+    session.execute(stmt)
+    return _count(session, campaign.id) - before  # rowcount is -1 for this on psycopg
+
+
+def _count(session: Session, campaign_id: int) -> int:
+    query = select(func.count()).where(Delivery.campaign_id == campaign_id)
+    return session.scalar(query) or 0
 
 
 def get_campaign(session: Session, campaign_id: int) -> Campaign:

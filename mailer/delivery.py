@@ -25,8 +25,9 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -99,25 +100,25 @@ class _Outcome:
 
 
 class Pacer:
-    """Spaces calls evenly inside a reserved time slot; adapts down on throttling."""
+    """Spaces calls evenly at the campaign's rate; adapts down on throttling.
+
+    Each call waits for its slot: no earlier than its batch's reserved start (the shared
+    cursor) and ``cost / rate`` after the previous call."""
 
     def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next = 0.0
+        self.rate = 0.0
         self.factor = 1.0  # < 1 after throttling; recovers slowly
 
-    def plan(self, start_in: float, count: int, rate: float) -> None:
-        with self._lock:
-            self._next = time.monotonic() + max(0.0, start_in)
-            self._interval = 1.0 / (rate * self.factor) if rate > 0 else 0.0
-            self._left = count
-
-    def wait(self) -> None:
+    def wait(self, not_before: float = 0.0, cost: int = 1) -> None:
         with self._lock:
             now = time.monotonic()
-            at = max(self._next, now) if self._interval else now
-            self._next = at + self._interval
+            at = max(now, not_before)
+            if self.rate > 0:
+                at = max(at, self._next)
+                self._next = at + cost / (self.rate * self.factor)
         if at > now:
             self._sleep(at - now)
 
@@ -126,6 +127,16 @@ class Pacer:
 
     def calm(self) -> None:
         self.factor = min(1.0, self.factor * 1.1)
+
+
+@dataclass
+class _Batch:
+    claimed: list[_Claimed]
+    recipients: dict[int, tuple[str, str]]
+    futures: list[Future[list[_Outcome]]]
+
+
+PIPELINE = 2  # batches in flight: the next is claimed while the last one sends
 
 
 class Engine:
@@ -150,6 +161,8 @@ class Engine:
         self.pacer = Pacer(sleep)
         self._sleep = sleep
         self._sqlite = sessions.kw["bind"].dialect.name == "sqlite"
+        self._fatal: list[FatalSendError] = []
+        self._stop_calls = threading.Event()  # set by a fatal error: no more transport calls
         self._stop = threading.Event()  # ends the heartbeat
         self._halt = threading.Event()  # ends sending after the batch in flight
         self._heartbeat: threading.Thread | None = None
@@ -252,27 +265,38 @@ class Engine:
         if progress.status != CampaignStatus.SENDING:
             return progress
         self._init_rate()
+        self._fatal = []
+        self._stop_calls = threading.Event()
         pool = ThreadPoolExecutor(
             max_workers=self.settings.send_concurrency, thread_name_prefix="send"
         )
+        inflight: deque[_Batch] = deque()
+        stop = paused = False
         try:
-            while not self._halt.is_set():
-                if self._check_campaign(campaign_id, progress):
-                    break
-                batch = self._claim(campaign_id, list_id)
-                if batch is None:
-                    if self._finish_if_drained(campaign_id, progress):
-                        break
-                    self._sleep(0.5)  # rows waiting for a retry time, or claimed elsewhere
+            while True:
+                if not stop and len(inflight) < PIPELINE:
+                    if self._halt.is_set() or self._check_campaign(campaign_id, progress):
+                        stop = True
+                    else:
+                        claim = self._claim(campaign_id, list_id)
+                        if claim is not None:
+                            inflight.append(self._submit(pool, template, list_id, *claim))
+                            continue
+                if inflight:
+                    batch = inflight.popleft()
+                    outcomes = [o for f in batch.futures for o in f.result()]
+                    fatal = self._fatal[0] if self._fatal and not paused else None
+                    self._record(campaign_id, batch, outcomes, progress, fatal)
+                    if fatal is not None:
+                        stop = paused = True
+                    if self.on_progress is not None:
+                        self.on_progress(progress)
                     continue
-                claimed, recipients = batch
-                outcomes, fatal = self._send(pool, template, list_id, claimed, recipients)
-                self._record(campaign_id, outcomes, recipients, progress, fatal)
-                if self.on_progress is not None:
-                    self.on_progress(progress)
-                if fatal is not None:
+                if stop or self._finish_if_drained(campaign_id, progress):
                     break
+                self._sleep(0.5)  # rows waiting for a retry time, or claimed elsewhere
         finally:
+            self._stop_calls.set()
             pool.shutdown(wait=True, cancel_futures=True)
         if self.on_progress is not None:
             self.on_progress(progress)
@@ -318,8 +342,9 @@ class Engine:
 
     def _claim(
         self, campaign_id: int, list_id: int
-    ) -> tuple[list[_Claimed], dict[int, tuple[str, str]]] | None:
-        """Claim up to one batch; returns the rows and, per deliverable row, (email, name)."""
+    ) -> tuple[list[_Claimed], dict[int, tuple[str, str]], float] | None:
+        """Claim up to one batch: the rows, (email, name) per deliverable reader, and the
+        monotonic time its reserved slot starts."""
         size = self.settings.batch_size
         if self._quota_left is not None:
             size = max(1, min(size, int(self._quota_left)))
@@ -368,8 +393,11 @@ class Engine:
                 campaign.rate_cursor = start + timedelta(seconds=len(rows) / self._rate)
                 start_in = (start - now).total_seconds()
             recipients = _recipients(s, list_id, [r[1] for r in rows if r[1] is not None])
-        self.pacer.plan(start_in, len(rows), self._rate)
-        return [_Claimed(r[0], r[1]) for r in rows], recipients
+        self.pacer.rate = self._rate
+        if self._quota_left is not None:
+            self._quota_left -= len(rows)  # reserved; unsent ones are given back on record
+        start_at = time.monotonic() + start_in
+        return [_Claimed(r[0], r[1]) for r in rows], recipients, start_at
 
     def _stale(self, s: Session, campaign_id: int, now: datetime, size: int) -> list[Any]:
         """`sending` rows whose worker is gone (lease expired) or whose claim is too old."""
@@ -391,37 +419,38 @@ class Engine:
             q = q.with_for_update(skip_locked=True)
         return [tuple(r) for r in s.execute(q)]
 
-    def _send(
+    def _submit(
         self,
         pool: ThreadPoolExecutor,
         template: MessageTemplate,
         list_id: int,
-        claimed: Sequence[_Claimed],
+        claimed: list[_Claimed],
         recipients: dict[int, tuple[str, str]],
-    ) -> tuple[list[_Outcome], FatalSendError | None]:
-        """Personalize and send the deliverable rows; skipped rows get no outcome."""
+        start_at: float,
+    ) -> _Batch:
+        """Personalize the deliverable rows and hand them to the pool; skipped rows get no
+        outcome. Calls are paced from ``start_at`` (monotonic) on."""
         messages = [
             self._personalize(template, list_id, c, recipients[c.subscriber_id])
             for c in claimed
             if c.subscriber_id is not None and c.subscriber_id in recipients
         ]
-        fatal: list[FatalSendError] = []
-        stop = threading.Event()
         step = max(1, self.transport.max_batch)
         chunks = [messages[i : i + step] for i in range(0, len(messages), step)]
 
         def call(chunk: list[OutgoingMessage]) -> list[_Outcome]:
-            if stop.is_set():
-                return [_Outcome(m.delivery_id, None) for m in chunk]
-            self.pacer.wait()
-            if stop.is_set():
-                return [_Outcome(m.delivery_id, None) for m in chunk]
+            not_attempted = [_Outcome(m.delivery_id, None) for m in chunk]
+            if self._stop_calls.is_set():
+                return not_attempted
+            self.pacer.wait(start_at, len(chunk))
+            if self._stop_calls.is_set():
+                return not_attempted
             try:
                 results = self.transport.send(template.campaign, chunk)
             except FatalSendError as err:
-                stop.set()
-                fatal.append(err)
-                return [_Outcome(m.delivery_id, None) for m in chunk]
+                self._stop_calls.set()  # no call after an account-level refusal
+                self._fatal.append(err)
+                return not_attempted
             except TransportError as err:
                 results = [SendResult(error=err) for _ in chunk]
             except Exception as err:  # a bug or library surprise: retry, never lose the row
@@ -430,10 +459,7 @@ class Engine:
                 results = [SendResult(error=wrapped) for _ in chunk]
             return [_Outcome(m.delivery_id, r) for m, r in zip(chunk, results, strict=True)]
 
-        outcomes: list[_Outcome] = []
-        for part in pool.map(call, chunks):
-            outcomes.extend(part)
-        return outcomes, (fatal[0] if fatal else None)
+        return _Batch(claimed, recipients, [pool.submit(call, c) for c in chunks])
 
     def _personalize(
         self, template: MessageTemplate, list_id: int, claimed: _Claimed, who: tuple[str, str]
@@ -469,8 +495,8 @@ class Engine:
     def _record(
         self,
         campaign_id: int,
+        batch: _Batch,
         outcomes: list[_Outcome],
-        recipients: dict[int, tuple[str, str]],
         progress: Progress,
         fatal: FatalSendError | None,
     ) -> None:
@@ -508,19 +534,16 @@ class Engine:
                 )
         with self.sessions.begin() as s:
             conn = s.connection()  # Core executemany: one statement for the whole batch
-            claimed_here = conn.execute(
-                select(Delivery.id, Delivery.attempts, Delivery.subscriber_id).where(
-                    Delivery.campaign_id == campaign_id,
-                    Delivery.status == DeliveryStatus.SENDING,
-                    Delivery.worker == self.worker_id,
-                )
-            ).all()
+            attempts = dict(
+                conn.execute(
+                    select(Delivery.id, Delivery.attempts).where(
+                        Delivery.id.in_([c.delivery_id for c in batch.claimed])
+                    )
+                ).all()
+            )
             skipped = [
-                {"b_id": did}
-                for did, _, sid in claimed_here
-                if did not in attempted and (sid is None or sid not in recipients)
+                {"b_id": c.delivery_id} for c in batch.claimed if c.delivery_id not in attempted
             ]
-            attempts = {did: n for did, n, _ in claimed_here}
             retry_now = [r for r in requeue if not r.get("retry")]
             retries = [r for r in requeue if r.get("retry")]
             exhausted = [r for r in retries if attempts.get(r["b_id"], 0) >= MAX_ATTEMPTS]
@@ -591,7 +614,7 @@ class Engine:
         progress.skipped += len(skipped)
         progress.retried += len(retries)
         if self._quota_left is not None:
-            self._quota_left -= len(sent)
+            self._quota_left += len(batch.claimed) - len(sent)
         if throttled:
             self.pacer.throttled()
             if not self._rate:  # no limit known: start one below what we just managed

@@ -137,7 +137,7 @@ class MessageTemplate:
         )
         static["Feedback-ID"] = f"{campaign_id}:{list_slug}:newsletter:{feedback_sender}"
         static["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
-        head = bytes(static).rstrip(b"\r\n") + CRLF
+        head = bytes(static).split(CRLF + CRLF, 1)[0] + CRLF  # headers only
         headers = {
             "List-Id": str(static["List-Id"]),
             "Feedback-ID": str(static["Feedback-ID"]),
@@ -186,6 +186,8 @@ class MessageTemplate:
         b = self.boundary.encode()
         head = [self.head]
         for name, value in headers.items():
+            # not folded: some receivers keep the fold's space in List-Unsubscribe's URL;
+            # these lines stay far below the 998-octet limit
             head.append(f"{name}: {value}".encode() + CRLF)
         head.append(b"Date: " + (date or formatdate(usegmt=True)).encode() + CRLF)
         part = PART_HEAD
