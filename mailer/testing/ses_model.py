@@ -13,6 +13,7 @@ validation does, e.g. ``BulkEmailEntries[3].Destination: missing required member
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -320,6 +321,12 @@ class SesApi:
         for wire in route.required_query - set(values):
             _fail(wire, "missing required query parameter")
         return out
+
+
+@functools.cache
+def shared_api() -> SesApi:
+    """One compiled SesApi per process (loading botocore's model takes ~0.1 s)."""
+    return SesApi()
 
 
 def _convert_query(text: str, kind: str, check: Check, wire: str) -> Any:

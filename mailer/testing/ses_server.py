@@ -48,7 +48,7 @@ The control API, under ``/_test/`` (JSON in and out; :class:`SesServerClient` wr
     POST /_test/config     {"latency": 0.02}    change switches; returns them
     POST /_test/reset      {"config": false}    forget messages, counters, suppressions,
                                                 queued failures (and switches if true)
-    POST /_test/fail-next  {"error": "AccountSuspendedException", "count": 1,
+    POST /_test/fail-next  {"error": "AccountSuspendedException", "count": 1, "after": 0,
                             "operation": "SendEmail", "message": "...", "status": 400}
     GET  /_test/messages?since=N&raw=1&render=1 {"messages": [...], "next": M}
     GET  /_test/recipients                      {"addr": times accepted}
@@ -78,11 +78,12 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
-from mailer.testing.ses_model import InvalidRequest, SesApi
+from mailer.testing.ses_model import InvalidRequest, SesApi, shared_api
 from mailer.testing.ses_ops import Operations, bare_address
 from mailer.testing.ses_state import (
     SEND_OPERATIONS,
     ApiError,
+    QueuedFailure,
     SentMessage,
     ServerConfig,
     ServerState,
@@ -243,6 +244,7 @@ class _Handler(socketserver.StreamRequestHandler):
                     operation=data.get("operation"),
                     message=data.get("message"),
                     status=data.get("status"),
+                    after=int(data.get("after", 0)),
                 )
                 self._reply(200, {"ok": True})
             elif path == "/_test/messages":
@@ -284,7 +286,7 @@ class SesServer:
     def start(self) -> SesServer:
         if self._http is not None:
             return self
-        self._api = SesApi()
+        self._api = shared_api()
         self._http = _HTTPServer((self._host, self._port), self, self._api)
         self._thread = threading.Thread(
             target=self._http.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
@@ -352,11 +354,15 @@ class SesServer:
         operation: str | None = None,
         message: str | None = None,
         status: int | None = None,
+        after: int = 0,
     ) -> None:
-        """The next ``count`` calls (of ``operation``, or any) answer with this error."""
+        """The next ``count`` calls (of ``operation``, or any) answer with this error,
+        once ``after`` more such calls have gone through normally."""
         err = ApiError(error, message or f"{error} (injected)", status)
         with self._state.lock:
-            self._state.fail_queue.extend([(operation, err)] * count)
+            queue = self._state.fail_queue
+            queue.append(QueuedFailure(operation, err, after))
+            queue.extend(QueuedFailure(operation, err) for _ in range(count - 1))
 
     def reset(self, *, config: bool = False) -> None:
         state = self._state
@@ -457,8 +463,15 @@ class SesServerClient:
         operation: str | None = None,
         message: str | None = None,
         status: int | None = None,
+        after: int = 0,
     ) -> None:
-        body = {"error": error, "count": count, "operation": operation, "message": message}
+        body = {
+            "error": error,
+            "count": count,
+            "operation": operation,
+            "message": message,
+            "after": after,
+        }
         if status is not None:
             body["status"] = status
         self._call("POST", "/_test/fail-next", body)

@@ -173,6 +173,15 @@ class SentMessage:
         return out
 
 
+@dataclass
+class QueuedFailure:
+    """One injected error: for ``operation`` (None: any), after ``after`` more calls pass."""
+
+    operation: str | None
+    error: ApiError
+    after: int = 0
+
+
 class ServerState:
     """Everything the handlers share; guarded by one lock, config swapped atomically."""
 
@@ -184,7 +193,7 @@ class ServerState:
         self.calls: Counter[tuple[str, str]] = Counter()
         self.sent_times: deque[float] = deque()
         self.suppressed: dict[str, tuple[str, str, float]] = {}
-        self.fail_queue: list[tuple[str | None, ApiError]] = []
+        self.fail_queue: list[QueuedFailure] = []
         self.seq = itertools.count(1)
         self.id_prefix = uuid.uuid4().hex[:12]
         self.tokens = config.max_send_rate
@@ -213,8 +222,18 @@ class ServerState:
             return True
 
     def pop_failure(self, operation: str) -> ApiError | None:
+        """The queued failure for this call, if any (the first matching entry decides)."""
         if not self.fail_queue:
             return None
+        with self.lock:
+            for i, entry in enumerate(self.fail_queue):
+                if entry.operation is None or entry.operation == operation:
+                    if entry.after > 0:
+                        entry.after -= 1
+                        return None
+                    del self.fail_queue[i]
+                    return entry.error
+        return None
         with self.lock:
             for i, (op, err) in enumerate(self.fail_queue):
                 if op is None or op == operation:

@@ -80,14 +80,16 @@ def make_ses_client(settings: Settings, *, session: Any = None) -> SESV2Client:
 
     config = Config(
         max_pool_connections=max(10, settings.send_concurrency + 4),
-        retries={"mode": "standard", "max_attempts": 1},
+        retries={"mode": "standard", "total_max_attempts": 1},
         connect_timeout=5,
         read_timeout=30,
         tcp_keepalive=True,
     )
-    sess = session or boto3.session.Session()
+    # boto3's default session (as boto3.client uses) unless one is injected: models and
+    # credentials are loaded once per process, not once per transport.
+    make = session.client if session is not None else boto3.client
     try:
-        client: SESV2Client = sess.client(
+        client: SESV2Client = make(
             "sesv2",
             region_name=settings.ses_region or None,
             endpoint_url=settings.ses_endpoint_url or None,
@@ -105,16 +107,15 @@ def make_ses_client(settings: Settings, *, session: Any = None) -> SESV2Client:
 def ses_send_quota(client: SESV2Client) -> tuple[float, float, float]:
     """``(max_send_rate, max_24h_send, sent_last_24h)`` from GetAccount, for the limiter.
 
-    A max_24h of -1 (SES's "unlimited") comes back as ``float('inf')``."""
+    Values are SES's own: a max_24h of -1 means "no daily limit"."""
     try:
         account = client.get_account()
     except Exception as err:
         raise classify(err) from err
     quota = account.get("SendQuota", {})
-    max_24h = float(quota.get("Max24HourSend", 0.0))
     return (
         float(quota.get("MaxSendRate", 0.0)),
-        float("inf") if max_24h < 0 else max_24h,
+        float(quota.get("Max24HourSend", 0.0)),
         float(quota.get("SentLast24Hours", 0.0)),
     )
 

@@ -26,6 +26,9 @@ from mailer.errors import RejectedError
 SplitFn = Callable[[str], tuple[Sequence[str], Sequence[str]]]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CONTROLS = {i: " " for i in [*range(32), *range(127, 160)]}
+#: Reader fields that may be absent (rendered empty), as in ``RenderedIssue.personalize``.
+OPTIONAL_FIELDS = frozenset({"name"})
 _RESERVED = frozenset({"this", "else", "true", "false", "null", "undefined", "root"})
 
 
@@ -38,15 +41,26 @@ class SesTemplate:
     text: str
     variables: Mapping[str, str]
 
-    def template_data(self, fields: Mapping[str, str]) -> str:
-        """The per-reader ``ReplacementTemplateData`` JSON; every placeholder needs a value."""
-        try:
-            data = {var: fields[name] for name, var in self.variables.items()}
-        except KeyError:
-            missing = sorted(n for n in self.variables if n not in fields)
+    def template_data(
+        self, fields: Mapping[str, str], optional: frozenset[str] = OPTIONAL_FIELDS
+    ) -> str:
+        """The per-reader ``ReplacementTemplateData`` JSON.
+
+        Like ``RenderedIssue.personalize``: control characters become spaces, an ``optional``
+        field may be missing (empty), any other missing value fails this reader."""
+        data: dict[str, str] = {}
+        missing: list[str] = []
+        for name, var in self.variables.items():
+            value = fields.get(name)
+            if value is None:
+                if name not in optional:
+                    missing.append(name)
+                value = ""
+            data[var] = value.translate(_CONTROLS)
+        if missing:
             raise RejectedError(
-                f"no value for placeholder(s) {', '.join(missing)} of the SES template"
-            ) from None
+                f"no value for placeholder(s) {', '.join(sorted(missing))} of the SES template"
+            )
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -101,7 +101,7 @@ def sesv2_client(aws_env: dict[str, str]) -> Callable[..., Any]:
     from botocore.config import Config
 
     def make(url: str, **config: Any) -> Any:
-        options: dict[str, Any] = {"retries": {"mode": "standard", "max_attempts": 1}}
+        options: dict[str, Any] = {"retries": {"mode": "standard", "total_max_attempts": 1}}
         options.update(config)
         return boto3.client("sesv2", region_name=REGION, endpoint_url=url, config=Config(**options))
 
