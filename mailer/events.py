@@ -243,7 +243,7 @@ def parse_payload(payload: str | bytes | Mapping[str, Any]) -> SESEvent | SetupN
         text = _decode(payload)
         if text.strip() == SETUP_TEXT:
             return SetupNotice("setup-test", SETUP_TEXT)
-        data: Any = _load_json(text, "payload")
+        data: Any = _load_json(text, "SES payload")
     else:
         data = payload
     if not isinstance(data, Mapping):

@@ -56,12 +56,12 @@ class SyncReport:
 
 
 def sync_suppressions(
-    sesv2: Any, sessions: sessionmaker[Session], *, dry_run: bool = False
+    sesv2: Any, sessions: sessionmaker[Session], *, dry_run: bool = False, page_size: int = 1000
 ) -> SyncReport:
     """Pull SES's list into ours, push ours up; with ``dry_run``, only report."""
     report = SyncReport()
     remote: dict[str, str] = {}
-    for address, reason in _list_remote(sesv2):
+    for address, reason in _list_remote(sesv2, page_size):
         report.ses_listed += 1
         try:
             remote[normalize_email(address)] = reason
@@ -96,10 +96,10 @@ def _local(session: Session) -> dict[str, str]:
     return {email: reason for email, reason in rows if email}
 
 
-def _list_remote(sesv2: Any) -> Iterator[tuple[str, str]]:
+def _list_remote(sesv2: Any, page_size: int) -> Iterator[tuple[str, str]]:
     token: str | None = None
     while True:
-        kwargs: dict[str, Any] = {"PageSize": 1000}
+        kwargs: dict[str, Any] = {"PageSize": page_size}
         if token:
             kwargs["NextToken"] = token
         try:

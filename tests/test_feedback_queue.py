@@ -325,6 +325,7 @@ def test_with_verification_only_sns_signed_envelopes_pass(
     assert any("VerificationError" in e for e in errors)
 
 
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 def test_cli_poll_once(db: Database, feed: Feed, aws_env: dict[str, str]) -> None:
     readers(db, "ana@example.net")
     feed.publish(event("event_bounce", "ana@example.net", "m-cli"))
