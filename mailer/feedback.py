@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailer.campaigns import Delivery, DeliveryStatus
@@ -277,10 +278,19 @@ def _hard_bounce(ctx: _Context, address: str, detail: BounceInfo) -> str:
         note = detail.bounce_subtype or "Permanent"
     else:
         note = f"{detail.bounce_subtype or 'Permanent'}: {diagnostic}"
-    store.suppress(
-        ctx.session, address, SuppressionReason.HARD_BOUNCE, actor=ctx.actor, detail=note[:1000]
-    )
+    _suppress(ctx, address, SuppressionReason.HARD_BOUNCE, detail=note[:1000])
     return f"suppressed:hard_bounce:{address}"
+
+
+def _suppress(ctx: _Context, address: str, reason: str, *, detail: str) -> None:
+    """store.suppress in a savepoint: when another worker suppressed the same address a
+    moment ago (PostgreSQL, concurrent events), its row stands and ours is not needed."""
+    try:
+        with ctx.session.begin_nested():
+            store.suppress(ctx.session, address, reason, actor=ctx.actor, detail=detail)
+    except IntegrityError:
+        if store.find_suppression(ctx.session, address) is None:
+            raise
 
 
 def _soft_bounce(ctx: _Context, address: str) -> str:
@@ -290,11 +300,10 @@ def _soft_bounce(ctx: _Context, address: str) -> str:
     )
     if limit > 0 and count >= limit:
         days = ctx.settings.soft_bounce_window / 86400
-        store.suppress(
-            ctx.session,
+        _suppress(
+            ctx,
             address,
             SuppressionReason.SOFT_BOUNCE_LIMIT,
-            actor=ctx.actor,
             detail=f"{count} soft bounces within {days:g} days",
         )
         ctx.session.execute(delete(SoftBounceCounter).where(SoftBounceCounter.email == address))
@@ -349,11 +358,10 @@ def _complaint(ctx: _Context) -> list[str]:
     actions = []
     for address in ctx.addresses:
         actions += _unsubscribe_everywhere(ctx, address)
-        store.suppress(
-            ctx.session,
+        _suppress(
+            ctx,
             address,
             SuppressionReason.COMPLAINT,
-            actor=ctx.actor,
             detail=f"complaintFeedbackType={detail.feedback_type or 'unspecified'}",
         )
         actions.append(f"suppressed:complaint:{address}")
