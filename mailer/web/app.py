@@ -101,12 +101,13 @@ def create_app(
 
 def _include_routers(app: FastAPI, state: WebState) -> None:
     """Every router of the app: one line each."""
-    from mailer.web import archive, preferences, subscribe, unsubscribe
+    from mailer.web import archive, preferences, subscribe, unsubscribe, webhooks
 
     app.include_router(subscribe.router)
     app.include_router(unsubscribe.router)
     app.include_router(preferences.router)
     app.include_router(archive.router)
+    app.include_router(webhooks.ses_webhook_router(state.settings, state.sessions))
 
 
 def healthz(request: Request) -> Response:
