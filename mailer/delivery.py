@@ -181,6 +181,7 @@ class Engine:
 
     def start(self, *, wait: float = 0.0) -> None:
         """Register this worker (heartbeat lease); on SQLite also take the single-sender lease."""
+        self.reap_dead_local_workers()
         self._beat()
         if self._sqlite:
             deadline = time.monotonic() + wait
@@ -204,6 +205,21 @@ class Engine:
                     or_(Lease.name == f"worker:{self.worker_id}", Lease.holder == self.worker_id)
                 )
             )
+
+    def reap_dead_local_workers(self) -> int:
+        """Drop the leases of workers on this host whose process is gone (killed, crashed), so
+        their claims are re-claimed at once instead of after the heartbeat lease runs out."""
+        host = socket.gethostname()[:40]
+        dead = []
+        with self.sessions.begin() as s:
+            for name, holder in s.execute(select(Lease.name, Lease.holder)):
+                parts = holder.split(":")
+                if len(parts) == 3 and parts[0] == host and parts[1].isdigit():
+                    if not _pid_alive(int(parts[1])):
+                        dead.append(name)
+            if dead:
+                s.execute(delete(Lease).where(Lease.name.in_(dead)))
+        return len(dead)
 
     def _beat(self) -> None:
         with self.sessions.begin() as s:
@@ -636,6 +652,16 @@ class Engine:
 
 
 # -- helpers shared with the CLI ---------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _backoff(err: RetryableSendError) -> float:
