@@ -21,7 +21,8 @@ app maps them to status codes.
     │   └── FatalSendError       account-level: pause the whole campaign
     ├── VerificationError        SNS message signature/cert/topic/age check failed
     ├── ConfirmationError        an SNS SubscribeURL could not be visited (try again later)
-    └── FeedbackError            an SES event could not be understood
+    ├── FeedbackError            an SES event could not be understood
+    └── SetupError               an AWS call of `mailer ses setup` failed (names the step)
 """
 
 from __future__ import annotations
@@ -110,3 +111,7 @@ class ConfirmationError(MailerError):
 
 class FeedbackError(MailerError):
     """An SES event payload could not be understood."""
+
+
+class SetupError(MailerError):
+    """Provisioning SES/SNS/SQS failed at a named step; running it again is safe."""

@@ -1,0 +1,359 @@
+"""`mailer stats`, `mailer doctor`, `mailer ses setup`: thin over mailer.stats and
+mailer.ses_admin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from mailer import stats as st
+from mailer.cli.app import app
+from mailer.cli.context import AppContext, app_context
+from mailer.errors import ConfigError, MailerError
+from mailer.ses_admin import (
+    DEFAULT_TOPIC,
+    AwsClients,
+    Check,
+    check_account,
+    check_base_url,
+    check_configuration_set,
+    check_database,
+    check_feedback_wiring,
+    check_identity,
+    check_message,
+    check_secret_key,
+    domains_of,
+    sample_message,
+    setup,
+)
+
+ses_app = typer.Typer(help="Amazon SES provisioning.", no_args_is_help=True)
+app.add_typer(ses_app, name="ses")
+
+_LEVEL_STYLE = {
+    st.Level.NA: "dim",
+    st.Level.OK: "green",
+    st.Level.WARN: "yellow",
+    st.Level.CRITICAL: "bold red",
+}
+_STATUS_STYLE = {"pass": "green", "fail": "bold red", "skip": "dim"}
+
+
+# -- stats -----------------------------------------------------------------------------------
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}%}"
+
+
+def _rate_cell(check: st.RateCheck) -> str:
+    style = _LEVEL_STYLE[check.level]
+    text = _pct(check.rate)
+    if check.crossed:
+        text += f" ({check.crossed[-1].source})"
+    return f"[{style}]{text}[/{style}]"
+
+
+def _opt(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _counts_row(c: st.Counts) -> list[str]:
+    bounce, complaint = c.checks
+    return [
+        str(c.sent),
+        str(c.delivered),
+        f"{c.hard_bounced}/{c.soft_bounced}",
+        str(c.complained),
+        str(c.failed),
+        str(c.unsubscribed),
+        _opt(c.opened),
+        _opt(c.clicked),
+        _rate_cell(bounce),
+        _rate_cell(complaint),
+    ]
+
+
+_COUNT_COLUMNS = (
+    "sent",
+    "delivered",
+    "bounced hard/soft",
+    "complained",
+    "failed",
+    "unsub",
+    "opened",
+    "clicked",
+    "bounce rate",
+    "complaint rate",
+)
+
+
+def print_report(actx: AppContext, report: st.StatsReport) -> None:
+    console = actx.console
+    scope = f"campaign {report.campaign_id}" if report.campaign_id else f"last {report.days} days"
+    if report.list_slug:
+        scope += f", list {report.list_slug}"
+    console.print(f"[bold]Delivery and reputation[/bold] — {scope}")
+    t = report.totals
+    bounce, complaint = t.checks
+    console.print(
+        f"sent {t.sent}  delivered {t.delivered}  bounced {t.bounced} "
+        f"(hard {t.hard_bounced}, soft {t.soft_bounced})  complained {t.complained}  "
+        f"rejected {t.rejected}  failed {t.failed}  unsubscribed {t.unsubscribed}  "
+        f"opened {_opt(t.opened)}  clicked {_opt(t.clicked)}  queued {t.queued}"
+    )
+    console.print(
+        f"bounce rate {_rate_cell(bounce)}   (SES reviews at 5%, pauses at 10%)\n"
+        f"complaint rate {_rate_cell(complaint)}   "
+        "(SES reviews at 0.1%, pauses at 0.5%; Gmail: under 0.1%, never 0.3%)"
+    )
+    if report.unmatched_events:
+        console.print(f"[dim]{report.unmatched_events} feedback events matched no delivery[/dim]")
+
+    if report.campaigns:
+        table = Table(
+            "id", "subject", "list", "state", "progress", *_COUNT_COLUMNS, title="campaigns"
+        )
+        for c in report.campaigns:
+            state = c.status + (f": {c.pause_reason}" if c.pause_reason else "")
+            progress = _pct(c.counts.progress, 0) + f" of {c.counts.total}"
+            table.add_row(
+                str(c.id), c.subject[:40], c.list_slug, state, progress, *_counts_row(c.counts)
+            )
+        console.print(table)
+    if report.domains:
+        table = Table("domain", *_COUNT_COLUMNS, title="by recipient domain")
+        for d in report.domains:
+            table.add_row(d.domain, *_counts_row(d.counts))
+        console.print(table)
+    s = report.suppressions
+    reasons = ", ".join(f"{k} {v}" for k, v in s.by_reason.items()) or "none"
+    console.print(
+        f"suppression list: {s.total} ({reasons}); last {report.days} days: +{s.added} -{s.removed}"
+    )
+    busy = [d for d in s.days if d.added or d.removed]
+    if busy:
+        table = Table("day", "added", "removed", "net", title="suppression growth")
+        for day in busy:
+            added = ", ".join(f"{k} {v}" for k, v in day.added.items()) or "0"
+            table.add_row(day.day.isoformat(), added, str(day.removed), f"{day.net:+d}")
+        console.print(table)
+
+
+@app.command("stats")
+def stats_cmd(
+    ctx: typer.Context,
+    campaign: Annotated[
+        int | None, typer.Option("--campaign", help="One campaign's figures, whatever its age.")
+    ] = None,
+    list_slug: Annotated[
+        str | None, typer.Option("--list", help="Only campaigns of this list.")
+    ] = None,
+    days: Annotated[int, typer.Option("--days", min=1, help="Window in days.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Delivery and reputation: sent, delivered, bounces, complaints, unsubscribes, rates
+    against SES's and Gmail's thresholds, per campaign and per recipient domain, and the
+    suppression list's growth.
+
+    Example: mailer stats --days 7 --list china-brief
+    """
+    actx = app_context(ctx)
+    with actx.sessions() as session:
+        report = st.collect(session, days=days, list_slug=list_slug, campaign_id=campaign)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    print_report(actx, report)
+
+
+# -- doctor ----------------------------------------------------------------------------------
+
+
+def _print_checks(actx: AppContext, checks: list[Check]) -> None:
+    for c in checks:
+        style = _STATUS_STYLE[c.status]
+        mark = {"pass": "PASS", "fail": "FAIL", "skip": "SKIP"}[c.status]
+        line = f"[{style}]{mark}[/{style}]  {c.name}"
+        if c.detail:
+            line += f" — {c.detail}"
+        actx.console.print(line, highlight=False, markup=True)
+
+
+def _list_from_addresses(actx: AppContext) -> list[str]:
+    from subscribers.models import MailingList
+
+    with actx.sessions() as session:
+        return list(session.scalars(select(MailingList.from_address)))
+
+
+@app.command("doctor")
+def doctor(
+    ctx: typer.Context,
+    domain: Annotated[
+        list[str] | None,
+        typer.Option("--domain", help="From domain to check (default: every list's)."),
+    ] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", help="SQS queue (name or URL) SNS should feed.")
+    ] = None,
+    issue: Annotated[
+        Path | None, typer.Option("--issue", help="Check this issue's email (default: a sample).")
+    ] = None,
+    newsletter: Annotated[str, typer.Option("--newsletter")] = "The China Brief",
+    ses: Annotated[
+        bool | None,
+        typer.Option("--ses/--no-ses", help="Check SES (default: when MAILER_TRANSPORT=ses)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check everything before a send: database, secret key, https base URL, the SES identity
+    (verified, DKIM, custom MAIL FROM), configuration set and event destination, the SNS topic
+    or SQS queue, the SES account, and a rendered sample (List-Unsubscribe headers, plain-text
+    part, size under Gmail's clipping limit). Exits 1 when any check fails.
+
+    Example: MAILER_TRANSPORT=ses mailer doctor --domain news.example.com
+    """
+    actx = app_context(ctx)
+    settings = actx.settings
+    checks: list[Check] = []
+    db = check_database(actx.engine)
+    checks.append(db)
+    from_addresses = _list_from_addresses(actx) if db.ok else []
+    checks += [check_secret_key(settings), check_base_url(settings)]
+
+    use_ses = settings.transport == "ses" if ses is None else ses
+    if use_ses:
+        checks += _ses_checks(actx, domain or domains_of(from_addresses), queue)
+    else:
+        checks.append(
+            Check("SES", "skip", f"MAILER_TRANSPORT is {settings.transport} (pass --ses)")
+        )
+
+    from_address = from_addresses[0] if from_addresses else f"news@{(domain or ['example.com'])[0]}"
+    try:
+        parsed = None
+        if issue is not None:
+            from mailer.issue import parse_issue_file
+
+            parsed = parse_issue_file(issue)
+        raw = sample_message(
+            settings, from_address=from_address, newsletter=newsletter, issue=parsed
+        )
+    except MailerError as err:
+        checks.append(Check("rendered sample", "fail", str(err)))
+    else:
+        checks += check_message(raw)
+
+    if as_json:
+        typer.echo(json.dumps([c.to_json() for c in checks], indent=2))
+    else:
+        _print_checks(actx, checks)
+    failures = [c for c in checks if not c.ok]
+    if failures:
+        if not as_json:
+            actx.err.print(f"{len(failures)} of {len(checks)} checks failed")
+        raise typer.Exit(1)
+
+
+def _ses_checks(actx: AppContext, domains: list[str], queue: str | None) -> list[Check]:
+    settings = actx.settings
+    try:
+        clients = AwsClients.from_settings(settings)
+    except ConfigError as err:
+        return [Check("SES clients", "fail", str(err))]
+    checks: list[Check] = []
+    if not domains:
+        checks.append(
+            Check("From domain", "fail", "no list and no --domain: nothing to check in SES")
+        )
+    for d in domains:
+        checks += check_identity(clients.sesv2, d)
+    set_checks, topics = check_configuration_set(clients.sesv2, settings.ses_configuration_set)
+    checks += set_checks
+    checks.append(check_feedback_wiring(clients, settings, topics, queue=queue))
+    checks += check_account(clients.sesv2)
+    return checks
+
+
+# -- ses setup -------------------------------------------------------------------------------
+
+
+@ses_app.command("setup")
+def ses_setup(
+    ctx: typer.Context,
+    domain: Annotated[str, typer.Option("--domain", help="The From domain to send from.")],
+    webhook_url: Annotated[
+        str | None,
+        typer.Option("--webhook-url", help="HTTPS URL of `mailer serve`'s /webhooks/ses."),
+    ] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", help="SQS queue name for `mailer feedback poll`.")
+    ] = None,
+    topic: Annotated[str, typer.Option("--topic", help="SNS topic name.")] = DEFAULT_TOPIC,
+    configuration_set: Annotated[
+        str | None,
+        typer.Option("--configuration-set", help="Default: MAILER_SES_CONFIGURATION_SET."),
+    ] = None,
+    mail_from: Annotated[
+        str, typer.Option("--mail-from-subdomain", help="Custom MAIL FROM subdomain.")
+    ] = "mail",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create, idempotently, the configuration set, its SNS event destination, the SNS topic
+    and the HTTPS subscription (or the SQS queue with its policy), and the email identity with
+    a custom MAIL FROM; print the DNS records to publish. Safe to run again.
+
+    Example: mailer ses setup --domain news.example.com --webhook-url https://news.example.com/webhooks/ses
+    """
+    actx = app_context(ctx)
+    settings = actx.settings
+    name = configuration_set or settings.ses_configuration_set
+    if not name:
+        raise ConfigError(
+            "no configuration set: set MAILER_SES_CONFIGURATION_SET or pass --configuration-set"
+        )
+    clients = AwsClients.from_settings(settings)
+    result = setup(
+        clients,
+        domain=domain,
+        configuration_set=name,
+        webhook_url=webhook_url,
+        queue_name=queue,
+        topic_name=topic,
+        mail_from_subdomain=mail_from,
+        log=None if as_json else lambda line: actx.console.print(line, highlight=False),
+    )
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+        return
+    _print_setup_next_steps(actx, result, webhook_url is not None, settings.sns_topic_arns)
+
+
+def _print_setup_next_steps(
+    actx: AppContext, result: Any, webhook: bool, allowlist: tuple[str, ...]
+) -> None:
+    console = actx.console
+    console.print()
+    console.print(f"[bold]DNS records to publish for {result.domain}[/bold]")
+    if not any(r.type == "CNAME" for r in result.dns):
+        console.print(
+            f"[yellow]SES has not issued DKIM tokens yet (DKIM {result.dkim_status}); run this "
+            "again in a minute to print the DKIM CNAMEs[/yellow]"
+        )
+    table = Table("type", "name", "value", "for")
+    for r in result.dns:
+        table.add_row(r.type, r.name, r.value, r.purpose)
+    console.print(table)
+    console.print("Then:")
+    if webhook and result.topic_arn not in allowlist:
+        console.print(f"  export MAILER_SNS_TOPIC_ARNS={result.topic_arn}")
+    console.print(f"  export MAILER_SES_CONFIGURATION_SET={result.configuration_set}")
+    if result.queue_url:
+        console.print(f"  mailer feedback poll --queue-url {result.queue_url}")
+    console.print(f"  mailer doctor --domain {result.domain}")
