@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -477,8 +478,6 @@ def test_server_as_a_child_process(sesv2_client: Callable[..., Any]) -> None:
         assert error_of(lambda: send_raw(client))[0] == "AccountSuspendedException"
         pid = proc.pid
     with pytest.raises(ProcessLookupError):
-        import os
-
         os.kill(pid, 0)
 
 

@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-Check = Callable[[Any, str], None]
+#: A validator: (value, path) -> None or InvalidRequest. Paths are "" or (parent, key) tuples.
+Check = Callable[[Any, Any], None]
 
 OPERATIONS = (
     "SendEmail",
@@ -63,8 +64,23 @@ class Route:
     required_query: frozenset[str]
 
 
-def _fail(path: str, what: str) -> None:
-    raise InvalidRequest(f"{path or 'input'}: {what}")
+def _render(path: Any) -> str:
+    """A member path (nested ``(parent, key)`` tuples, built cheaply) as ``A.B[3].C``."""
+    keys: list[str | int] = []
+    while isinstance(path, tuple):
+        path, key = path
+        keys.append(key)
+    out = str(path or "")
+    for key in reversed(keys):
+        if isinstance(key, int):
+            out += f"[{key}]"
+        else:
+            out = f"{out}.{key}" if out else key
+    return out or "input"
+
+
+def _fail(path: Any, what: str) -> None:
+    raise InvalidRequest(f"{_render(path)}: {what}")
 
 
 class _Compiler:
@@ -112,25 +128,27 @@ class _Compiler:
 
 
 def _structure(members: Mapping[str, Check], required: frozenset[str]) -> Check:
-    def check(value: Any, path: str) -> None:
+    allowed = frozenset(members)
+    needed = tuple(sorted(required))
+
+    def check(value: Any, path: Any) -> None:
         if not isinstance(value, dict):
             _fail(path, f"expected an object, got {type(value).__name__}")
-        for name in required:
+        if not value.keys() <= allowed:
+            unknown = sorted(set(value) - allowed)[0]
+            _fail((path, unknown), "unknown member")
+        for name in needed:
             if value.get(name) is None:
-                _fail(f"{path}.{name}" if path else name, "missing required member")
+                _fail((path, name), "missing required member")
         for name, item in value.items():
-            sub = members.get(name)
-            where = f"{path}.{name}" if path else name
-            if sub is None:
-                _fail(where, "unknown member")
-            elif item is not None:
-                sub(item, where)
+            if item is not None:
+                members[name](item, (path, name))
 
     return check
 
 
 def _list(member: Check, low: int | None, high: int | None) -> Check:
-    def check(value: Any, path: str) -> None:
+    def check(value: Any, path: Any) -> None:
         if not isinstance(value, list):
             _fail(path, f"expected a list, got {type(value).__name__}")
         if low is not None and len(value) < low:
@@ -138,18 +156,18 @@ def _list(member: Check, low: int | None, high: int | None) -> Check:
         if high is not None and len(value) > high:
             _fail(path, f"takes at most {high} item(s)")
         for i, item in enumerate(value):
-            member(item, f"{path}[{i}]")
+            member(item, (path, i))
 
     return check
 
 
 def _map(key: Check, val: Check) -> Check:
-    def check(value: Any, path: str) -> None:
+    def check(value: Any, path: Any) -> None:
         if not isinstance(value, dict):
             _fail(path, f"expected a map, got {type(value).__name__}")
         for k, v in value.items():
-            key(k, f"{path} key")
-            val(v, f"{path}[{k}]")
+            key(k, (path, f"<key {k!r}>"))
+            val(v, (path, str(k)))
 
     return check
 
@@ -165,7 +183,10 @@ def _string(
         except re.error:  # a Java-only construct: skip the pattern, keep the other checks
             regex = None
 
-    def check(value: Any, path: str) -> None:
+    if low is None and high is None and allowed is None and regex is None:
+        return _plain_string
+
+    def check(value: Any, path: Any) -> None:
         if not isinstance(value, str):
             _fail(path, f"expected a string, got {type(value).__name__}")
         if low is not None and len(value) < low:
@@ -180,8 +201,13 @@ def _string(
     return check
 
 
+def _plain_string(value: Any, path: Any) -> None:
+    if not isinstance(value, str):
+        _fail(path, f"expected a string, got {type(value).__name__}")
+
+
 def _integer(low: int | None, high: int | None) -> Check:
-    def check(value: Any, path: str) -> None:
+    def check(value: Any, path: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
             _fail(path, f"expected an integer, got {type(value).__name__}")
         if low is not None and value < low:
@@ -192,26 +218,26 @@ def _integer(low: int | None, high: int | None) -> Check:
     return check
 
 
-def _number(value: Any, path: str) -> None:
+def _number(value: Any, path: Any) -> None:
     if not isinstance(value, int | float) or isinstance(value, bool):
         _fail(path, f"expected a number, got {type(value).__name__}")
 
 
-def _boolean(value: Any, path: str) -> None:
+def _boolean(value: Any, path: Any) -> None:
     if not isinstance(value, bool):
         _fail(path, f"expected a boolean, got {type(value).__name__}")
 
 
-def _blob(value: Any, path: str) -> None:
+def _blob(value: Any, path: Any) -> None:
     if not isinstance(value, str):
         _fail(path, f"expected base64 text, got {type(value).__name__}")
 
 
-def _timestamp(value: Any, path: str) -> None:
+def _timestamp(value: Any, path: Any) -> None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return
     if isinstance(value, str):
-        parse_timestamp(value, path)
+        parse_timestamp(value, _render(path))
         return
     _fail(path, f"expected a timestamp, got {type(value).__name__}")
 

@@ -71,6 +71,7 @@ class Operations:
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
+        self._vars_cache: dict[tuple[str | None, ...], frozenset[str]] = {}
         self.table: dict[str, Callable[..., tuple[int, Any]]] = {
             "SendEmail": self.send_email,
             "SendBulkEmail": self.send_bulk_email,
@@ -207,7 +208,9 @@ class Operations:
                 seq = next(state.seq)
                 msg_id = state.new_id(seq)
                 message = make(seq, msg_id, now)
-                if any(bare_address(a) in state.suppressed for a in message.recipients):
+                if state.suppressed and any(
+                    bare_address(a) in state.suppressed for a in message.recipients
+                ):
                     message = dataclasses.replace(message, suppressed=True)
                 state.messages.append(message)
                 state.sent_times.append(now)
@@ -321,6 +324,21 @@ class Operations:
             raise ApiError("BadRequestException", f"{what} must be a JSON object.")
         return data
 
+    def _variables(self, *parts: str | None) -> frozenset[str]:
+        """Variables of a template's parts, cached (bulk calls repeat the same template)."""
+        key = tuple(parts)
+        found = self._vars_cache.get(key)
+        if found is None:
+            names: set[str] = set()
+            for part in parts:
+                if part:
+                    names |= handlebars.variables(part)
+            found = frozenset(names)
+            if len(self._vars_cache) > 16:
+                self._vars_cache.clear()
+            self._vars_cache[key] = found
+        return found
+
     @staticmethod
     def _missing(
         kind: str, parts: tuple[str | None, ...], data: Mapping[str, Any] | None
@@ -352,13 +370,10 @@ class Operations:
         default_data = self._json_object(tpl.get("TemplateData") or "{}", "TemplateData")
         default_headers = [(h["Name"], h["Value"]) for h in tpl.get("Headers", [])]
         default_tags = {t["Name"]: t["Value"] for t in body.get("DefaultEmailTags", [])}
-        names: set[str] = set()
-        for part in (subject, html, text):
-            if part:
-                names |= handlebars.variables(part)
+        names = self._variables(subject, html, text)
         quota = self._quota_left(cfg)
         results: list[dict[str, Any] | None] = []
-        accepted: list[tuple[int, SentMessage]] = []
+        accepted: list[tuple[int, dict[str, Any]]] = []
         for index, entry in enumerate(entries):
             dest = entry["Destination"]
             to = _addresses(dest.get("ToAddresses"))
@@ -398,32 +413,29 @@ class Operations:
             merged.update((h["Name"], h["Value"]) for h in entry.get("ReplacementHeaders", []))
             tags = dict(default_tags)
             tags.update((t["Name"], t["Value"]) for t in entry.get("ReplacementTags", []))
-            message = SentMessage(
-                seq=0,
-                message_id="",
-                operation="SendBulkEmail",
-                kind="template",
-                from_address=sender,
-                to=to,
-                cc=cc,
-                bcc=bcc,
-                subject=subject,
-                html=html,
-                text=text,
-                template_data=data,
-                headers=tuple(merged.items()),
-                tags=tags,
-                configuration_set=config_set,
-                missing_variables=tuple(sorted(n for n in names if n not in data)),
-            )
+            fields = {
+                "operation": "SendBulkEmail",
+                "kind": "template",
+                "from_address": sender,
+                "to": to,
+                "cc": cc,
+                "bcc": bcc,
+                "subject": subject,
+                "html": html,
+                "text": text,
+                "template_data": data,
+                "headers": tuple(merged.items()),
+                "tags": tags,
+                "configuration_set": config_set,
+                "missing_variables": tuple(sorted(n for n in names if n not in data)),
+            }
             results.append(None)
-            accepted.append((index, message))
+            accepted.append((index, fields))
         if accepted:
             queue = iter(accepted)
 
             def make(seq: int, msg_id: str, now: float) -> SentMessage:
-                _, template = next(queue)
-                return dataclasses.replace(template, seq=seq, message_id=msg_id, time=now)
+                return SentMessage(seq=seq, message_id=msg_id, time=now, **next(queue)[1])
 
             ids = self._record(make, len(accepted))
             for (index, _sent), msg_id in zip(accepted, ids, strict=True):
