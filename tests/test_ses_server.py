@@ -496,3 +496,28 @@ def test_handlebars_subset() -> None:
     )
     assert handlebars.render("\\{{a}} \\\\{{b}} {{missing}}.", data) == "{{a}} \\x ."
     assert handlebars.variables("{{a}} {{{b}}} \\{{c}}") == {"a", "b"}
+
+
+def test_big_run_memory_switches(ses_server: SesServer, client: Client) -> None:
+    ses_server.configure(keep_raw=False)
+    send_raw(client, "lean@example.org")
+    [lean] = ses_server.messages()
+    assert lean.raw is None and lean.to == ("lean@example.org",)
+    template = {"TemplateContent": {"Subject": "s", "Html": "<p>{{n}}</p>" * 100}}
+    for _ in range(2):
+        client.send_bulk_email(
+            FromEmailAddress="brief@news.example.com",
+            DefaultContent={"Template": template},
+            BulkEmailEntries=[
+                {
+                    "Destination": {"ToAddresses": [f"b{i}@example.org"]},
+                    "ReplacementEmailContent": {
+                        "ReplacementTemplate": {"ReplacementTemplateData": '{"n": "x"}'}
+                    },
+                }
+                for i in range(3)
+            ],
+        )
+    bulk = ses_server.messages()[1:]
+    assert len(bulk) == 6
+    assert all(m.html is bulk[0].html for m in bulk)  # one shared copy of the template

@@ -71,7 +71,10 @@ class Operations:
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
-        self._vars_cache: dict[tuple[str | None, ...], frozenset[str]] = {}
+        self._templates: dict[
+            tuple[str | None, str | None, str | None],
+            tuple[tuple[str | None, str | None, str | None], frozenset[str]],
+        ] = {}
         self.table: dict[str, Callable[..., tuple[int, Any]]] = {
             "SendEmail": self.send_email,
             "SendBulkEmail": self.send_bulk_email,
@@ -286,7 +289,7 @@ class Operations:
                 to=to,
                 cc=cc,
                 bcc=bcc,
-                raw_base64=raw_base64,
+                raw_base64=raw_base64 if cfg.keep_raw else None,
                 subject=subject,
                 html=html,
                 text=text,
@@ -324,20 +327,23 @@ class Operations:
             raise ApiError("BadRequestException", f"{what} must be a JSON object.")
         return data
 
-    def _variables(self, *parts: str | None) -> frozenset[str]:
-        """Variables of a template's parts, cached (bulk calls repeat the same template)."""
-        key = tuple(parts)
-        found = self._vars_cache.get(key)
-        if found is None:
+    def _template(
+        self, subject: str | None, html: str | None, text: str | None
+    ) -> tuple[tuple[str | None, str | None, str | None], frozenset[str]]:
+        """One shared copy of a template's parts and its variables: bulk calls repeat the
+        same template, and 30,000 recorded entries must not hold 30,000 copies of it."""
+        key = (subject, html, text)
+        hit = self._templates.get(key)
+        if hit is None:
             names: set[str] = set()
-            for part in parts:
+            for part in key:
                 if part:
                     names |= handlebars.variables(part)
-            found = frozenset(names)
-            if len(self._vars_cache) > 16:
-                self._vars_cache.clear()
-            self._vars_cache[key] = found
-        return found
+            hit = (key, frozenset(names))
+            if len(self._templates) > 16:
+                self._templates.clear()
+            self._templates[key] = hit
+        return hit
 
     @staticmethod
     def _missing(
@@ -364,13 +370,12 @@ class Operations:
             raise ApiError("BadRequestException", "DefaultContent.Template is required.")
         config_set = body.get("ConfigurationSetName")
         self._send_gates(cfg, len(entries), config_set)
-        subject, html, text = self._template_parts(tpl)
+        (subject, html, text), names = self._template(*self._template_parts(tpl))
         sender = body.get("FromEmailAddress")
         self._check_sender(cfg, sender)
         default_data = self._json_object(tpl.get("TemplateData") or "{}", "TemplateData")
         default_headers = [(h["Name"], h["Value"]) for h in tpl.get("Headers", [])]
         default_tags = {t["Name"]: t["Value"] for t in body.get("DefaultEmailTags", [])}
-        names = self._variables(subject, html, text)
         quota = self._quota_left(cfg)
         results: list[dict[str, Any] | None] = []
         accepted: list[tuple[int, dict[str, Any]]] = []

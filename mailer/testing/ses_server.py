@@ -26,7 +26,9 @@ per bulk entry); ``account_suspended``; ``sending_paused``; ``mail_from_unverifi
 message quota exceeded." beyond max_24h); ``identities`` (None: every identity verified;
 else name -> GetEmailIdentity overrides); ``configuration_sets`` (None: any name exists;
 else name -> event destinations); ``access_keys`` (None: any; else only these key ids);
-``seed``. :meth:`SesServer.fail_next` queues exact errors for deterministic tests.
+``seed``; ``keep_raw`` (default true; set false for runs of tens of thousands of raw
+messages, which would otherwise all stay in memory). :meth:`SesServer.fail_next` queues
+exact errors for deterministic tests.
 
 In process::
 

@@ -72,6 +72,9 @@ class ServerConfig:
     configuration_sets: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
     access_keys: frozenset[str] | None = None
     seed: int | None = None
+    #: Keep each raw message's bytes (False: record everything else only; for big runs,
+    #: where 30,000 kept messages would cost ~1 GB).
+    keep_raw: bool = True
     #: In-process only: a predicate on the recipient address (not in the JSON form).
     reject: Callable[[str], bool] | None = field(default=None, compare=False)
 
