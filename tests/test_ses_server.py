@@ -521,3 +521,18 @@ def test_big_run_memory_switches(ses_server: SesServer, client: Client) -> None:
     bulk = ses_server.messages()[1:]
     assert len(bulk) == 6
     assert all(m.html is bulk[0].html for m in bulk)  # one shared copy of the template
+
+
+def test_stop_drops_keepalive_connections(
+    aws_env: dict[str, str], sesv2_client: Callable[..., Any]
+) -> None:
+    from mailer.errors import RetryableSendError
+    from mailer.transports.ses_errors import classify
+
+    server = SesServer().start()
+    client = sesv2_client(server.url)
+    client.get_account()
+    server.stop()
+    with pytest.raises(Exception) as info:
+        client.get_account()
+    assert isinstance(classify(info.value), RetryableSendError)

@@ -60,12 +60,14 @@ The control API, under ``/_test/`` (JSON in and out; :class:`SesServerClient` wr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
 import random
 import re
 import signal
+import socket
 import socketserver
 import subprocess
 import sys
@@ -127,6 +129,16 @@ class _HTTPServer(socketserver.ThreadingTCPServer):
         self.state = owner._state
         self.api = api
         self.ops = Operations(owner._state)
+        self.open_lock = threading.Lock()
+        self.open_connections: set[socket.socket] = set()
+
+    def close_connections(self) -> None:
+        """Drop every keep-alive connection (clients see a reset, as on a real restart)."""
+        with self.open_lock:
+            conns, self.open_connections = list(self.open_connections), set()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -138,11 +150,17 @@ class _Handler(socketserver.StreamRequestHandler):
     close_connection = False
 
     def handle(self) -> None:
+        server = self.server
+        with server.open_lock:
+            server.open_connections.add(self.connection)
         try:
             while self._one_request():
                 pass
-        except (ConnectionError, TimeoutError):
+        except (ConnectionError, TimeoutError, OSError):
             return
+        finally:
+            with server.open_lock:
+                server.open_connections.discard(self.connection)
 
     def _one_request(self) -> bool:
         rfile = self.rfile
@@ -301,6 +319,7 @@ class SesServer:
             return
         self._http.shutdown()
         self._http.server_close()
+        self._http.close_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._http = None
