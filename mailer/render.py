@@ -244,7 +244,7 @@ def render_issue(issue: Issue, branding: Branding) -> RenderedIssue:
     text, split_urls = _limit_line_octets(text_raw)
     text = _swap_stand_ins(text, stand_ins, html=False)
     archive = compile_email("issue.mjml.j2", {**context, "archive": True, "ph": {}})
-    archive = PLACEHOLDER_RE.sub(lambda m: "&#37;" + m.group(0)[1:], archive)
+    archive = neutralise(archive, html=True)
     rendered = RenderedIssue(
         subject=issue.subject,
         preheader=issue.preheader,
@@ -360,10 +360,20 @@ def date_label(d: Any) -> str:
     return f"{_WEEKDAYS[d.weekday()]}, {_MONTHS[d.month - 1]} {d.day}, {d.year}"
 
 
+def neutralise(body: str, *, html: bool) -> str:
+    """Break every ``%%field%%`` in body (``&#37;`` in HTML, a word joiner in text).
+
+    Repeated until none is left: breaking one can complete another that shared its '%%'.
+    """
+    breaker = "&#37;" if html else "%\u2060"
+    while PLACEHOLDER_RE.search(body):
+        body = PLACEHOLDER_RE.sub(lambda m: breaker + m.group(0)[1:], body)
+    return body
+
+
 def _swap_stand_ins(body: str, stand_ins: Mapping[str, str], *, html: bool) -> str:
     """Neutralise placeholders that came from content, then put the real ones in."""
-    breaker = "&#37;" if html else "%\u2060"
-    body = PLACEHOLDER_RE.sub(lambda m: breaker + m.group(0)[1:], body)
+    body = neutralise(body, html=html)
     expected = 0
     for name, stand_in in stand_ins.items():
         expected += body.count(stand_in)
