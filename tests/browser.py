@@ -1,9 +1,10 @@
 """Real headless Chromium for tests (Debian's /usr/bin/chromium driven by Playwright).
 
-Nothing is downloaded: Playwright is pointed at the system browser. Use it either as
-pytest fixtures (import them into your test module)::
+Nothing is downloaded: Playwright is pointed at the system browser. Use it either as the
+pytest fixtures ``browser`` (one per session) and ``new_page`` (import them by their
+function names, which keeps ruff's F811 quiet)::
 
-    from tests.browser import browser, new_page  # noqa: F401  (fixtures)
+    from tests.browser import browser_fixture, new_page_fixture, save_screenshot  # noqa: F401
 
     @pytest.mark.browser
     def test_page(new_page):
@@ -118,8 +119,8 @@ def save_screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="session", name="browser")
+def browser_fixture() -> Iterator[Any]:
     """One Chromium for the whole test session; skips cleanly where there is none."""
     if not chromium_available():
         pytest.skip("headless Chromium (/usr/bin/chromium + playwright) is not available")
@@ -127,8 +128,8 @@ def browser() -> Iterator[Any]:
         yield b
 
 
-@pytest.fixture
-def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
+@pytest.fixture(name="new_page")
+def new_page_fixture(browser: Any) -> Iterator[Callable[..., Any]]:
     """Factory: ``new_page(width=375, color_scheme="dark")``; pages close after the test."""
     with ExitStack() as stack:
 
