@@ -45,7 +45,11 @@ def test_archive_lists_sent_issues_newest_first_and_hides_unsent(web: Web) -> No
     assert hrefs == [archive_url(web.settings, "brief", k) for k in (key2, key1)]
     assert "Test issue 3" not in r.text
     assert "Preheader of issue 2" in r.text
-    assert f"{BASE}/archive/brief/feed.xml" in r.text
+    feed = f"{BASE}/archive/brief/feed.xml"
+    assert (
+        f'<link rel="alternate" type="application/atom+xml" title="The Test Brief" href="{feed}">'
+        in r.text
+    )
     assert web.client.get(f"/archive/brief/{key3[:16]}").status_code == 404
 
 
