@@ -183,17 +183,22 @@ class RenderedIssue:
         """(html, text) for one reader: values HTML-escaped in the HTML, plain in the text.
 
         ``unsubscribe_url`` and ``preferences_url`` are required, ``name`` may be missing
-        or empty. Line breaks and control characters in values become spaces.
+        or empty. Line breaks and control characters in values become spaces; the HTML stays
+        ASCII (non-ASCII values become character references).
         """
         plain = {}
+        escaped = {}
         for name in FIELDS:
             value = values.get(name)
             if value is None:
                 if name != "name":
                     raise RenderError(f"personalize: no value for {name!r}")
                 value = ""
-            plain[name] = value.translate(_CONTROLS)
-        escaped = {k: htmlmod.escape(v, quote=True) for k, v in plain.items()}
+            if not value.isprintable():
+                value = value.translate(_CONTROLS)
+            plain[name] = value
+            value = htmlmod.escape(value, quote=True)
+            escaped[name] = value if value.isascii() else ascii_html(value)
         html_chunks, html_names = self._html_parts
         text_chunks, text_names = self._text_parts
         return (
@@ -237,14 +242,11 @@ def render_issue(issue: Issue, branding: Branding) -> RenderedIssue:
     """Render an issue once: email HTML and text with placeholders, the web edition, warnings."""
     nonce = secrets.token_hex(8)
     stand_ins = {name: f"mailerph{nonce}{name.replace('_', '')}" for name in FIELDS}
-    context = _issue_context(issue, branding)
-    email_ctx = {**context, "archive": False, "ph": stand_ins}
-    html = _swap_stand_ins(compile_email("issue.mjml.j2", email_ctx), stand_ins, html=True)
-    text_raw = render_text_template("issue.txt.j2", email_ctx)
-    text, split_urls = _limit_line_octets(text_raw)
+    html, text, split_urls = render_bodies(issue, branding, stand_ins)
+    html = ascii_html(_swap_stand_ins(html, stand_ins, html=True))
     text = _swap_stand_ins(text, stand_ins, html=False)
-    archive = compile_email("issue.mjml.j2", {**context, "archive": True, "ph": {}})
-    archive = neutralise(archive, html=True)
+    context = {**_issue_context(issue, branding), "archive": True, "ph": {}}
+    archive = ascii_html(neutralise(compile_email("issue.mjml.j2", context), html=True))
     rendered = RenderedIssue(
         subject=issue.subject,
         preheader=issue.preheader,
@@ -254,6 +256,21 @@ def render_issue(issue: Issue, branding: Branding) -> RenderedIssue:
     )
     warnings = _warnings(issue, branding, rendered, split_urls)
     return dataclasses.replace(rendered, warnings=tuple(warnings))
+
+
+def render_bodies(
+    issue: Issue, branding: Branding, fields: Mapping[str, str]
+) -> tuple[str, str, int]:
+    """The whole pipeline for the email with ``fields`` written in as they are.
+
+    :func:`render_issue` passes stand-ins for the placeholders; passing one reader's values
+    is what rendering per reader would cost (scripts/bench_render.py's baseline). Returns
+    (html, text, number of text lines that had to be cut at 998 octets).
+    """
+    context = {**_issue_context(issue, branding), "archive": False, "ph": dict(fields)}
+    html = compile_email("issue.mjml.j2", context)
+    text, split_urls = _limit_line_octets(render_text_template("issue.txt.j2", context))
+    return html, text, split_urls
 
 
 # -- the pipeline (reusable by other emails, e.g. the confirmation mail) -----------------
@@ -358,6 +375,18 @@ def _issue_context(issue: Issue, b: Branding) -> dict[str, Any]:
 def date_label(d: Any) -> str:
     """'Monday, March 3, 2025' (English, whatever the machine's locale)."""
     return f"{_WEEKDAYS[d.weekday()]}, {_MONTHS[d.month - 1]} {d.day}, {d.year}"
+
+
+def ascii_html(markup: str) -> str:
+    """Non-ASCII as character references: the same document, in plain ASCII.
+
+    Safe here because our styles, scripts and comments are ASCII (content only reaches text
+    and attribute values, where references are decoded). It makes the per-reader join a
+    plain byte copy, and is no larger than quoted-printable UTF-8 on the wire.
+    """
+    if markup.isascii():
+        return markup
+    return markup.encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
 def neutralise(body: str, *, html: bool) -> str:

@@ -418,3 +418,13 @@ def test_rtl_language_and_no_greeting() -> None:
     assert doc.get("lang") == "ar" and doc.get("dir") == "rtl"
     assert Counter(split_template(r.html)[1]) == {"unsubscribe_url": 1, "preferences_url": 1}
     assert re.search(r"^Friday, March 7, 2025$", r.text, re.M)
+
+
+def test_html_is_ascii_and_non_ascii_values_survive(basic: tuple[Issue, RenderedIssue]) -> None:
+    """ASCII-only HTML keeps the per-reader join a plain copy; content is unchanged."""
+    issue, r = basic
+    assert r.html.isascii() and r.for_archive().isascii()
+    html, text = r.personalize({**VALUES, "name": "张伟 😀"})
+    assert html.isascii()
+    assert "Hello 张伟 😀" in body_text(html) and "Hello 张伟 😀" in text
+    assert issue.items[2].title in body_text(html)  # the ☕ title, via a character reference
