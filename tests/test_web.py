@@ -528,3 +528,38 @@ def test_the_app_can_be_built_twice_in_one_process(db: Database) -> None:
         c2.close()
         one.state.web.close()
         two.state.web.close()
+
+
+def test_the_embed_snippet_prefills_the_form_safely(web: Web) -> None:
+    """The publisher's site posts to the form with GET (see the README snippet); the page
+    shows the address to confirm with one click, escaped."""
+    r = web.client.get(
+        "/subscribe/brief", params={"email": '"><script>alert(1)</script>', "name": "Ann <b>"}
+    )
+    assert r.status_code == 200
+    assert "<script>" not in r.text
+    assert 'value="&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in r.text
+    assert 'value="Ann &lt;b&gt;"' in r.text
+    ok = web.client.get("/subscribe/brief", params={"email": "embed@example.com"})
+    done = web.client.post(
+        "/subscribe/brief", data={"csrf_token": csrf_of(ok.text), "email": "embed@example.com"}
+    )
+    assert done.status_code == 200
+    assert status_of(web, "embed@example.com") == "pending"
+
+
+def test_links_signed_with_a_rotated_key_still_work(db: Database) -> None:
+    from mailer.tokens import Signer
+
+    web = Web(db, secret_key="new-key", old_secret_keys=("old-key",))
+    try:
+        sid = _two_lists(web)
+        old_token = Signer("old-key").sign("unsubscribe", sid, web.brief_id)
+        assert web.client.get(f"/unsubscribe/{old_token}").status_code == 200
+        r = web.client.post(f"/unsubscribe/{old_token}", data={"List-Unsubscribe": "One-Click"})
+        assert r.status_code == 200
+        assert status_of(web, "reader@example.com") == "unsubscribed"
+        stranger = Signer("never-our-key").sign("unsubscribe", sid, web.other_id)
+        assert web.client.get(f"/unsubscribe/{stranger}").status_code == 400
+    finally:
+        web.close()
