@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 
 from mailer.campaigns import Campaign, Delivery
 from mailer.feedback_models import FeedbackEvent
+from subscribers import store
 from subscribers.models import (
     ConsentEvent,
     MailingList,
@@ -161,9 +162,8 @@ class _Seeder:
         )
 
     def suppression(self, email: str, reason: str, at: datetime) -> None:
-        self.s.add(
-            Suppression(email_hash=uuid.uuid4().hex, email=email, reason=reason, created_at=at)
-        )
+        digest = store.email_hash(store.hash_salt(self.s), email)
+        self.s.add(Suppression(email_hash=digest, email=email, reason=reason, created_at=at))
 
 
 HARD_550 = "smtp; 550 5.1.1 user unknown"

@@ -101,13 +101,15 @@ def create_app(
 
 def _include_routers(app: FastAPI, state: WebState) -> None:
     """Every router of the app: one line each."""
-    from mailer.web import archive, preferences, subscribe, unsubscribe, webhooks
+    from mailer.web import admin, archive, metrics, preferences, subscribe, unsubscribe, webhooks
 
     app.include_router(subscribe.router)
     app.include_router(unsubscribe.router)
     app.include_router(preferences.router)
     app.include_router(archive.router)
     app.include_router(webhooks.ses_webhook_router(state.settings, state.sessions))
+    app.include_router(admin.admin_router())
+    app.include_router(metrics.metrics_router())
 
 
 def healthz(request: Request) -> Response:
