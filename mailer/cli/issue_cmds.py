@@ -83,7 +83,14 @@ def render(
     values = sample_values(settings)
     html, text = rendered.personalize(values)
     sender = from_address or f"{newsletter} <news@{urlsplit(settings.public_base).hostname}>"
-    eml = preview_message(rendered, values, from_address=sender, to=to, list_name=newsletter)
+    eml = preview_message(
+        rendered,
+        values,
+        from_address=sender,
+        to=to,
+        list_name=newsletter,
+        list_slug=_list_of(file) or "newsletter",
+    )
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "email.html": html.encode("utf-8"),
@@ -143,6 +150,7 @@ def preview_message(
     from_address: str,
     to: str,
     list_name: str,
+    list_slug: str,
 ) -> bytes:
     """A complete sample message, built the way the delivery engine builds real ones.
 
@@ -160,6 +168,7 @@ def preview_message(
         unsubscribe_url=values["unsubscribe_url"],
         preferences_url=values["preferences_url"],
         list_name=list_name,
+        list_slug=list_slug,
         name=values["name"],
     )
 
