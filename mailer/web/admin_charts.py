@@ -113,17 +113,20 @@ def line_chart(
     )
     top = _nice_max(max(peak, *(r.value for r in rules)) if rules else peak)
     out = _axes(title, x_labels, top, _fmt_pct)
-    for rule in rules:
+    placed: list[float] = []
+    for rule in sorted(rules, key=lambda r: r.value, reverse=True):
         y = _y(rule.value, top)
         out.append(
             f'<line x1="{_PAD_L}" y1="{y:.1f}" x2="{_W - _PAD_R}" y2="{y:.1f}" '
             f'stroke="{escape(rule.color)}" stroke-width="1.5" stroke-dasharray="6 4"/>'
         )
-        out.append(
-            f'<text x="{_W - _PAD_R - 4}" y="{y - 4:.1f}" text-anchor="end" '
-            f'fill="{escape(rule.color)}" {_FONT}>{escape(rule.label)} {_fmt_pct(rule.value)}'
-            "</text>"
-        )
+        if all(abs(y - other) >= 13 for other in placed):  # the legend names every rule
+            placed.append(y)
+            out.append(
+                f'<text x="{_W - _PAD_R - 4}" y="{y - 4:.1f}" text-anchor="end" '
+                f'fill="{escape(rule.color)}" {_FONT}>{escape(rule.label)} '
+                f"{_fmt_pct(rule.value)}</text>"
+            )
     xs = _x_positions(len(x_labels))
     for line in lines:
         color = escape(line.color)
@@ -147,20 +150,30 @@ def line_chart(
             for point in seg:
                 cx, cy = point.split(",")
                 out.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{color}"/>')
-    out.append(_legend(lines))
+    out.append(_legend(lines, rules))
     out.append("</svg>")
     return "".join(out)
 
 
-def _legend(lines: Sequence[Line]) -> str:
+def _legend(lines: Sequence[Line], rules: Sequence[Rule]) -> str:
     parts = []
-    x = _PAD_L
+    x = float(_PAD_L)
     for line in lines:
         parts.append(
-            f'<rect x="{x}" y="{_H - 12}" width="10" height="10" fill="{escape(line.color)}"/>'
-            f'<text x="{x + 14}" y="{_H - 3}" fill="#374151" {_FONT}>{escape(line.label)}</text>'
+            f'<rect x="{x:.0f}" y="{_H - 12}" width="10" height="10" '
+            f'fill="{escape(line.color)}"/>'
+            f'<text x="{x + 14:.0f}" y="{_H - 3}" fill="#374151" {_FONT}>'
+            f"{escape(line.label)}</text>"
         )
-        x += 24 + 7 * len(line.label)
+        x += 24 + 6.5 * len(line.label)
+    for rule in rules:
+        label = f"{rule.label} {_fmt_pct(rule.value)}"
+        parts.append(
+            f'<line x1="{x:.0f}" y1="{_H - 7}" x2="{x + 14:.0f}" y2="{_H - 7}" '
+            f'stroke="{escape(rule.color)}" stroke-width="1.5" stroke-dasharray="4 2"/>'
+            f'<text x="{x + 18:.0f}" y="{_H - 3}" fill="#374151" {_FONT}>{escape(label)}</text>'
+        )
+        x += 30 + 6.5 * len(label)
     return "".join(parts)
 
 
