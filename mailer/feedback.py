@@ -26,9 +26,10 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from functools import cache
+from typing import Any, Literal, cast
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -50,7 +51,7 @@ from mailer.events import (
 from mailer.feedback_models import FeedbackEvent, SoftBounceCounter
 from subscribers import store
 from subscribers.addresses import normalize_email
-from subscribers.models import SuppressionReason, utcnow
+from subscribers.models import Suppression, SuppressionReason, utcnow
 
 __all__ = [
     "Outcome",
@@ -63,6 +64,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_EVENTS = cast(Table, FeedbackEvent.__table__)
+_OPTIONAL_COLUMNS = ("bounce_type", "bounce_subtype", "diagnostic", "complaint_type", "outcome")
 
 
 @dataclass(frozen=True)
@@ -80,13 +84,21 @@ class Outcome:
         return self.delivery_id is not None
 
 
+@dataclass(frozen=True)
+class _Match:
+    """The matched Delivery row, as columns (loading the ORM object is for the rare rule)."""
+
+    id: int
+    subscriber_id: int | None
+
+
 @dataclass
 class _Context:
     session: Session
     settings: Settings
     event: SESEvent
     event_id: int
-    delivery: Delivery | None
+    delivery: _Match | None
     addresses: list[str]
 
     @property
@@ -115,8 +127,10 @@ def apply_payload(
 def apply_event(session: Session, event: SESEvent, settings: Settings) -> Outcome:
     """Store the event and apply the rules; a duplicate is recognised and changes nothing."""
     addresses = _addresses(event.recipients)
-    erased = _erased(session, addresses)
-    delivery = match_delivery(session, event)
+    delivery = _match(session, event)
+    # A reader with a live Subscriber row was not erased: skip the hashing lookup then.
+    known = delivery is not None and delivery.subscriber_id is not None and len(addresses) == 1
+    erased = not known and _erased(session, addresses)
     event_id = _insert_event(session, event, delivery, addresses, redact=erased)
     if event_id is None:
         return Outcome("duplicate", event.type.value, delivery_id=delivery.id if delivery else None)
@@ -124,10 +138,10 @@ def apply_event(session: Session, event: SESEvent, settings: Settings) -> Outcom
     actions = _RULES.get(event.type, _store_only)(ctx)
     if delivery is None:
         actions = ["unmatched", *actions]
-    row = session.get(FeedbackEvent, event_id)
-    assert row is not None
-    row.outcome = "; ".join(actions)[:200] or None
-    session.flush()
+    if actions:
+        session.connection().execute(
+            update(_EVENTS).where(_EVENTS.c.id == event_id).values(outcome="; ".join(actions)[:200])
+        )
     return Outcome(
         "applied",
         event.type.value,
@@ -147,23 +161,48 @@ def match_delivery(session: Session, event: SESEvent) -> Delivery | None:
     between SES accepting and the row being marked); it must agree with the ``campaign``
     tag and must not contradict a recorded MessageId.
     """
-    row = session.scalar(
-        select(Delivery).where(Delivery.message_id == event.ses_message_id).limit(1)
+    found = _match(session, event)
+    return session.get(Delivery, found.id) if found else None
+
+
+@cache
+def _by_message_id() -> Any:
+    """Built once, on first use: a constant statement skips SQLAlchemy's per-call work."""
+    return (
+        select(Delivery.id, Delivery.subscriber_id)
+        .where(Delivery.message_id == bindparam("message_id"))
+        .limit(1)
     )
+
+
+@cache
+def _insert_statement(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.id)
+
+
+def _match(session: Session, event: SESEvent) -> _Match | None:
+    # Core execution on the session's connection: same transaction, no ORM machinery.
+    conn = session.connection()
+    row = conn.execute(_by_message_id(), {"message_id": event.ses_message_id}).first()
     if row is not None:
-        return row
+        return _Match(row.id, row.subscriber_id)
     delivery_id = _int_tag(event.delivery_tag)
     if delivery_id is None:
         return None
-    row = session.get(Delivery, delivery_id)
-    if row is None:
+    tagged = conn.execute(
+        select(Delivery.subscriber_id, Delivery.campaign_id, Delivery.message_id).where(
+            Delivery.id == delivery_id
+        )
+    ).first()
+    if tagged is None:
         return None
     campaign_id = _int_tag(event.campaign_tag)
-    if campaign_id is not None and row.campaign_id != campaign_id:
+    if campaign_id is not None and tagged.campaign_id != campaign_id:
         return None
-    if row.message_id is not None and row.message_id != event.ses_message_id:
+    if tagged.message_id is not None and tagged.message_id != event.ses_message_id:
         return None
-    return row
+    return _Match(delivery_id, tagged.subscriber_id)
 
 
 def _int_tag(value: str | None) -> int | None:
@@ -178,7 +217,7 @@ def _int_tag(value: str | None) -> int | None:
 def _insert_event(
     session: Session,
     event: SESEvent,
-    delivery: Delivery | None,
+    delivery: _Match | None,
     addresses: list[str],
     *,
     redact: bool,
@@ -196,13 +235,11 @@ def _insert_event(
         "raw": _redacted(event) if redact else dict(event.raw),
         **_columns(event.detail),
     }
-    stmt = (
-        _dialect_insert(session)(FeedbackEvent)
-        .values(**values)
-        .on_conflict_do_nothing()
-        .returning(FeedbackEvent.id)
-    )
-    return session.execute(stmt).scalar_one_or_none()
+    for column in _OPTIONAL_COLUMNS:
+        values.setdefault(column, None)
+    stmt = _insert_statement(session.get_bind().dialect.name)
+    inserted: int | None = session.connection().execute(stmt, values).scalar_one_or_none()
+    return inserted
 
 
 def _columns(detail: object) -> dict[str, Any]:
@@ -250,11 +287,14 @@ def _addresses(recipients: Iterable[str]) -> list[str]:
 
 
 def _erased(session: Session, addresses: list[str]) -> bool:
-    for address in addresses:
-        row = store.find_suppression(session, address)
-        if row is not None and row.reason == SuppressionReason.ERASED:
-            return True
-    return False
+    if not addresses:
+        return False
+    salt = store.hash_salt(session)
+    hashes = [store.email_hash(salt, a) for a in addresses]
+    reasons = session.scalars(
+        select(Suppression.reason).where(Suppression.email_hash.in_(hashes))
+    ).all()
+    return SuppressionReason.ERASED.value in reasons
 
 
 # -- rules -----------------------------------------------------------------------------------
@@ -391,7 +431,7 @@ def _unsubscribe_everywhere(ctx: _Context, address: str) -> list[str]:
 
 
 def _mark_failed(ctx: _Context) -> list[str]:
-    row = ctx.delivery
+    row = ctx.session.get(Delivery, ctx.delivery.id) if ctx.delivery else None
     if row is None or row.status == DeliveryStatus.FAILED:
         return []
     detail = ctx.event.detail

@@ -11,13 +11,16 @@
     any error while applying                  -> 500, rolled back, so SNS retries
 
 Verification and the database work run in the thread pool; the certificate cache of the
-one SNSVerifier is shared by every request.
+one SNSVerifier is shared by every request. Verification runs in parallel; applying is
+gated to the writers the database can use at once (one on SQLite, the pool size elsewhere),
+so a burst queues in memory instead of thrashing locks and connections.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +70,7 @@ def ses_webhook_router(
 ) -> APIRouter:
     """The webhook, bound to this app's settings, store and (injectable) SNS seams."""
     sns = verifier or SNSVerifier(settings)
+    writers = threading.BoundedSemaphore(_writer_slots(sessions))
     router = APIRouter()
 
     def handle(body: bytes, header_type: str | None) -> dict[str, Any]:
@@ -83,7 +87,7 @@ def ses_webhook_router(
         if message.type == UNSUBSCRIBE_CONFIRMATION:
             log.info("SNS unsubscribed this endpoint from %s", message.topic_arn)
             return {"status": "ok", "detail": "unsubscribe confirmation noted"}
-        return _notification(message, settings, sessions)
+        return _notification(message, settings, sessions, writers)
 
     @router.post(PATH, include_in_schema=False)
     async def ses_webhook(request: Request) -> JSONResponse:
@@ -136,8 +140,21 @@ def _confirm(message: SNSMessage, http_get: Callable[[str], object] | None) -> d
     return {"status": "ok", "detail": "subscription confirmed"}
 
 
+def _writer_slots(sessions: sessionmaker[Session]) -> int:
+    """How many events may be applied at once: SQLite has one writer (more threads would
+    only sleep in its busy handler); elsewhere as many as the pool keeps connections."""
+    bind = sessions.kw.get("bind")
+    if bind is None or bind.dialect.name == "sqlite":
+        return 1
+    size = getattr(bind.pool, "size", None)
+    return max(1, int(size())) if callable(size) else 4
+
+
 def _notification(
-    message: SNSMessage, settings: Settings, sessions: sessionmaker[Session]
+    message: SNSMessage,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    writers: threading.BoundedSemaphore,
 ) -> dict[str, Any]:
     try:
         parsed = parse_message_text(message.message, message.message_id)
@@ -148,7 +165,7 @@ def _notification(
         log.info("SES setup message acknowledged (%s): %s", parsed.kind, parsed.text[:200])
         return {"status": "ok", "detail": parsed.kind}
     try:
-        with transaction(sessions) as session:
+        with writers, transaction(sessions) as session:
             outcome = apply_event(session, parsed, settings)
     except Exception as err:  # rolled back; SNS retries on 5xx
         log.exception("applying SES event %s failed", message.message_id)
