@@ -330,3 +330,41 @@ def test_json_shape(db: Database, seeded: Seeded) -> None:
         "net": 1,
     }
     assert date.fromisoformat(data["daily"][0]["day"]) == TODAY - timedelta(days=30)
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+def test_cli_json_and_text(db: Database) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from mailer.cli import command
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    with db.sessions.begin() as session:
+        seeded = seed(session, now)
+    env = {"MAILER_DATABASE_URL": db.url, "COLUMNS": "220"}
+    runner = CliRunner()
+    r = runner.invoke(command(), ["stats", "--json"], env=env, prog_name="mailer")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["totals"]["sent"] == 22 and data["totals"]["hard_bounced"] == 2
+    assert [c["id"] for c in data["campaigns"]] == [seeded.c2, seeded.c1]
+    r = runner.invoke(
+        command(), ["stats", "--campaign", str(seeded.c1), "--json"], env=env, prog_name="mailer"
+    )
+    assert json.loads(r.output)["totals"]["sent"] == 18
+    r = runner.invoke(command(), ["stats", "--days", "7"], env=env, prog_name="mailer")
+    assert r.exit_code == 0, r.output
+    out = r.output
+    assert "sent 22  delivered 16  bounced 4 (hard 2, soft 2)  complained 1" in out
+    assert "bounce rate 9.09% (SES review)" in out
+    assert "complaint rate 4.55% (SES pause)" in out
+    assert "gmail.com" in out and "Issue one" in out
+    assert "suppression list: 5 (complaint 1, hard_bounce 1, manual 2, soft_bounce_limit 1)" in out
+    assert "[green]" not in out and "\x1b[" not in out  # no markup or colors off a terminal
+    r = runner.invoke(command(), ["stats", "--list", "nope"], env=env, prog_name="mailer")
+    assert r.exit_code != 0
+    assert "no list 'nope'" in str(r.exception)
