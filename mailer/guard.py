@@ -20,9 +20,9 @@ It is one aggregate query on indexed columns (``deliveries.campaign_id``,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, ScalarSelect, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from mailer.campaigns import Campaign, Delivery
@@ -41,6 +41,7 @@ __all__ = [
     "sample",
 ]
 
+CLOCK_SKEW = timedelta(hours=1)
 REASON_PREFIX = "reputation guard:"
 """The send engine pauses with ``f"{REASON_PREFIX} {reason}"``; ``campaigns resume`` checks it."""
 
@@ -65,44 +66,45 @@ class GuardSample:
 
 
 def sample(session: Session, campaign_id: int) -> GuardSample:
-    """The campaign's sends, hard bounces and complaints since ``guard_ack_at`` (one query)."""
-    ack = select(Campaign.guard_ack_at).where(Campaign.id == campaign_id).scalar_subquery()
-    sent = (
-        select(func.count())
-        .select_from(Delivery)
+    """The campaign's sends, hard bounces and complaints since ``guard_ack_at``.
+
+    One aggregate statement. Events are only looked for since the acknowledgement, or since
+    the campaign started (less an hour for clock skew between hosts): none of its messages
+    can bounce earlier, and the ``received_at`` index keeps old history out of the scan.
+    """
+    campaign = session.get(Campaign, campaign_id)  # the engine has it loaded already
+    if campaign is None:
+        raise NotFoundError(f"no campaign {campaign_id}")
+    ack = campaign.guard_ack_at
+    sent_where = [Delivery.campaign_id == campaign_id, Delivery.sent_at.is_not(None)]
+    fe = FeedbackEvent
+    if ack is not None:
+        sent_where.append(Delivery.sent_at > ack)
+        since = fe.received_at > ack
+    else:
+        started = campaign.started_at or campaign.created_at
+        since = fe.received_at >= started - CLOCK_SKEW
+    sent = select(func.count()).select_from(Delivery).where(*sent_where).scalar_subquery()
+    hard = and_(fe.event_type == "Bounce", fe.bounce_type == "Permanent")
+    complaint = and_(
+        fe.event_type == "Complaint", func.coalesce(fe.complaint_type, "") != "not-spam"
+    )
+    query = (
+        select(
+            sent,
+            func.count(func.distinct(case((hard, fe.delivery_id)))),
+            func.count(func.distinct(case((complaint, fe.delivery_id)))),
+        )
+        .select_from(fe)
+        .join(Delivery, Delivery.id == fe.delivery_id)
         .where(
             Delivery.campaign_id == campaign_id,
-            Delivery.sent_at.is_not(None),
-            func.coalesce(Delivery.sent_at > ack, True),
+            fe.event_type.in_(("Bounce", "Complaint")),
+            since,
         )
-        .scalar_subquery()
     )
-    fe = FeedbackEvent
-
-    def events(*cond: ColumnElement[bool]) -> ScalarSelect[int]:
-        return (
-            select(func.count(func.distinct(fe.delivery_id)))
-            .select_from(fe)
-            .join(Delivery, Delivery.id == fe.delivery_id)
-            .where(
-                Delivery.campaign_id == campaign_id,
-                func.coalesce(fe.received_at > ack, True),
-                *cond,
-            )
-            .scalar_subquery()
-        )
-
-    query = select(
-        Campaign.guard_ack_at,
-        sent,
-        events(fe.event_type == "Bounce", fe.bounce_type == "Permanent"),
-        events(fe.event_type == "Complaint", func.coalesce(fe.complaint_type, "") != "not-spam"),
-    ).where(Campaign.id == campaign_id)
-    row = session.execute(query).one_or_none()
-    if row is None:
-        raise NotFoundError(f"no campaign {campaign_id}")
-    since, n_sent, hard_n, complaint_n = row
-    return GuardSample(campaign_id, since, int(n_sent or 0), int(hard_n), int(complaint_n))
+    n_sent, hard_n, complaint_n = session.execute(query).one()
+    return GuardSample(campaign_id, ack, int(n_sent or 0), int(hard_n), int(complaint_n))
 
 
 def check_campaign(session: Session, campaign_id: int, settings: Settings) -> str | None:
