@@ -51,7 +51,7 @@ from mailer.events import (
 from mailer.feedback_models import FeedbackEvent, SoftBounceCounter
 from subscribers import store
 from subscribers.addresses import normalize_email
-from subscribers.models import Suppression, SuppressionReason, utcnow
+from subscribers.models import StoreMeta, Suppression, SuppressionReason, utcnow
 
 __all__ = [
     "Outcome",
@@ -289,7 +289,10 @@ def _addresses(recipients: Iterable[str]) -> list[str]:
 def _erased(session: Session, addresses: list[str]) -> bool:
     if not addresses:
         return False
-    salt = store.hash_salt(session)
+    salt_row = session.get(StoreMeta, "hash_salt")
+    if salt_row is None:  # no salt yet: nothing was ever suppressed, so nobody erased
+        return False
+    salt = salt_row.value
     hashes = [store.email_hash(salt, a) for a in addresses]
     reasons = session.scalars(
         select(Suppression.reason).where(Suppression.email_hash.in_(hashes))
@@ -376,16 +379,21 @@ def _count_soft_bounce(session: Session, address: str, at: datetime, window: flo
     return int(session.execute(stmt).scalar_one())
 
 
+@cache
+def _reset_statement() -> Any:
+    counters = cast(Table, SoftBounceCounter.__table__)
+    return delete(counters).where(
+        counters.c.email == bindparam("email"),
+        counters.c.last_bounce_at <= bindparam("at", type_=counters.c.last_bounce_at.type),
+    )
+
+
 def _delivery(ctx: _Context) -> list[str]:
     actions = []
+    conn = ctx.session.connection()
     for address in ctx.addresses:
-        result = ctx.session.execute(
-            delete(SoftBounceCounter).where(
-                SoftBounceCounter.email == address,
-                SoftBounceCounter.last_bounce_at <= ctx.event.occurred_at,
-            )
-        )
-        if getattr(result, "rowcount", 0):
+        result = conn.execute(_reset_statement(), {"email": address, "at": ctx.event.occurred_at})
+        if result.rowcount:
             actions.append(f"reset:{address}")
     return actions
 

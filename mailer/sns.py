@@ -320,6 +320,10 @@ class SNSVerifier:
         except OSError as err:
             raise VerificationError(f"cannot read pre-seeded certificate {path}: {err}") from err
 
+    def has_certificate(self, url: object) -> bool:
+        """True when verifying a message signed under ``url`` needs no I/O (cached)."""
+        return isinstance(url, str) and url in self._certs
+
     def clear_cache(self) -> None:
         """Forget every cached certificate (tests, benchmarks, certificate rotation)."""
         with self._lock:
