@@ -31,6 +31,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -237,7 +238,18 @@ def enqueue(session: Session, campaign: Campaign) -> int:
     )
     before = _count(session, campaign.id)
     session.execute(stmt)
-    return _count(session, campaign.id) - before  # rowcount is -1 for this on psycopg
+    added = _count(session, campaign.id) - before  # rowcount is -1 for this on psycopg
+    analyze(session, "deliveries", "subscribers", "subscriptions")
+    return added
+
+
+def analyze(session: Session, *tables: str) -> None:
+    """Refresh planner statistics after a bulk change: with stale ones PostgreSQL plans the
+    per-batch claim queries as scans of the whole list (seen: 160 ms instead of 1 ms)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE " + ", ".join(tables)))
+    else:
+        session.execute(text("ANALYZE"))
 
 
 def _count(session: Session, campaign_id: int) -> int:

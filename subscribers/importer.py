@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.errors import InputError
@@ -170,6 +170,10 @@ def import_csv(
         flush(chunk)
         if on_progress is not None:
             on_progress(raw.tell(), report.rows)
+    if report.rows >= 10 * CHUNK:  # a big import changes the planner's picture
+        with sessions.begin() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("ANALYZE subscribers, subscriptions, consent_events"))
     return report
 
 
