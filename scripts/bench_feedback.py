@@ -16,7 +16,7 @@ Baselines measured in the same run, in this process, on the same envelopes:
 
 Goal: >= 500 notifications/s end to end on this machine.
 
-    .venv/bin/python scripts/bench_feedback.py [--events 5000] [--clients 8]
+    .venv/bin/python scripts/bench_feedback.py [--events 5000] [--clients 16]
         [--duplicates 0.1] [--database-url postgresql://postgres@127.0.0.1/test]
 """
 
@@ -205,7 +205,7 @@ def post_all(base: str, bodies: list[bytes], clients: int) -> tuple[Counter[str]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5000, help="distinct notifications")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
     parser.add_argument("--duplicates", type=float, default=0.1, help="redelivered share")
     parser.add_argument("--database-url", default=None, help="PostgreSQL server (default SQLite)")
     args = parser.parse_args()
