@@ -17,6 +17,8 @@ from email.utils import formataddr, parseaddr
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mailer.errors import ConflictError, InvalidAddressError, NotFoundError, SuppressedError
@@ -55,11 +57,18 @@ CLI = Actor("cli")
 def hash_salt(session: Session) -> str:
     """The store's random salt, created on first use and never changed."""
     row = session.get(StoreMeta, "hash_salt")
-    if row is None:
-        row = StoreMeta(key="hash_salt", value=secrets.token_hex(16))
-        session.add(row)
-        session.flush()
-    return row.value
+    if row is not None:
+        return row.value
+    # several writers may start on a new store at once: the first insert wins
+    make = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        make(StoreMeta)
+        .values(key="hash_salt", value=secrets.token_hex(16))
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    value = session.scalar(select(StoreMeta.value).where(StoreMeta.key == "hash_salt"))
+    assert value is not None
+    return value
 
 
 def email_hash(salt: str, email: str) -> str:
@@ -372,6 +381,10 @@ def erase(session: Session, email: str, *, actor: Actor = CLI) -> None:
     if sub is not None:
         session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_id == sub.id))
         session.delete(sub)
+    # bounce and complaint records name the address too
+    from mailer.feedback import forget_address  # here: mailer.feedback imports this module
+
+    forget_address(session, address)
     if tomb is None:
         session.add(Suppression(email_hash=digest, email=None, reason=SuppressionReason.ERASED))
     else:

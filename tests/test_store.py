@@ -173,3 +173,45 @@ def test_suppression_search_and_remove(db: Database) -> None:
         ]
         assert store.unsuppress(s, "one@example.com") is True
         assert store.unsuppress(s, "one@example.com") is False
+
+
+def test_erase_forgets_feedback_records(db: Database) -> None:
+    from mailer.feedback_models import FeedbackEvent, SoftBounceCounter
+    from subscribers.models import utcnow
+
+    make_list(db)
+    with db.sessions.begin() as s:
+        store.subscribe(s, "bouncy@example.com", store.get_list(s, "brief"), confirmed=True)
+        s.add(
+            FeedbackEvent(
+                event_hash="h1",
+                event_type="Bounce",
+                ses_message_id="m1",
+                email="bouncy@example.com",
+                diagnostic="smtp; 452 mailbox full (bouncy@example.com)",
+                occurred_at=utcnow(),
+                raw={"mail": {"destination": ["bouncy@example.com"]}},
+            )
+        )
+        s.add(
+            SoftBounceCounter(
+                email="bouncy@example.com",
+                count=1,
+                window_started_at=utcnow(),
+                last_bounce_at=utcnow(),
+            )
+        )
+    with db.sessions.begin() as s:
+        store.erase(s, "bouncy@example.com")
+    with db.sessions() as s:
+        event = s.scalar(select(FeedbackEvent))
+        assert event is not None and event.email is None and event.diagnostic is None
+        assert "bouncy" not in str(event.raw)
+        assert s.scalar(select(func.count()).select_from(SoftBounceCounter)) == 0
+
+
+def test_salt_is_created_once(db: Database) -> None:
+    with db.sessions.begin() as s:
+        first = store.hash_salt(s)
+    with db.sessions.begin() as s:
+        assert store.hash_salt(s) == first and len(first) == 32
