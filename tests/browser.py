@@ -1,7 +1,7 @@
 """Real headless Chromium for tests (Debian's /usr/bin/chromium driven by Playwright).
 
 Nothing is downloaded: Playwright is pointed at the system browser. Use it either as the
-pytest fixtures ``browser`` (one per session) and ``new_page`` (import them by their
+pytest fixtures ``browser`` (one per test module) and ``new_page`` (import them by their
 function names, which keeps ruff's F811 quiet)::
 
     from tests.browser import browser_fixture, new_page_fixture, save_screenshot  # noqa: F401
@@ -119,7 +119,9 @@ def save_screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
     return path
 
 
-@pytest.fixture(scope="session", name="browser")
+# Module scope: Playwright's sync API runs an event loop in the main thread while it is
+# open, which breaks later modules' ASGI test clients ("Already running asyncio").
+@pytest.fixture(scope="module", name="browser")
 def browser_fixture() -> Iterator[Any]:
     """One Chromium for the whole test session; skips cleanly where there is none."""
     if not chromium_available():

@@ -24,7 +24,7 @@ def ses_proc(aws_env: dict[str, str]) -> Iterator[SesServerProcess]:
 
 @pytest.mark.parametrize(
     ("api", "readers", "rate"),
-    [("bulk", 30_000, 1500.0), ("single", 3_000, 200.0)],
+    [("bulk", 30_000, 1000.0), ("single", 3_000, 200.0)],
 )
 def test_three_workers_share_a_campaign(
     db: Database, ses_proc: SesServerProcess, api: str, readers: int, rate: float
