@@ -189,7 +189,8 @@ class SNSVerifier:
         if not isinstance(envelope, Mapping):
             raise VerificationError("SNS message is not a JSON object")
         required = list(_COMMON_FIELDS)
-        if envelope.get("Type") in SUBSCRIPTION_TYPES:
+        kind = envelope.get("Type")
+        if isinstance(kind, str) and kind in SUBSCRIPTION_TYPES:  # a list/dict is unhashable
             required += _SUBSCRIPTION_FIELDS
         missing = [name for name in required if not isinstance(envelope.get(name), str)]
         if missing:
