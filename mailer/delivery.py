@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.campaigns import Campaign, CampaignStatus, Delivery, DeliveryStatus, Lease
@@ -53,6 +54,7 @@ from subscribers.models import MailingList, Subscriber, Subscription, Suppressio
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
+DB_TRIES = 3  # writes of a sent batch survive this many lost connections
 HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_TTL = 30.0
 SQLITE_LEASE = "sqlite-sender"
@@ -548,83 +550,100 @@ class Engine:
                         "b_err": str(bad)[:2000],
                     }
                 )
-        with self.sessions.begin() as s:
-            conn = s.connection()  # Core executemany: one statement for the whole batch
-            attempts = dict(
-                conn.execute(
-                    select(Delivery.id, Delivery.attempts).where(
-                        Delivery.id.in_([c.delivery_id for c in batch.claimed])
+        transport_failed = failed
+        for db_try in range(1, DB_TRIES + 1):
+            # the batch is sent: losing this write would re-send it after a re-claim, so a
+            # connection cut (failover, pg_terminate_backend) is retried on a fresh one
+            failed = list(transport_failed)
+            try:
+                with self.sessions.begin() as s:
+                    conn = s.connection()  # Core executemany: one statement for the whole batch
+                    attempts = dict(
+                        conn.execute(
+                            select(Delivery.id, Delivery.attempts).where(
+                                Delivery.id.in_([c.delivery_id for c in batch.claimed])
+                            )
+                        ).all()
                     )
-                ).all()
-            )
-            skipped = [
-                {"b_id": c.delivery_id} for c in batch.claimed if c.delivery_id not in attempted
-            ]
-            retry_now = [r for r in requeue if not r.get("retry")]
-            retries = [r for r in requeue if r.get("retry")]
-            exhausted = [r for r in retries if attempts.get(r["b_id"], 0) >= MAX_ATTEMPTS]
-            retries = [r for r in retries if attempts.get(r["b_id"], 0) < MAX_ATTEMPTS]
-            failed += [
-                {"b_id": r["b_id"], "b_cls": "RetryableSendError", "b_err": r["b_err"]}
-                for r in exhausted
-            ]
-            if sent:
-                conn.execute(
-                    update(Delivery)
-                    .where(Delivery.id == bindparam("b_id"))
-                    .values(
-                        status=DeliveryStatus.SENT,
-                        message_id=bindparam("b_mid"),
-                        sent_at=bindparam("b_at"),
-                        error_class=None,
-                        error=None,
-                    ),
-                    sent,
-                )
-            if failed:
-                conn.execute(
-                    update(Delivery)
-                    .where(Delivery.id == bindparam("b_id"))
-                    .values(
-                        status=DeliveryStatus.FAILED,
-                        error_class=bindparam("b_cls"),
-                        error=bindparam("b_err"),
-                    ),
-                    failed,
-                )
-            if retry_now:  # never attempted (stopped first): not an attempt either
-                conn.execute(
-                    update(Delivery)
-                    .where(Delivery.id == bindparam("b_id"))
-                    .values(status=DeliveryStatus.QUEUED, attempts=Delivery.attempts - 1),
-                    [{"b_id": r["b_id"]} for r in retry_now],
-                )
-            if retries:
-                conn.execute(
-                    update(Delivery)
-                    .where(Delivery.id == bindparam("b_id"))
-                    .values(
-                        status=DeliveryStatus.QUEUED,
-                        not_before=bindparam("b_nb"),
-                        error=bindparam("b_err"),
-                    ),
-                    [{k: v for k, v in r.items() if k != "retry"} for r in retries],
-                )
-            if skipped:
-                conn.execute(
-                    update(Delivery)
-                    .where(Delivery.id == bindparam("b_id"))
-                    .values(
-                        status=DeliveryStatus.SKIPPED,
-                        error_class="NotDeliverable",
-                        error="unsubscribed, suppressed or erased since the campaign was queued",
-                    ),
-                    skipped,
-                )
-            if fatal is not None:
-                campaign = _get(s, campaign_id)
-                pause(s, campaign, f"{type(fatal).__name__}: {fatal}")
-                progress.status, progress.reason = campaign.status, campaign.pause_reason
+                    skipped = [
+                        {"b_id": c.delivery_id}
+                        for c in batch.claimed
+                        if c.delivery_id not in attempted
+                    ]
+                    retry_now = [r for r in requeue if not r.get("retry")]
+                    retries = [r for r in requeue if r.get("retry")]
+                    exhausted = [r for r in retries if attempts.get(r["b_id"], 0) >= MAX_ATTEMPTS]
+                    retries = [r for r in retries if attempts.get(r["b_id"], 0) < MAX_ATTEMPTS]
+                    failed += [
+                        {"b_id": r["b_id"], "b_cls": "RetryableSendError", "b_err": r["b_err"]}
+                        for r in exhausted
+                    ]
+                    if sent:
+                        conn.execute(
+                            update(Delivery)
+                            .where(Delivery.id == bindparam("b_id"))
+                            .values(
+                                status=DeliveryStatus.SENT,
+                                message_id=bindparam("b_mid"),
+                                sent_at=bindparam("b_at"),
+                                error_class=None,
+                                error=None,
+                            ),
+                            sent,
+                        )
+                    if failed:
+                        conn.execute(
+                            update(Delivery)
+                            .where(Delivery.id == bindparam("b_id"))
+                            .values(
+                                status=DeliveryStatus.FAILED,
+                                error_class=bindparam("b_cls"),
+                                error=bindparam("b_err"),
+                            ),
+                            failed,
+                        )
+                    if retry_now:  # never attempted (stopped first): not an attempt either
+                        conn.execute(
+                            update(Delivery)
+                            .where(Delivery.id == bindparam("b_id"))
+                            .values(status=DeliveryStatus.QUEUED, attempts=Delivery.attempts - 1),
+                            [{"b_id": r["b_id"]} for r in retry_now],
+                        )
+                    if retries:
+                        conn.execute(
+                            update(Delivery)
+                            .where(Delivery.id == bindparam("b_id"))
+                            .values(
+                                status=DeliveryStatus.QUEUED,
+                                not_before=bindparam("b_nb"),
+                                error=bindparam("b_err"),
+                            ),
+                            [{k: v for k, v in r.items() if k != "retry"} for r in retries],
+                        )
+                    if skipped:
+                        conn.execute(
+                            update(Delivery)
+                            .where(Delivery.id == bindparam("b_id"))
+                            .values(
+                                status=DeliveryStatus.SKIPPED,
+                                error_class="NotDeliverable",
+                                error=(
+                                    "unsubscribed, suppressed or erased since the campaign "
+                                    "was queued"
+                                ),
+                            ),
+                            skipped,
+                        )
+                    if fatal is not None:
+                        campaign = _get(s, campaign_id)
+                        pause(s, campaign, f"{type(fatal).__name__}: {fatal}")
+                        progress.status, progress.reason = campaign.status, campaign.pause_reason
+                break
+            except DBAPIError as err:
+                if not err.connection_invalidated or db_try == DB_TRIES:
+                    raise
+                log.warning("recording a batch lost its connection; retrying (%s)", err.orig)
+                self._sleep(0.2 * db_try)
         progress.sent += len(sent)
         progress.failed += len(failed)
         progress.skipped += len(skipped)
