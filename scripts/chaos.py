@@ -425,7 +425,6 @@ def run_chaos(
     """Run ``campaigns`` chaos runs on a scratch database; the figures of each."""
     rng = random.Random(seed)
     figures: list[RunFigures] = []
-    os.environ.update(AWS_ENV)
     with (
         scratch_database(admin_url) as url,
         tempfile.TemporaryDirectory(prefix="chaos-") as tmp,
