@@ -138,25 +138,17 @@ def subscribers_import(
             actx.err.print(f"line {p.line}: {p.reason}: {p.value}", markup=False, highlight=False)
 
     size = file.stat().st_size if file.is_file() else 0
-    if actx.interactive and size:
-        with Progress(
-            TextColumn("importing"),
-            BarColumn(),
-            TextColumn("{task.fields[rows]} rows"),
-            TimeRemainingColumn(),
-            console=actx.console,
-        ) as progress:
-            task = progress.add_task("import", total=size, rows=0)
-            report = importer.import_csv(
-                actx.sessions,
-                file,
-                list_slug,
-                confirmed=confirmed,
-                resubscribe=resubscribe,
-                on_problem=on_problem,
-                on_progress=lambda done, rows: progress.update(task, completed=done, rows=rows),
-            )
-    else:
+    show = actx.interactive and size > 0
+    progress = Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        TextColumn("{task.fields[rows]} rows"),
+        TimeRemainingColumn(),
+        console=actx.console,
+        disable=not show,
+    )
+    with progress:
+        task = progress.add_task("import", total=size, rows=0)
         report = importer.import_csv(
             actx.sessions,
             file,
@@ -164,6 +156,7 @@ def subscribers_import(
             confirmed=confirmed,
             resubscribe=resubscribe,
             on_problem=on_problem,
+            on_progress=lambda done, rows: progress.update(task, completed=done, rows=rows),
         )
     skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(report.skipped.items()))
     actx.console.print(
