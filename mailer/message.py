@@ -127,13 +127,16 @@ class MessageTemplate:
         domain = sending_domain(from_address)
         boundary = "=_brief_" + secrets.token_hex(12)
         static = EmailMessage(policy=SMTP)
-        static["From"] = from_address
+        static["From"] = _safe_header("From", from_address)
         if reply_to:
-            static["Reply-To"] = reply_to
+            static["Reply-To"] = _safe_header("Reply-To", reply_to)
         static["Subject"] = _safe_header("Subject", subject)
         static["MIME-Version"] = "1.0"
         static["List-Id"] = formataddr(
-            (_safe_header("List name", list_name), f"{list_slug}.{domain}")
+            (
+                _safe_header("List name", list_name),
+                _safe_header("List slug", f"{list_slug}.{domain}"),
+            )
         )
         static["Feedback-ID"] = f"{campaign_id}:{list_slug}:newsletter:{feedback_sender}"
         static["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'

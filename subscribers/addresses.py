@@ -41,7 +41,7 @@ def normalize_email(raw: str) -> str:
     if not text:
         raise InvalidAddressError("empty address")
     local, sep, domain = text.rpartition("@")
-    if sep and len(local) <= 64 and _LOCAL.match(local) and domain.isascii():
+    if sep and len(local) <= 64 and _LOCAL.fullmatch(local) and domain.isascii():
         try:
             address = f"{local.lower()}@{_domain(domain)}"
         except InvalidAddressError as err:

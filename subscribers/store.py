@@ -78,8 +78,16 @@ def email_hash(salt: str, email: str) -> str:
 # -- lists ---------------------------------------------------------------------------------
 
 
+def _has_control(text: str) -> bool:
+    return any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in text)
+
+
 def parse_from(text: str) -> str:
     """Validate a From header value ("Name <addr>" or "addr") and return it normalized."""
+    if _has_control(text):  # parseaddr would quietly keep only the part after a line break
+        raise InvalidAddressError(
+            f"From address contains a line break or control character: {text!r}"
+        )
     name, addr = parseaddr(text)
     if not addr or "@" not in addr:
         raise InvalidAddressError(f"not a From address: {text!r} (use 'Name <addr@domain>')")
@@ -101,6 +109,8 @@ def create_list(
         )
     if not name.strip():
         raise ConflictError("a list needs a non-empty --name")
+    if _has_control(name):  # the name goes into every message's List-Id header
+        raise ConflictError(f"list name contains a line break or control character: {name!r}")
     if session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is not None:
         raise ConflictError(f"list {slug!r} already exists")
     mlist = MailingList(
