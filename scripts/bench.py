@@ -55,6 +55,7 @@ class Figure:
     ratio: float | None = None
     goal: str = ""
     result: str = ""  # PASS, MISS, or "" (no goal: for scale)
+    measured: str = ""  # a measurement that is not a number ("yes", "+0.9%")
 
 
 def _num(text: str) -> float:
@@ -237,7 +238,7 @@ def parse_import(out: str, _: Path) -> list[Figure]:
             rate.goal, rate.result = goal, verdict
             continue
         figures.append(
-            Figure("import", f"{backend}: {measured}", None, "", goal=goal, result=verdict)
+            Figure("import", f"{goal} ({backend})", None, "", result=verdict, measured=measured)
         )
     if not figures:
         raise ValueError("bench_import printed no figures")
@@ -294,16 +295,16 @@ def _fmt(value: float | None) -> str:
 def print_table(figures: list[Figure]) -> None:
     head = (
         f"{'figure':<60} {'this run':>12} {'unit':<8} {'baseline/limit':>14} "
-        f"{'ratio':>8}  {'goal':<30} result"
+        f"{'ratio':>8}  {'goal':<34} result"
     )
     print()
     print(head)
     print("-" * len(head))
     for f in figures:
-        ratio = f"{f.ratio:.2f}x" if f.ratio is not None else ""
+        ratio = "" if f.ratio is None else f"{f.ratio:.3f}x" if f.ratio < 0.1 else f"{f.ratio:.2f}x"
         print(
-            f"{f.bench + ': ' + f.figure:<52.52} {_fmt(f.value):>12} {f.unit:<8} "
-            f"{_fmt(f.baseline):>14} {ratio:>8}  {f.goal:<30.30} {f.result}"
+            f"{f.bench + ': ' + f.figure:<60.60} {_fmt(f.value) or f.measured:>12} {f.unit:<8} "
+            f"{_fmt(f.baseline):>14} {ratio:>8}  {f.goal:<34.34} {f.result}"
         )
     print()
     print("baseline/limit: what each figure is compared with, measured in the same run:")
