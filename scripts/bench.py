@@ -238,7 +238,15 @@ def parse_import(out: str, _: Path) -> list[Figure]:
             rate.goal, rate.result = goal, verdict
             continue
         figures.append(
-            Figure("import", f"{goal} ({backend})", None, "", result=verdict, measured=measured)
+            Figure(
+                "import",
+                f"{goal} ({backend})",
+                None,
+                "",
+                goal=goal,
+                result=verdict,
+                measured=measured,
+            )
         )
     if not figures:
         raise ValueError("bench_import printed no figures")
