@@ -313,12 +313,30 @@ class Engine:
                 if stop or self._finish_if_drained(campaign_id, progress):
                     break
                 self._sleep(0.5)  # rows waiting for a retry time, or claimed elsewhere
+        except Exception:
+            # a failed claim/check (e.g. the database connection was cut) must not drop the
+            # batches already handed to SES: record them, or they are re-sent after re-claim
+            self._stop_calls.set()
+            self._record_inflight(campaign_id, inflight, progress)
+            raise
         finally:
             self._stop_calls.set()
             pool.shutdown(wait=True, cancel_futures=True)
         if self.on_progress is not None:
             self.on_progress(progress)
         return progress
+
+    def _record_inflight(
+        self, campaign_id: int, inflight: deque[_Batch], progress: Progress
+    ) -> None:
+        """Best effort while failing: what is left stays `sending` and is re-claimed."""
+        while inflight:
+            batch = inflight.popleft()
+            try:
+                outcomes = [o for f in batch.futures for o in f.result()]
+                self._record(campaign_id, batch, outcomes, progress, None)
+            except Exception:
+                log.warning("could not record a batch in flight", exc_info=True)
 
     # -- steps -----------------------------------------------------------------------------
 
