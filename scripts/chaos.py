@@ -185,7 +185,7 @@ class Senders:
             if proc.returncode != 0 and proc.pid not in self.killed:
                 self.crashed += 1
                 log = self._log_of[proc.pid].read_text(errors="replace")
-                self.crash_logs.append(log[-3000:])
+                self.crash_logs.append(f"exit {proc.returncode}\n{log[-3000:]}")
 
     def stop_all(self) -> None:
         for proc in self.running:
@@ -324,7 +324,11 @@ def run_one(
         lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
         where = [ln for ln in lines if "mailer" in ln and ln.startswith("File")][-1:]
         errors = [ln for ln in lines if "Error" in ln][-1:]
-        print(f"  run {run}: a sender exited non-zero: {where} {errors}"[:400], file=sys.stderr)
+        last = lines[-1:] if not errors else []
+        print(
+            f"  run {run}: a sender exited: {lines[0]} {where} {errors} {last}"[:400],
+            file=sys.stderr,
+        )
     engine.dispose()
     return fig
 
