@@ -136,6 +136,9 @@ def read_rows(raw: IO[bytes], source: str, on_problem: OnProblem) -> Iterator[_R
                 if any(c.strip() for c in cells):  # else a blank line: ignored
                     on_problem(Problem(start, "missing address", ",".join(cells)[:200]))
                 continue
+            if any("\x00" in c for c in cells):  # no database stores NUL in text
+                on_problem(Problem(start, "invalid characters", "a cell contains a NUL byte"))
+                continue
             name = cells[name_col].strip()[:200] if name_col is not None and size > name_col else ""
             attrs = {}
             for i, key in extra:

@@ -137,3 +137,11 @@ def test_bad_files(brief: Database, tmp_path: Path, content: bytes, message: str
 def test_missing_file(brief: Database, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
         run(brief, tmp_path / "nope.csv")
+
+
+def test_nul_byte_is_a_bad_row_not_a_crash(brief: Database, tmp_path: Path) -> None:
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"email,name\nok@example.com,Ok\nnul@example.com,Bad\x00Name\n")
+    report, problems = run(brief, path, confirmed=True)
+    assert [(p.line, p.reason) for p in problems] == [(3, "invalid characters")]
+    assert report.added == 1
