@@ -248,7 +248,8 @@ def parse_payload(payload: str | bytes | Mapping[str, Any]) -> SESEvent | SetupN
         data = payload
     if not isinstance(data, Mapping):
         raise FeedbackError("SES payload is not a JSON object")
-    if data.get("Type") in _SNS_TYPES and "Message" in data:
+    kind = data.get("Type")
+    if isinstance(kind, str) and kind in _SNS_TYPES and "Message" in data:  # list: unhashable
         return _from_envelope(data)
     return _classify(data, sns_message_id=None)
 
