@@ -48,7 +48,7 @@ from mailer.message import MessageTemplate
 from mailer.render import Branding, render_issue
 from mailer.tokens import Signer
 from subscribers import store
-from subscribers.models import Subscriber, Subscription, Suppression
+from subscribers.models import MailingList, Subscriber, Subscription, Suppression
 from tests.conftest import Database
 from tests.web_support import BASE, AppClient, Web, csrf_of, html_body, read_eml, text_body
 
@@ -276,7 +276,7 @@ def test_the_store_refuses_list_fields_with_line_breaks(
     with db.sessions.begin() as s, pytest.raises(error, match=message):
         store.create_list(s, args["slug"], name=args["name"], from_address=args["from_address"])
     with db.sessions() as s:
-        assert s.scalars(select(Subscriber)).first() is None
+        assert s.scalars(select(MailingList)).first() is None  # nothing was stored
 
 
 def test_non_ascii_and_long_editor_fields_are_encoded_and_parse_back() -> None:
