@@ -171,6 +171,7 @@ class Engine:
         self._quota_checked = 0.0
         self._quota_left: float | None = None
         self._rate = settings.send_rate
+        self._rate_found = False  # True when _rate was guessed from throttling
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -216,9 +217,9 @@ class Engine:
         with self.sessions.begin() as s:
             for name, holder in s.execute(select(Lease.name, Lease.holder)):
                 parts = holder.split(":")
-                if len(parts) == 3 and parts[0] == host and parts[1].isdigit():
-                    if not _pid_alive(int(parts[1])):
-                        dead.append(name)
+                local = len(parts) == 3 and parts[0] == host and parts[1].isdigit()
+                if local and not _pid_alive(int(parts[1])):
+                    dead.append(name)
             if dead:
                 s.execute(delete(Lease).where(Lease.name.in_(dead)))
         return len(dead)
@@ -672,8 +673,12 @@ class Engine:
             self.pacer.throttled()
             if not self._rate:  # no limit known: start one below what we just managed
                 self._rate = max(1.0, progress.rate * 0.5)
+                self._rate_found = True
         else:
             self.pacer.calm()
+            if self._rate_found:  # a limit we guessed ourselves: probe upwards again
+                self._rate *= 1.1
+                self.pacer.rate = self._rate
 
     def _finish_if_drained(self, campaign_id: int, progress: Progress) -> bool:
         with self.sessions.begin() as s:
