@@ -219,14 +219,19 @@ def create_campaign(
     )
     session.add(campaign)
     session.flush()
-    enqueued = enqueue(session, campaign)
+    enqueued = enqueue(session, campaign, fresh=True)
     return campaign, enqueued
 
 
-def enqueue(session: Session, campaign: Campaign) -> int:
-    """One queued Delivery per recipient; set-based, idempotent (unique per reader)."""
-    already = select(Delivery.subscriber_id).where(Delivery.campaign_id == campaign.id)
-    source = recipients_query(campaign.list_id).where(Subscription.subscriber_id.not_in(already))
+def enqueue(session: Session, campaign: Campaign, *, fresh: bool = False) -> int:
+    """One queued Delivery per recipient, set-based. Idempotent (unique per reader): rows
+    already enqueued are left out, a check skipped for a ``fresh`` campaign (no rows yet)."""
+    source = recipients_query(campaign.list_id)
+    before = 0
+    if not fresh:
+        already = select(Delivery.subscriber_id).where(Delivery.campaign_id == campaign.id)
+        source = source.where(Subscription.subscriber_id.not_in(already))
+        before = _count(session, campaign.id)
     stmt = insert(Delivery).from_select(
         ["campaign_id", "subscriber_id", "status", "attempts"],
         select(
@@ -236,11 +241,15 @@ def enqueue(session: Session, campaign: Campaign) -> int:
             literal(0),
         ),
     )
-    before = _count(session, campaign.id)
     session.execute(stmt)
     added = _count(session, campaign.id) - before  # rowcount is -1 for this on psycopg
     analyze(session, "deliveries", "subscribers", "subscriptions")
     return added
+
+
+def _count(session: Session, campaign_id: int) -> int:
+    query = select(func.count()).where(Delivery.campaign_id == campaign_id)
+    return session.scalar(query) or 0
 
 
 def analyze(session: Session, *tables: str) -> None:
@@ -250,11 +259,6 @@ def analyze(session: Session, *tables: str) -> None:
         session.execute(text("ANALYZE " + ", ".join(tables)))
     else:
         session.execute(text("ANALYZE"))
-
-
-def _count(session: Session, campaign_id: int) -> int:
-    query = select(func.count()).where(Delivery.campaign_id == campaign_id)
-    return session.scalar(query) or 0
 
 
 def get_campaign(session: Session, campaign_id: int) -> Campaign:
