@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from mailer.cli.app import app
 from mailer.cli.context import app_context
@@ -75,18 +75,29 @@ def lists_show(ctx: typer.Context) -> None:
     Example: mailer lists show
     """
     actx = app_context(ctx)
-    table = Table("slug", "name", "from", "double opt-in", "active", "pending", "unsubscribed")
     with actx.sessions() as session:
-        for m, counts in store.list_counts(session):
-            table.add_row(
-                m.slug,
-                m.name,
-                m.from_address,
-                "yes" if m.double_opt_in else "no",
-                str(counts.get("active", 0)),
-                str(counts.get("pending", 0)),
-                str(counts.get("unsubscribed", 0)),
-            )
+        rows = store.list_counts(session)
+    # the slug is what every other command takes: never truncate it
+    width = max((len(m.slug) for m, _ in rows), default=4)
+    table = Table(
+        Column("slug", no_wrap=True, min_width=width),
+        "name",
+        "from",
+        "double opt-in",
+        "active",
+        "pending",
+        "unsubscribed",
+    )
+    for m, counts in rows:
+        table.add_row(
+            m.slug,
+            m.name,
+            m.from_address,
+            "yes" if m.double_opt_in else "no",
+            str(counts.get("active", 0)),
+            str(counts.get("pending", 0)),
+            str(counts.get("unsubscribed", 0)),
+        )
     actx.console.print(table)
 
 
