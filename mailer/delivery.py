@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -597,62 +597,43 @@ class Engine:
                         {"b_id": r["b_id"], "b_cls": "RetryableSendError", "b_err": r["b_err"]}
                         for r in exhausted
                     ]
-                    if sent:
-                        conn.execute(
-                            update(Delivery)
-                            .where(Delivery.id == bindparam("b_id"))
-                            .values(
-                                status=DeliveryStatus.SENT,
-                                message_id=bindparam("b_mid"),
-                                sent_at=bindparam("b_at"),
-                                error_class=None,
-                                error=None,
-                            ),
-                            sent,
-                        )
-                    if failed:
-                        conn.execute(
-                            update(Delivery)
-                            .where(Delivery.id == bindparam("b_id"))
-                            .values(
-                                status=DeliveryStatus.FAILED,
-                                error_class=bindparam("b_cls"),
-                                error=bindparam("b_err"),
-                            ),
-                            failed,
-                        )
-                    if retry_now:  # never attempted (stopped first): not an attempt either
-                        conn.execute(
-                            update(Delivery)
-                            .where(Delivery.id == bindparam("b_id"))
-                            .values(status=DeliveryStatus.QUEUED, attempts=Delivery.attempts - 1),
-                            [{"b_id": r["b_id"]} for r in retry_now],
-                        )
-                    if retries:
-                        conn.execute(
-                            update(Delivery)
-                            .where(Delivery.id == bindparam("b_id"))
-                            .values(
-                                status=DeliveryStatus.QUEUED,
-                                not_before=bindparam("b_nb"),
-                                error=bindparam("b_err"),
-                            ),
-                            [{k: v for k, v in r.items() if k != "retry"} for r in retries],
-                        )
-                    if skipped:
-                        conn.execute(
-                            update(Delivery)
-                            .where(Delivery.id == bindparam("b_id"))
-                            .values(
-                                status=DeliveryStatus.SKIPPED,
-                                error_class="NotDeliverable",
-                                error=(
-                                    "unsubscribed, suppressed or erased since the campaign "
-                                    "was queued"
-                                ),
-                            ),
-                            skipped,
-                        )
+                    _update_by_id(
+                        conn,
+                        sent,
+                        status=DeliveryStatus.SENT,
+                        message_id=bindparam("b_mid"),
+                        sent_at=bindparam("b_at"),
+                        error_class=None,
+                        error=None,
+                    )
+                    _update_by_id(
+                        conn,
+                        failed,
+                        status=DeliveryStatus.FAILED,
+                        error_class=bindparam("b_cls"),
+                        error=bindparam("b_err"),
+                    )
+                    # never attempted (stopped first): not an attempt either
+                    _update_by_id(
+                        conn,
+                        [{"b_id": r["b_id"]} for r in retry_now],
+                        status=DeliveryStatus.QUEUED,
+                        attempts=Delivery.attempts - 1,
+                    )
+                    _update_by_id(
+                        conn,
+                        [{k: v for k, v in r.items() if k != "retry"} for r in retries],
+                        status=DeliveryStatus.QUEUED,
+                        not_before=bindparam("b_nb"),
+                        error=bindparam("b_err"),
+                    )
+                    _update_by_id(
+                        conn,
+                        skipped,
+                        status=DeliveryStatus.SKIPPED,
+                        error_class="NotDeliverable",
+                        error="unsubscribed, suppressed or erased since the campaign was queued",
+                    )
                     if fatal is not None:
                         campaign = _get(s, campaign_id)
                         pause(s, campaign, f"{type(fatal).__name__}: {fatal}")
@@ -694,6 +675,14 @@ class Engine:
 
 
 # -- helpers shared with the CLI ---------------------------------------------------------
+
+
+def _update_by_id(conn: Connection, rows: list[dict[str, Any]], **values: Any) -> None:
+    """One executemany ``UPDATE deliveries ... WHERE id = :b_id`` for a batch's rows."""
+    if rows:
+        conn.execute(
+            update(Delivery).where(Delivery.id == bindparam("b_id")).values(**values), rows
+        )
 
 
 def _pid_alive(pid: int) -> bool:
