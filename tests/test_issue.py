@@ -308,7 +308,7 @@ def test_brief_and_markdown_writers_read_back(name: str) -> None:
     assert again == issue
 
 
-# -- the shared sample (only where the checkout sits next to ../shared) --------------------
+# -- the shared sample (only where the checkout sits beside the shared folder) --------------------
 
 
 @pytest.mark.skipif(not SHARED_SAMPLES.is_dir(), reason="no shared samples next to the repo")
