@@ -47,6 +47,7 @@ from mailer.errors import (
     TransportError,
 )
 from mailer.message import MessageTemplate
+from mailer.render import clean_field
 from mailer.tokens import Signer
 from mailer.transports.base import OutgoingMessage, SendResult, Transport
 from subscribers.models import MailingList, Subscriber, Subscription, Suppression, utcnow
@@ -58,7 +59,6 @@ DB_TRIES = 3  # writes of a sent batch survive this many lost connections
 HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_TTL = 30.0
 SQLITE_LEASE = "sqlite-sender"
-_CONTROLS = {i: " " for i in [*range(32), *range(127, 160)]}  # as render.personalize
 
 
 def new_worker_id() -> str:
@@ -501,32 +501,18 @@ class Engine:
     def _personalize(
         self, template: MessageTemplate, list_id: int, claimed: _Claimed, who: tuple[str, str]
     ) -> OutgoingMessage:
-        """One reader's message: signed links, escaped fields, spliced MIME."""
+        assert claimed.subscriber_id is not None
         email, name = who
-        sid = claimed.subscriber_id
-        assert sid is not None
-        base = self.settings.public_base
-        unsub = f"{base}/unsubscribe/{self.signer.sign('unsubscribe', sid, list_id)}"
-        prefs = f"{base}/preferences/{self.signer.sign('preferences', sid, list_id)}"
-        fields = {
-            "unsubscribe_url": unsub,
-            "preferences_url": prefs,
-            "name": name.translate(_CONTROLS),
-        }
-        message_id = template.message_id(claimed.delivery_id)
-        headers = template.reader_headers(email, unsub, message_id)
-        raw = (
-            template.render(to=email, fields=fields, headers=headers)
-            if self.transport.wants_raw
-            else b""
-        )
-        return OutgoingMessage(
+        return reader_message(
+            template,
+            self.signer,
+            self.settings.public_base,
+            list_id=list_id,
+            subscriber_id=claimed.subscriber_id,
             delivery_id=claimed.delivery_id,
-            to=email,
-            raw=raw,
-            fields=fields,
-            headers=headers,
-            message_id=message_id,
+            email=email,
+            name=name,
+            raw=self.transport.wants_raw,
         )
 
     def _record(
@@ -675,6 +661,29 @@ class Engine:
 
 
 # -- helpers shared with the CLI ---------------------------------------------------------
+
+
+def reader_message(
+    template: MessageTemplate,
+    signer: Signer,
+    base_url: str,
+    *,
+    list_id: int,
+    subscriber_id: int,
+    delivery_id: int,
+    email: str,
+    name: str,
+    raw: bool = True,
+) -> OutgoingMessage:
+    """One reader's message: signed links, cleaned fields, spliced MIME (the per-reader path;
+    the engine and `send --test-to` both build messages here)."""
+    unsub = f"{base_url}/unsubscribe/{signer.sign('unsubscribe', subscriber_id, list_id)}"
+    prefs = f"{base_url}/preferences/{signer.sign('preferences', subscriber_id, list_id)}"
+    fields = {"unsubscribe_url": unsub, "preferences_url": prefs, "name": clean_field(name)}
+    message_id = template.message_id(delivery_id)
+    headers = template.reader_headers(email, unsub, message_id)
+    body = template.render(to=email, fields=fields, headers=headers) if raw else b""
+    return OutgoingMessage(delivery_id, email, body, fields, headers, message_id)
 
 
 def _update_by_id(conn: Connection, rows: list[dict[str, Any]], **values: Any) -> None:

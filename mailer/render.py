@@ -76,6 +76,13 @@ _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
 _RTL = {"ar", "fa", "he", "ur", "yi", "ps", "sd", "ug", "dv"}
 _LANG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
 _CONTROLS = {i: " " for i in [*range(32), *range(127, 160)]}
+
+
+def clean_field(value: str) -> str:
+    """A per-reader value as it may appear in a body: control characters become spaces."""
+    return value.translate(_CONTROLS)
+
+
 _OPENING = frozenset("“‘（「『【〔〈《([{")
 _CLOSING = frozenset("，。、；：！？）」』】〕〉》”’…・,.;:!?)]}")
 

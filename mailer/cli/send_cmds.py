@@ -20,7 +20,7 @@ from mailer import campaigns as camp
 from mailer.cli.app import app
 from mailer.cli.context import AppContext, app_context
 from mailer.config import parse_duration
-from mailer.delivery import Engine
+from mailer.delivery import Engine, reader_message
 from mailer.delivery import Progress as SendProgress
 from mailer.errors import InputError
 from mailer.issue import Issue, parse_issue_file
@@ -28,7 +28,7 @@ from mailer.message import MessageTemplate
 from mailer.render import Branding, RenderedIssue, render_issue
 from mailer.tokens import Signer
 from mailer.transports import make_transport
-from mailer.transports.base import OutgoingMessage, Transport
+from mailer.transports.base import Transport
 from subscribers import store
 from subscribers.addresses import normalize_email
 from subscribers.models import MailingList, utcnow
@@ -158,22 +158,21 @@ def send_test(
         list_slug=mlist.slug,
     )
     signer = Signer.from_settings(settings)
-    base = settings.public_base
     transport = make_transport(settings)
     try:
-        batch = []
-        for i, raw in enumerate(addresses):
-            to = normalize_email(raw)
-            unsub = f"{base}/unsubscribe/{signer.sign('unsubscribe', 0, mlist.id)}"
-            fields = {
-                "unsubscribe_url": unsub,
-                "preferences_url": f"{base}/preferences/{signer.sign('preferences', 0, mlist.id)}",
-                "name": "",
-            }
-            mid = template.message_id(i)
-            headers = template.reader_headers(to, unsub, mid)
-            raw_msg = template.render(to=to, fields=fields, headers=headers)
-            batch.append(OutgoingMessage(0, to, raw_msg, fields, headers, mid))
+        batch = [
+            reader_message(
+                template,
+                signer,
+                settings.public_base,
+                list_id=mlist.id,
+                subscriber_id=0,  # no reader: the links lead to a "not found" page
+                delivery_id=i,
+                email=normalize_email(address),
+                name="",
+            )
+            for i, address in enumerate(addresses)
+        ]
         for i in range(0, len(batch), max(1, transport.max_batch)):
             chunk = batch[i : i + max(1, transport.max_batch)]
             for msg, result in zip(chunk, transport.send(template.campaign, chunk), strict=True):
