@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -122,9 +123,8 @@ class Subscription(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    subscriber_id: Mapped[int] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
-    )
+    # no index of its own: uq_subscriptions_subscriber_list leads with it
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     list_id: Mapped[int] = mapped_column(ForeignKey("mailing_lists.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16), default=SubscriptionStatus.PENDING.value)
     source: Mapped[str | None] = mapped_column(String(64))
@@ -157,12 +157,21 @@ class ConsentEvent(Base):
     carries only the salted hash."""
 
     __tablename__ = "consent_events"
+    __table_args__ = (
+        # only erase rows carry a hash: the other rows (one per import row) stay out of it
+        Index(
+            "ix_consent_events_email_hash",
+            "email_hash",
+            postgresql_where=text("email_hash IS NOT NULL"),
+            sqlite_where=text("email_hash IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
     )
-    email_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    email_hash: Mapped[str | None] = mapped_column(String(64))
     list_id: Mapped[int | None] = mapped_column(ForeignKey("mailing_lists.id", ondelete="SET NULL"))
     action: Mapped[str] = mapped_column(String(32))
     source: Mapped[str | None] = mapped_column(String(200))

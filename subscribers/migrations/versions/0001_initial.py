@@ -149,7 +149,11 @@ def upgrade() -> None:
             batch_op.f("ix_consent_events_created_at"), ["created_at"], unique=False
         )
         batch_op.create_index(
-            batch_op.f("ix_consent_events_email_hash"), ["email_hash"], unique=False
+            "ix_consent_events_email_hash",
+            ["email_hash"],
+            unique=False,
+            postgresql_where=sa.text("email_hash IS NOT NULL"),
+            sqlite_where=sa.text("email_hash IS NOT NULL"),
         )
         batch_op.create_index(
             batch_op.f("ix_consent_events_subscriber_id"), ["subscriber_id"], unique=False
@@ -187,9 +191,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.create_index("ix_subscriptions_list_status", ["list_id", "status"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_subscriptions_subscriber_id"), ["subscriber_id"], unique=False
-        )
 
     op.create_table(
         "deliveries",
@@ -328,13 +329,12 @@ def downgrade() -> None:
 
     op.drop_table("deliveries")
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_subscriptions_subscriber_id"))
         batch_op.drop_index("ix_subscriptions_list_status")
 
     op.drop_table("subscriptions")
     with op.batch_alter_table("consent_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_consent_events_subscriber_id"))
-        batch_op.drop_index(batch_op.f("ix_consent_events_email_hash"))
+        batch_op.drop_index("ix_consent_events_email_hash")
         batch_op.drop_index(batch_op.f("ix_consent_events_created_at"))
 
     op.drop_table("consent_events")
