@@ -9,6 +9,10 @@ line number, and never stops the import.
 
 Duplicates across chunks are found through the consent ledger (each imported row writes an
 ``import`` event tagged with this run), so memory does not grow with the file.
+
+A writer thread writes one chunk while the calling thread reads and validates the next
+(most of a chunk's write is the database's time: foreign-key checks and index entries), so
+at most three chunks are in memory; chunks are committed one at a time, in file order.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import csv
 import io
 import json
 import re
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import chain, repeat
 from pathlib import Path
 from typing import IO, Any, TypeVarTuple
 
@@ -62,7 +67,8 @@ from subscribers.models import (
 )
 from subscribers.store import email_hash, get_list, hash_salt
 
-CHUNK = 2000
+CHUNK = 5000  # rows written in one transaction
+CHUNK_BYTES = 4 << 20  # or fewer, if they take more of the file (long cells: constant memory)
 EMAIL_HEADERS = ("email", "e-mail", "email address", "email_address", "mail")
 
 
@@ -166,17 +172,16 @@ def import_csv(
     on_problem: OnProblem | None = None,
     on_progress: OnProgress | None = None,
 ) -> ImportReport:
-    """Import ``path`` into the list; returns the counts. See the module docstring."""
+    """Import ``path`` into the list; returns the counts. See the module docstring.
+
+    Reading and validating a chunk (Python) overlaps with writing the previous one (mostly
+    the database's time) in a writer thread; chunks are written one at a time, in file
+    order, and each one's problems and progress are reported here once it is committed."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     report = ImportReport()
     run = f"import:{path.name[:150]}:{uuid.uuid4().hex[:12]}"
-
-    def problem(p: Problem) -> None:
-        report.skipped[p.reason] += 1
-        if on_problem is not None:
-            on_problem(p)
 
     with sessions() as session:
         mlist = get_list(session, list_slug)
@@ -184,31 +189,83 @@ def import_csv(
         salt = hash_salt(session)
         session.commit()
     writer = _ChunkWriter(list_id, confirmed or not double_opt_in, resubscribe, salt, run)
-    early: list[Problem] = []  # problems found while reading, reported with their chunk
 
-    def flush(chunk: list[_Row]) -> None:
-        with sessions() as session, session.begin():
-            writer.write(session, chunk, report, problem, early)
-        early.clear()
+    def store(chunk: _Chunk) -> None:  # in the writer thread
+        try:
+            if chunk.valid:
+                with sessions() as session, session.begin():
+                    writer.write(session, chunk)
+        finally:
+            chunk.inserting.set()
 
-    with path.open("rb") as raw:
-        chunk: list[_Row] = []
-        for row in read_rows(raw, str(path), early.append):
-            report.rows += 1
-            chunk.append(row)
-            if len(chunk) >= CHUNK:
-                flush(chunk)
-                chunk = []
-                if on_progress is not None:
-                    on_progress(raw.tell(), report.rows)
-        flush(chunk)
+    def finish(job: _Job) -> None:
+        """Wait for a chunk's write, then report it: problems in line order, counts, progress."""
+        future, chunk = job
+        try:
+            future.result()
+        finally:  # what was found before a failure is reported too
+            for p in sorted(chunk.problems, key=lambda p: p.line):
+                report.skipped[p.reason] += 1
+                if on_problem is not None:
+                    on_problem(p)
+        report.added += chunk.added
+        report.updated += chunk.updated
+        report.unchanged += chunk.unchanged
         if on_progress is not None:
-            on_progress(raw.tell(), report.rows)
+            on_progress(*chunk.progress)
+
+    pending: _Job | None = None
+
+    def hand_over(pool: ThreadPoolExecutor, chunk: _Chunk) -> None:
+        nonlocal pending
+        previous, pending = pending, None
+        if previous is not None:
+            finish(previous)
+        pending = (pool.submit(store, chunk), chunk)
+        # Read on once the writer is past its lookups: Python's work then overlaps the
+        # chunk's long INSERT instead of delaying, through the GIL, each lookup's return.
+        chunk.inserting.wait()
+
+    with path.open("rb") as raw, ThreadPoolExecutor(1, "import-writer") as pool:
+        try:
+            rows: list[_Row] = []
+            early: list[Problem] = []  # problems found while reading, reported with their chunk
+            start = 0  # where the chunk begins in the file
+            for row in read_rows(raw, str(path), early.append):
+                report.rows += 1
+                rows.append(row)
+                if len(rows) >= CHUNK or raw.tell() - start >= CHUNK_BYTES:
+                    start = raw.tell()
+                    hand_over(pool, writer.prepare(rows, early, (start, report.rows)))
+                    rows = []
+                    early.clear()  # read_rows appends to this very list
+            hand_over(pool, writer.prepare(rows, early, (raw.tell(), report.rows)))
+        finally:  # also on an error: the chunk being written is committed and reported
+            if pending is not None:
+                last, pending = pending, None
+                finish(last)
     if report.rows >= 10 * CHUNK:  # a big import changes the planner's picture
         with sessions.begin() as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("ANALYZE subscribers, subscriptions, consent_events"))
     return report
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """Rows of the file, validated and de-duplicated within the chunk, to be written."""
+
+    valid: dict[str, _Row]  # normalized address -> its row
+    hashes: dict[str, str]  # salted hash -> address, for the suppression list
+    problems: list[Problem]  # found reading, validating and writing these rows
+    progress: tuple[int, int]  # (bytes read, rows seen) when the chunk was cut
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    inserting: threading.Event = field(default_factory=threading.Event)  # or done
+
+
+_Job = tuple[Future[None], _Chunk]
 
 
 @dataclass
@@ -219,44 +276,34 @@ class _ChunkWriter:
     salt: str
     run: str
 
-    def write(
-        self,
-        session: Session,
-        rows: list[_Row],
-        report: ImportReport,
-        report_problem: OnProblem,
-        early: list[Problem],
-    ) -> None:
-        """Write one chunk; its problems (and those found reading it) go out in line order."""
-        found = list(early)
-        try:
-            if rows:
-                self._write(session, rows, report, found.append)
-        finally:
-            for p in sorted(found, key=lambda p: p.line):
-                report_problem(p)
-
-    def _write(
-        self, session: Session, rows: list[_Row], report: ImportReport, problem: OnProblem
-    ) -> None:
-        # 1. validate and de-duplicate within the chunk
+    def prepare(self, rows: list[_Row], early: list[Problem], progress: tuple[int, int]) -> _Chunk:
+        """Validate and de-duplicate the rows: Python only, no database."""
+        problems = list(early)
         valid: dict[str, _Row] = {}
         for row in rows:
             address, why = try_normalize(row.email)
             if address is None:
-                problem(Problem(row.line, "invalid address", (why or row.email)[:300]))
-                continue
-            if address in valid:
-                problem(Problem(row.line, "duplicate in file", address))
-                continue
-            valid[address] = row
-        if not valid:
-            return
+                problems.append(Problem(row.line, "invalid address", (why or row.email)[:300]))
+            elif address in valid:
+                problems.append(Problem(row.line, "duplicate in file", address))
+            else:
+                valid[address] = row
+        salt = self.salt
+        hashes = {email_hash(salt, a): a for a in valid}
+        return _Chunk(valid, hashes, problems, progress)
+
+    def write(self, session: Session, chunk: _Chunk) -> None:
+        """Write one chunk in the session's transaction; problems go to ``chunk.problems``."""
+        problem = chunk.problems.append
+        valid, hashes = chunk.valid, chunk.hashes
         conn = session.connection()
-        # 2. suppressed and erased addresses
-        hashes = {email_hash(self.salt, a): a for a in valid}
+        # 1. suppressed and erased addresses
         blocked = _select_in(
-            conn, select(Suppression.email_hash, Suppression.reason), Suppression.email_hash, hashes
+            conn,
+            select(Suppression.email_hash, Suppression.reason),
+            Suppression.email_hash,
+            hashes,
+            semijoin=True,
         )
         for digest, reason in blocked:
             address = hashes[digest]
@@ -270,7 +317,7 @@ class _ChunkWriter:
             )
         if not valid:
             return
-        # 3. existing subscribers, and those this run already imported (duplicates)
+        # 2. existing subscribers, and those this run already imported (duplicates)
         people = select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.attributes)
         existing = {
             email: (sid, name, attrs)
@@ -289,73 +336,75 @@ class _ChunkWriter:
                     problem(Problem(valid.pop(email).line, "duplicate in file", email))
                     del existing[email]
         now = utcnow()
-        # 4. new subscribers
+        # 3. new people: subscriber, subscription and ledger event (one statement on PostgreSQL)
+        target = SubscriptionStatus.ACTIVE if self.activate else SubscriptionStatus.PENDING
+        subscription = {
+            "list_id": self.list_id,
+            "status": target.value,
+            "source": "import",
+            "created_at": now,
+            "confirmed_at": now if self.activate else None,
+        }
+        detail: dict[str, Any] = {"status": target.value}
+        if self.resubscribe:
+            detail["resubscribe"] = True
+        event = {
+            "list_id": self.list_id,
+            "action": "import",
+            "source": self.run,
+            "detail": detail,
+            "created_at": now,
+        }
         new = [a for a in valid if a not in existing]
-        ids: dict[str, int] = {e: v[0] for e, v in existing.items()}
         if new:
-            inserted = _insert_rows(
+            chunk.inserting.set()
+            _insert_people(
                 conn,
-                Subscriber,
                 {
                     "email": new,
                     "name": [valid[a].name for a in new],
                     "attributes": [valid[a].attrs for a in new],
                 },
-                constants={"created_at": now, "updated_at": now},
-                returning=("id", "email"),
+                {"created_at": now, "updated_at": now},
+                with_each=[(Subscription, subscription), (ConsentEvent, event)],
             )
-            ids.update({email: sid for sid, email in inserted})  # (id, email) rows
+            chunk.added += len(new)
+        if not existing:
+            return
+        # 4. people known before this chunk: details, subscription (they may have one already)
         changed_people = self._update_people(conn, valid, existing, now)
-        # 5. subscriptions (only people known before this chunk can have one already)
-        current: dict[int, tuple[int, str]] = {}
-        if existing:
-            theirs = select(Subscription.id, Subscription.subscriber_id, Subscription.status).where(
-                Subscription.list_id == self.list_id
-            )
-            known = [v[0] for v in existing.values()]
-            current = {
-                sid: (subn_id, status)
-                for subn_id, sid, status in _select_in(
-                    conn, theirs, Subscription.subscriber_id, known
-                )
-            }
-        target = SubscriptionStatus.ACTIVE if self.activate else SubscriptionStatus.PENDING
+        theirs = select(Subscription.id, Subscription.subscriber_id, Subscription.status).where(
+            Subscription.list_id == self.list_id
+        )
+        known = [v[0] for v in existing.values()]
+        current = {
+            sid: (subn_id, status)
+            for subn_id, sid, status in _select_in(conn, theirs, Subscription.subscriber_id, known)
+        }
         to_insert: list[int] = []
         to_update: list[dict[str, Any]] = []
         imported: list[int] = []
-        for address, row in valid.items():
-            sid = ids[address]
+        for address, (sid, _, _) in existing.items():
             if sid not in current:
                 to_insert.append(sid)
-                report.added += 1
+                chunk.added += 1
                 imported.append(sid)
                 continue
             subn_id, status = current[sid]
             if status == SubscriptionStatus.UNSUBSCRIBED and not self.resubscribe:
-                problem(Problem(row.line, "unsubscribed", address))
+                problem(Problem(valid[address].line, "unsubscribed", address))
                 continue
             imported.append(sid)
             if status == target or status == SubscriptionStatus.ACTIVE:
                 if sid in changed_people:
-                    report.updated += 1
+                    chunk.updated += 1
                 else:
-                    report.unchanged += 1
+                    chunk.unchanged += 1
                 continue
             to_update.append({"b_id": subn_id, "b_status": target.value, "b_at": now})
-            report.updated += 1
+            chunk.updated += 1
         if to_insert:
-            _insert_rows(
-                conn,
-                Subscription,
-                {"subscriber_id": to_insert},
-                constants={
-                    "list_id": self.list_id,
-                    "status": target.value,
-                    "source": "import",
-                    "created_at": now,
-                    "confirmed_at": now if self.activate else None,
-                },
-            )
+            _insert_rows(conn, Subscription, {"subscriber_id": to_insert}, constants=subscription)
         if to_update:
             conn.execute(
                 update(Subscription)
@@ -367,23 +416,9 @@ class _ChunkWriter:
                 ),
                 to_update,
             )
-        # 6. the consent ledger: one event per imported row (also our duplicate detector)
+        # 5. their ledger events: one per imported row (also our duplicate detector)
         if imported:
-            detail: dict[str, Any] = {"status": target.value}
-            if self.resubscribe:
-                detail["resubscribe"] = True
-            _insert_rows(
-                conn,
-                ConsentEvent,
-                {"subscriber_id": imported},
-                constants={
-                    "list_id": self.list_id,
-                    "action": "import",
-                    "source": self.run,
-                    "detail": detail,
-                    "created_at": now,
-                },
-            )
+            _insert_rows(conn, ConsentEvent, {"subscriber_id": imported}, constants=event)
 
     def _update_people(
         self,
@@ -418,14 +453,16 @@ class _ChunkWriter:
 #
 # Core's executemany spends most of its time on bookkeeping per parameter, and an IN list or
 # a multi-row VALUES whose length changes is a new statement to prepare (and to cache) each
-# time. So the hot statements are sent in few statements of a fixed shape. The rows' values
-# are what the importer makes (str, int, None, dicts for JSON columns); the values the same
-# for every row (times, list, status) are bound through their column type, as Core does.
+# time. So the hot statements are few, of a fixed shape, with the rows as JSON documents the
+# database takes apart itself. The rows' values are what the importer makes (str, int, None,
+# dicts for JSON columns); the values the same for every row (times, list, status) are bound
+# through their column type, as Core does.
 #   PostgreSQL: each column's values as one JSON array parameter, expanded by the server
 #     (ROWS FROM jsonb_array_elements...): psycopg adapts one string far faster than a list.
-#   Others: multi-row VALUES in power-of-two sizes, each value through its column type's
-#     bind processor (Core executemany if the driver takes neither ? nor %s); IN lists as
-#     one JSON array on SQLite (json_each), a plain IN list elsewhere.
+#     New subscribers, their subscriptions and ledger events in one statement (CTEs).
+#   SQLite: the rows as one JSON array of arrays (json_each, json_extract); IN lists as one
+#     JSON array (json_each).
+#   Others (and a driver taking neither ? nor %s): Core executemany, a plain IN list.
 
 _MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 _Ts = TypeVarTuple("_Ts")
@@ -448,70 +485,129 @@ def _insert_rows(
     if not count:
         return []
     dialect = conn.dialect
-    fixed = [_bind(table.c[name], dialect, v) for name, v in constants.items()]
     prep = dialect.identifier_preparer
-    names = ", ".join(prep.quote(n) for n in [*columns, *constants])
-    head = f"INSERT INTO {prep.format_table(table)} ({names}) "
     tail = f" RETURNING {', '.join(prep.quote(c) for c in returning)}" if returning else ""
     if dialect.name == "postgresql":
-        picks, sources = [], []
-        for i, name in enumerate(columns):
-            json_column = isinstance(table.c[name].type.dialect_impl(dialect), sqltypes.JSON)
-            each = "jsonb_array_elements" if json_column else "jsonb_array_elements_text"
-            sources.append(f"{each}(%s::jsonb)")
-            picks.append(f"c{i}::{_sql_type(table.c[name], dialect)}")
-        picks += [f"%s::{_sql_type(table.c[c], dialect)}" for c in constants]
-        aliases = ", ".join(f"c{i}" for i in range(len(columns)))
-        # identifiers and types come from the models (quoted); every value is a parameter
-        sql = (
-            f"{head}SELECT {', '.join(picks)}"  # noqa: S608
-            f" FROM ROWS FROM ({', '.join(sources)}) AS u({aliases}){tail}"
-        )
-        docs = [json.dumps(list(values)) for values in columns.values()]
-        result = conn.exec_driver_sql(sql, (*fixed, *docs))
+        sql, pg_params = _pg_insert(table, columns, constants, dialect)
+        result = conn.exec_driver_sql(sql + tail, pg_params)
         return list(result.all()) if returning else []
     mark = _MARKS.get(dialect.paramstyle)
-    if mark is None:  # another driver: plain Core executemany
-        params = [
-            {**dict(zip(columns, cells, strict=True)), **constants}
-            for cells in zip(*columns.values(), strict=True)
-        ]
-        if not returning:
-            conn.execute(insert(table), params)
-            return []
-        stmt = insert(table).returning(*(table.c[c] for c in returning))
-        return list(conn.execute(stmt, params).all())
-    arrays = []
+    if dialect.name == "sqlite" and mark is not None:
+        sql, lite_params = _sqlite_insert(table, columns, constants, dialect, mark)
+        result = conn.exec_driver_sql(sql + tail, lite_params)
+        return list(result.all()) if returning else []
+    params = [  # another database or driver: plain Core executemany
+        {**dict(zip(columns, cells, strict=True)), **constants}
+        for cells in zip(*columns.values(), strict=True)
+    ]
+    if not returning:
+        conn.execute(insert(table), params)
+        return []
+    stmt = insert(table).returning(*(table.c[c] for c in returning))
+    return list(conn.execute(stmt, params).all())
+
+
+def _sqlite_insert(
+    table: Table,
+    columns: Mapping[str, Sequence[Any]],
+    constants: Mapping[str, Any],
+    dialect: Dialect,
+    mark: str,
+) -> tuple[str, tuple[Any, ...]]:
+    """SQLite: ``INSERT INTO table (...) SELECT ... FROM json_each(?)`` of one row per
+    position in ``columns``: the rows as one JSON array of arrays, taken apart by SQLite's
+    own JSON functions (no Python work per value); and its parameters. A JSON column's
+    values go in as JSON (stored as the JSON text SQLite writes for them)."""
+    prep = dialect.identifier_preparer
+    names = ", ".join(prep.quote(n) for n in [*columns, *constants])
+    arrays: list[Sequence[Any]] = []
     for name, values in columns.items():
-        proc = _processor(table.c[name], dialect)
+        impl = table.c[name].type.dialect_impl(dialect)
+        proc = None if isinstance(impl, sqltypes.JSON) else _processor(table.c[name], dialect)
         arrays.append(values if proc is None else [proc(v) for v in values])
-    width = len(columns) + len(constants)
-    group = "(" + ", ".join([mark] * width) + ")"
-    most = min(dialect.insertmanyvalues_page_size, dialect.insertmanyvalues_max_parameters // width)
-    rows: list[Sequence[Any]] = []
-    for start, size in _pages(count, max(1, most)):
-        page = zip(
-            *(a[start : start + size] for a in arrays),
-            *(repeat(v, size) for v in fixed),
-            strict=True,
+    if len(arrays) == 1:
+        picks, doc = ["value"], json.dumps(list(arrays[0]), ensure_ascii=False)
+    else:
+        picks = [f"json_extract(value, '$[{i}]')" for i in range(len(arrays))]
+        doc = json.dumps(list(zip(*arrays, strict=True)), ensure_ascii=False)
+    picks += [mark] * len(constants)
+    fixed = [_bind(table.c[name], dialect, v) for name, v in constants.items()]
+    # identifiers come from the models (quoted); every value is a parameter
+    sql = (
+        f"INSERT INTO {prep.format_table(table)} ({names})"  # noqa: S608
+        f" SELECT {', '.join(picks)} FROM json_each({mark})"
+    )
+    return sql, (*fixed, doc)
+
+
+def _pg_insert(
+    table: Table,
+    columns: Mapping[str, Sequence[Any]],
+    constants: Mapping[str, Any],
+    dialect: Dialect,
+) -> tuple[str, tuple[Any, ...]]:
+    """PostgreSQL: ``INSERT INTO table (...) SELECT ...`` of one row per position in
+    ``columns``, each column's values one JSON array parameter; and its parameters."""
+    prep = dialect.identifier_preparer
+    names = ", ".join(prep.quote(n) for n in [*columns, *constants])
+    picks, sources = [], []
+    for i, name in enumerate(columns):
+        json_column = isinstance(table.c[name].type.dialect_impl(dialect), sqltypes.JSON)
+        each = "jsonb_array_elements" if json_column else "jsonb_array_elements_text"
+        sources.append(f"{each}(%s::jsonb)")
+        picks.append(f"c{i}::{_sql_type(table.c[name], dialect)}")
+    picks += [f"%s::{_sql_type(table.c[c], dialect)}" for c in constants]
+    aliases = ", ".join(f"c{i}" for i in range(len(columns)))
+    # identifiers and types come from the models (quoted); every value is a parameter
+    sql = (
+        f"INSERT INTO {prep.format_table(table)} ({names}) SELECT {', '.join(picks)}"  # noqa: S608
+        f" FROM ROWS FROM ({', '.join(sources)}) AS u({aliases})"
+    )
+    fixed = [_bind(table.c[name], dialect, v) for name, v in constants.items()]
+    docs = [json.dumps(list(values)) for values in columns.values()]
+    return sql, (*fixed, *docs)
+
+
+def _insert_people(
+    conn: Connection,
+    columns: Mapping[str, Sequence[Any]],
+    constants: Mapping[str, Any],
+    *,
+    with_each: Sequence[tuple[type[Base], Mapping[str, Any]]],
+) -> None:
+    """INSERT subscribers as ``_insert_rows`` does, and for each new subscriber one row of
+    every model in ``with_each`` (its ``subscriber_id`` and the constants given).
+
+    PostgreSQL: one statement (the subscribers' ids stay in the server, data-modifying
+    CTEs); elsewhere the subscribers with RETURNING, then the other rows."""
+    dialect = conn.dialect
+    if dialect.name != "postgresql":
+        ids = [
+            sid
+            for (sid,) in _insert_rows(
+                conn, Subscriber, columns, constants=constants, returning=("id",)
+            )
+        ]
+        for model, values in with_each:
+            _insert_rows(conn, model, {"subscriber_id": ids}, constants=values)
+        return
+    parent = Subscriber.__table__
+    assert isinstance(parent, Table)
+    sql, params = _pg_insert(parent, columns, constants, dialect)
+    prep = dialect.identifier_preparer
+    parts = [f"p AS ({sql} RETURNING {prep.quote('id')})"]
+    for i, (model, values) in enumerate(with_each):
+        table = model.__table__
+        assert isinstance(table, Table)
+        names = ", ".join(prep.quote(n) for n in ["subscriber_id", *values])
+        picks = ", ".join(["p.id", *(f"%s::{_sql_type(table.c[c], dialect)}" for c in values)])
+        parts.append(
+            f"c{i} AS (INSERT INTO {prep.format_table(table)} ({names}) SELECT {picks} FROM p)"  # noqa: S608
         )
-        sql = f"{head}VALUES {', '.join([group] * size)}{tail}"
-        result = conn.exec_driver_sql(sql, tuple(chain.from_iterable(page)))
-        if returning:
-            rows.extend(result.all())
-    return rows
-
-
-def _pages(total: int, most: int) -> Iterator[tuple[int, int]]:
-    """(start, size) covering ``total`` items in sizes that are powers of two up to ``most``,
-    so a few statement shapes serve every chunk."""
-    start, top = 0, 1 << (most.bit_length() - 1)
-    while start < total:
-        size = top
-        while size > total - start:
-            size >>= 1
-        yield start, size
-        start += size
+        params += tuple(_bind(table.c[name], dialect, v) for name, v in values.items())
+    # identifiers and types come from the models (quoted); every value is a parameter
+    statement = f"WITH {', '.join(parts)} SELECT count(*) FROM p"  # noqa: S608
+    conn.exec_driver_sql(statement, params)
 
 
 def _select_in(
@@ -519,28 +615,42 @@ def _select_in(
     query: Select[*_Ts],
     column: QueryableAttribute[Any],
     values: Collection[Any],
+    *,
+    semijoin: bool = False,
 ) -> list[Row[*_Ts]]:
     """The rows of ``query`` where ``column`` is one of ``values`` (strings or numbers)."""
-    return list(conn.execute(query.where(_in(conn, column, values))))
+    return list(conn.execute(query.where(_in(conn, column, values, semijoin=semijoin))))
 
 
 def _in(
-    conn: Connection, column: QueryableAttribute[Any], values: Collection[Any]
+    conn: Connection,
+    column: QueryableAttribute[Any],
+    values: Collection[Any],
+    *,
+    semijoin: bool = False,
 ) -> ColumnElement[bool]:
     """``column IN values`` with the values as one JSON array parameter where the database
-    can expand it (one statement shape for any number of values)."""
+    can expand it (one statement shape for any number of values).
+
+    PostgreSQL: ``= ANY(ARRAY(subquery))`` by default, an index condition whatever the
+    table's statistics say (IN (subquery) was planned as a scan of the whole ledger while it
+    grew during the import). But where the table is small that is a sequential scan testing
+    every row against every value (13 ms a chunk on 400 suppressions), so a table that does
+    not grow during the import (the suppression list) is asked with ``semijoin``: IN
+    (subquery), which the planner hashes for a small table and probes by index for a big one.
+    """
     dialect = conn.dialect.name
     doc = literal(json.dumps(list(values)))
     if dialect == "sqlite":
         return column.in_(select(func.json_each(doc).table_valued("value").c.value))
     if dialect == "postgresql":
-        # = ANY(ARRAY(subquery)) is an index condition whatever the table's statistics say
-        # (IN (subquery) was planned as a scan of the whole ledger while it grew)
         value: ColumnElement[Any] = (
             func.jsonb_array_elements_text(cast(doc, JSONB)).table_valued("value").c.value
         )
         if not isinstance(column.type, sqltypes.String):  # text compares with varchar
             value = cast(value, column.type)
+        if semijoin:
+            return column.in_(select(value))
         return column == any_(func.array(select(value).scalar_subquery()))
     return column.in_(list(values))
 

@@ -145,3 +145,38 @@ def test_nul_byte_is_a_bad_row_not_a_crash(brief: Database, tmp_path: Path) -> N
     report, problems = run(brief, path, confirmed=True)
     assert [(p.line, p.reason) for p in problems] == [(3, "invalid characters")]
     assert report.added == 1
+
+
+def test_problems_found_reading_are_reported_with_their_chunk(
+    brief: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows without an address or with a NUL never reach a chunk: they are reported with the
+    chunk being read, in line order with the chunk's other problems, whatever chunk it is."""
+    monkeypatch.setattr(importer, "CHUNK", 2)
+    path = tmp_path / "holes.csv"
+    path.write_bytes(
+        b"email,name\n"
+        b"a@example.com,A\n"  # 2
+        b",no address\n"  # 3
+        b"b@example.com,B\n"  # 4
+        b"c@example.com,C\n"  # 5
+        b",no address\n"  # 6
+        b"bad address,X\n"  # 7
+        b"d@example.com,Bad\x00\n"  # 8
+        b"e@example.com,E\n"  # 9
+        b",no address\n"  # 10
+    )
+    report, problems = run(brief, path, confirmed=True)
+    assert [(p.line, p.reason) for p in problems] == [
+        (3, "missing address"),
+        (6, "missing address"),
+        (7, "invalid address"),
+        (8, "invalid characters"),
+        (10, "missing address"),
+    ]
+    assert dict(report.skipped) == {
+        "missing address": 3,
+        "invalid address": 1,
+        "invalid characters": 1,
+    }
+    assert report.added == 4

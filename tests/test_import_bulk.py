@@ -1,10 +1,9 @@
 """The importer's bulk statements: every row of a chunk stored once, with the values Core
-would store, whatever the statement pages; the Core fallback gives the same store; progress
-is reported up to the end of the file."""
+would store; the Core fallback gives the same store; progress is reported up to the end of
+the file."""
 
 from __future__ import annotations
 
-import itertools
 import shutil
 from pathlib import Path
 from typing import Any
@@ -49,20 +48,10 @@ def stored(db: Database) -> dict[str, tuple[str | None, dict[str, Any]]]:
         }
 
 
-@pytest.mark.parametrize("most", [1, 2, 3, 8, 1000])
-def test_pages_cover_every_row_in_power_of_two_sizes(most: int) -> None:
-    for total in range(70):
-        pages = list(importer._pages(total, most))
-        sizes = [size for _, size in pages]
-        assert sum(sizes) == total
-        assert [start for start, _ in pages] == list(itertools.accumulate([0, *sizes]))[:-1]
-        assert all(size <= most and size & (size - 1) == 0 for size in sizes)
-
-
-def test_chunks_across_statement_pages(
+def test_every_row_stored_once_across_chunks(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(importer, "CHUNK", 700)  # 700 -> pages of 512, 128, 32, 16, 8, 4
+    monkeypatch.setattr(importer, "CHUNK", 700)  # chunks of 700, 700 and 100 rows
     with db.sessions.begin() as s:
         store.create_list(s, "brief", name="Brief", from_address="brief@example.org")
     path = tmp_path / "many.csv"
