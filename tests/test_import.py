@@ -3,7 +3,9 @@ quirk of real exports (BOM, ';', CRLF, quoted newlines)."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -11,7 +13,7 @@ from sqlalchemy import func, select
 from mailer.errors import InputError
 from subscribers import importer, store
 from subscribers.importer import Problem
-from subscribers.models import Subscriber, Subscription
+from subscribers.models import ConsentEvent, Subscriber, Subscription
 from tests.conftest import Database
 
 
@@ -180,3 +182,129 @@ def test_problems_found_reading_are_reported_with_their_chunk(
         "invalid characters": 1,
     }
     assert report.added == 4
+
+
+def test_an_error_in_the_writer_stops_the_import(
+    brief: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer thread's error comes out of import_csv; the chunks before it stay
+    committed, its own is rolled back (its problems found so far are still reported), and
+    no chunk after it is written."""
+    monkeypatch.setattr(importer, "CHUNK", 3)
+    write = importer._ChunkWriter.write
+    calls = 0
+
+    def failing_write(self: importer._ChunkWriter, session: Any, chunk: Any) -> None:
+        nonlocal calls
+        calls += 1
+        write(self, session, chunk)
+        if calls == 2:
+            raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(importer._ChunkWriter, "write", failing_write)
+    lines = ["email"] + [f"u{i}@example.com" for i in range(12)]
+    lines[5] = "not an address"  # line 6: in the second chunk
+    path = tmp_path / "file.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    problems: list[Problem] = []
+    with pytest.raises(RuntimeError, match="went away"):
+        importer.import_csv(brief.sessions, path, "brief", on_problem=problems.append)
+    assert calls == 2
+    assert [(p.line, p.reason) for p in problems] == [(6, "invalid address")]
+    with brief.sessions() as s:
+        emails = set(s.scalars(select(Subscriber.email)))
+    assert emails == {"u0@example.com", "u1@example.com", "u2@example.com"}
+
+
+def test_a_bad_byte_later_in_the_file_keeps_the_chunks_before_it(
+    brief: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading fails after some chunks went to the writer: they are committed (the one
+    being written too) and reported; the rows read since are not written."""
+    monkeypatch.setattr(importer, "CHUNK", 50)
+    body = "".join(f"reader{i:05d}@example.com\n" for i in range(1000))  # 27 KB
+    path = tmp_path / "file.csv"
+    path.write_bytes(b"email\n" + body.encode() + b"\xff\xfe\n")
+    seen: list[tuple[int, int]] = []
+    with pytest.raises(InputError, match="not UTF-8"):
+        importer.import_csv(brief.sessions, path, "brief", on_progress=lambda *p: seen.append(p))
+    with brief.sessions() as s:
+        stored = s.scalar(select(func.count()).select_from(Subscriber))
+    assert stored is not None and 0 < stored < 1000 and stored % 50 == 0
+    assert seen and seen[-1][1] == stored  # every committed chunk reported, and only those
+
+
+def test_chunks_also_end_after_so_many_bytes(
+    brief: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows with long cells make smaller chunks (memory stays bounded by bytes too)."""
+    monkeypatch.setattr(importer, "CHUNK_BYTES", 64 * 1024)
+    path = tmp_path / "long.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["email", "notes"])
+        for i in range(40):
+            out.writerow([f"long{i}@example.com", f"{i} " + "é" * 10_000])  # ~20 KB a row
+    seen: list[tuple[int, int]] = []
+    report = importer.import_csv(
+        brief.sessions, path, "brief", on_progress=lambda *p: seen.append(p)
+    )
+    assert report.added == 40
+    assert len(seen) >= 10  # 800 KB in chunks of about 64 KB (read in blocks of 8 KB)
+    assert seen[-1] == (path.stat().st_size, 40)
+    with brief.sessions() as s:
+        sub = store.get_subscriber(s, "long39@example.com")
+        assert sub.attributes == {"notes": "39 " + "é" * 10_000}
+
+
+def test_known_and_new_people_in_one_chunk(brief: Database, tmp_path: Path) -> None:
+    """New people (one statement on PostgreSQL) and known ones (their own statements) in
+    the same chunk: one subscription each, one ledger event per imported row, the same
+    detail; --resubscribe brings back the unsubscribed and lifts the suppressed."""
+    with brief.sessions.begin() as s:
+        mlist = store.get_list(s, "brief")
+        r = store.subscribe(s, "left@example.com", mlist, confirmed=True)
+        store.unsubscribe(s, r.subscriber.id, None, actor=store.CLI)
+        store.subscribe(s, "pending@example.com", mlist)
+        store.subscribe(s, "active@example.com", mlist, confirmed=True, name="Active")
+        store.suppress(s, "bounced@example.com", "hard_bounce")
+        other = store.create_list(s, "other", name="Other", from_address="o@example.org")
+        store.subscribe(s, "elsewhere@example.com", other, confirmed=True)
+    path = tmp_path / "mixed.csv"
+    path.write_text(
+        "email,name,plan\n"
+        "new1@example.com,New One,free\n"
+        "left@example.com,,\n"
+        "pending@example.com,,\n"
+        "new2@example.com,,\n"
+        "active@example.com,,\n"
+        "bounced@example.com,,\n"
+        "elsewhere@example.com,,paid\n",
+        encoding="utf-8",
+    )
+    report, problems = run(brief, path, confirmed=True, resubscribe=True)
+    assert problems == []
+    # added: new1, new2, bounced (new person), elsewhere (new on this list)
+    assert (report.added, report.updated, report.unchanged) == (4, 2, 1)
+    with brief.sessions() as s:
+        rows = s.execute(
+            select(Subscriber.email, Subscription.status)
+            .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+            .where(Subscription.list_id == mlist.id)
+        ).all()
+        assert sorted(rows) == sorted(
+            (f"{who}@example.com", "active")
+            for who in ("new1", "left", "pending", "new2", "active", "bounced", "elsewhere")
+        )
+        events = s.execute(
+            select(Subscriber.email, ConsentEvent.list_id, ConsentEvent.detail)
+            .join(Subscriber, Subscriber.id == ConsentEvent.subscriber_id)
+            .where(ConsentEvent.action == "import")
+        ).all()
+        assert sorted(e for e, _, _ in events) == sorted(e for e, _ in rows)
+        assert {(lid, str(d)) for _, lid, d in events} == {
+            (mlist.id, str({"status": "active", "resubscribe": True}))
+        }
+        assert store.find_suppression(s, "bounced@example.com") is None
+        assert store.get_subscriber(s, "new1@example.com").attributes == {"plan": "free"}
+        assert store.get_subscriber(s, "elsewhere@example.com").attributes == {"plan": "paid"}

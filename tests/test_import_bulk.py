@@ -4,6 +4,7 @@ the file."""
 
 from __future__ import annotations
 
+import csv
 import shutil
 from pathlib import Path
 from typing import Any
@@ -109,3 +110,63 @@ def test_progress_reported_to_the_end(
     importer.import_csv(db.sessions, path, "brief", on_progress=lambda b, r: seen.append((b, r)))
     assert seen[-1] == (path.stat().st_size, 450)
     assert seen == sorted(seen) and len(seen) == 5
+
+
+AWKWARD = [
+    "tab\there",
+    "back\\slash \\\\ \\n \\u0000 \\t",
+    "new\nline and\r\nCRLF",
+    "quotes \"double\" and 'single', commas, ; semicolons",
+    "张伟 שלום e\u0301 \u2028\u2029 \ufeffbom",
+    "astral 😀 👨‍👩‍👧 𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+    "controls \x01 \x1b \x7f",
+    '{"looks": "like json"}',
+    "null",
+    "[1, 2]",
+    "$[0]",
+    "'; DROP TABLE subscribers; --",
+    "%s %(name)s ? :name",
+]
+
+
+def test_awkward_values_stored_exactly(db: Database, tmp_path: Path) -> None:
+    """Every kind of text a spreadsheet can hold goes through the bulk statements' JSON
+    documents unchanged (names, attributes, new and known people); a NUL is refused."""
+    with db.sessions.begin() as s:
+        store.create_list(s, "brief", name="Brief", from_address="brief@example.org")
+    long_value = ("x" * 999 + "€") * 100  # 100,000 characters (the csv module's limit: 131,072)
+    long_name = "n" * 199 + "😀" + "cut off"
+    want: dict[str, tuple[str | None, dict[str, Any]]] = {}
+    records = []
+    for i, text in enumerate([*AWKWARD, long_value]):
+        email = f"awkward{i}@example.org"
+        records.append([email, text, text, f"  {text}  "])
+        want[email] = (text.strip()[:200], {"straße": text.strip(), "note": text.strip()})
+    records.append(["long@example.org", long_name, long_value, ""])
+    want["long@example.org"] = (long_name[:200], {"straße": long_value})
+    records.append(["nul@example.org", "Nul", "a\x00b", ""])
+    first = tmp_path / "first.csv"
+    with first.open("w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["email", "name", "Straße", "note"])
+        out.writerows(records)
+    problems: list[importer.Problem] = []
+    report = importer.import_csv(
+        db.sessions, first, "brief", confirmed=True, on_problem=problems.append
+    )
+    nul_line = 2 + sum(1 + sum(c.count("\n") for c in r) for r in records[:-1])
+    assert [(p.line, p.reason) for p in problems] == [(nul_line, "invalid characters")]
+    assert report.added == len(want)
+    assert stored(db) == want
+    # the same people again with other awkward values: known people, merged attributes
+    second = tmp_path / "second.csv"
+    with second.open("w", encoding="utf-8", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["email", "name", "extra"])
+        for i, text in enumerate(reversed(AWKWARD)):
+            out.writerow([f"awkward{i}@example.org", "", text])
+            name, attrs = want[f"awkward{i}@example.org"]
+            want[f"awkward{i}@example.org"] = (name, {**attrs, "extra": text.strip()})
+    report = importer.import_csv(db.sessions, second, "brief", confirmed=True)
+    assert (report.added, report.updated) == (0, len(AWKWARD))
+    assert stored(db) == want
