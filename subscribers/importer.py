@@ -25,7 +25,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVarTuple
@@ -51,6 +51,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
+from sqlalchemy.pool import SingletonThreadPool
 from sqlalchemy.sql import sqltypes
 
 from mailer.errors import InputError
@@ -188,6 +189,8 @@ def import_csv(
         list_id, double_opt_in = mlist.id, mlist.double_opt_in
         salt = hash_salt(session)
         session.commit()
+        # a connection per thread (in-memory SQLite): the writer would see another database
+        per_thread = isinstance(session.connection().engine.pool, SingletonThreadPool)
     writer = _ChunkWriter(list_id, confirmed or not double_opt_in, resubscribe, salt, run)
 
     def store(chunk: _Chunk) -> None:  # in the writer thread
@@ -216,7 +219,7 @@ def import_csv(
 
     pending: _Job | None = None
 
-    def hand_over(pool: ThreadPoolExecutor, chunk: _Chunk) -> None:
+    def hand_over(pool: Executor, chunk: _Chunk) -> None:
         nonlocal pending
         previous, pending = pending, None
         if previous is not None:
@@ -226,7 +229,8 @@ def import_csv(
         # chunk's long INSERT instead of delaying, through the GIL, each lookup's return.
         chunk.inserting.wait()
 
-    with path.open("rb") as raw, ThreadPoolExecutor(1, "import-writer") as pool:
+    pool = _Inline() if per_thread else ThreadPoolExecutor(1, "import-writer")
+    with path.open("rb") as raw, pool:
         try:
             rows: list[_Row] = []
             early: list[Problem] = []  # problems found while reading, reported with their chunk
@@ -266,6 +270,18 @@ class _Chunk:
 
 
 _Job = tuple[Future[None], _Chunk]
+
+
+class _Inline(Executor):
+    """Runs each job at once, in the calling thread (no overlap, same results)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # handed over like a worker thread's error
+            future.set_exception(err)
+        return future
 
 
 @dataclass

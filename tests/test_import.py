@@ -12,7 +12,9 @@ from sqlalchemy import func, select
 
 from mailer.errors import InputError
 from subscribers import importer, store
+from subscribers.db import make_engine, session_factory
 from subscribers.importer import Problem
+from subscribers.migrate import upgrade
 from subscribers.models import ConsentEvent, Subscriber, Subscription
 from tests.conftest import Database
 
@@ -308,3 +310,20 @@ def test_known_and_new_people_in_one_chunk(brief: Database, tmp_path: Path) -> N
         assert store.find_suppression(s, "bounced@example.com") is None
         assert store.get_subscriber(s, "new1@example.com").attributes == {"plan": "free"}
         assert store.get_subscriber(s, "elsewhere@example.com").attributes == {"plan": "paid"}
+
+
+def test_in_memory_sqlite_is_written_from_the_calling_thread(tmp_path: Path) -> None:
+    """An in-memory SQLite store is one connection per thread: a writer thread would find
+    an empty database, so the import writes from the calling thread there."""
+    engine = make_engine("sqlite://")
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with sessions.begin() as s:
+        store.create_list(s, "brief", name="Brief", from_address="brief@example.org")
+    path = tmp_path / "file.csv"
+    path.write_text("email\na@example.com\nb@example.com\n", encoding="utf-8")
+    report = importer.import_csv(sessions, path, "brief")
+    assert report.added == 2
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Subscriber)) == 2
+    engine.dispose()
