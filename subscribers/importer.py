@@ -70,6 +70,7 @@ from subscribers.store import email_hash, get_list, hash_salt
 
 CHUNK = 5000  # rows written in one transaction
 CHUNK_BYTES = 4 << 20  # or fewer, if they take more of the file (long cells: constant memory)
+ANALYZE_AFTER = 20_000  # rows imported: then the tables' statistics are refreshed
 EMAIL_HEADERS = ("email", "e-mail", "email address", "email_address", "mail")
 
 
@@ -188,9 +189,9 @@ def import_csv(
         mlist = get_list(session, list_slug)
         list_id, double_opt_in = mlist.id, mlist.double_opt_in
         salt = hash_salt(session)
-        session.commit()
         # a connection per thread (in-memory SQLite): the writer would see another database
         per_thread = isinstance(session.connection().engine.pool, SingletonThreadPool)
+        session.commit()
     writer = _ChunkWriter(list_id, confirmed or not double_opt_in, resubscribe, salt, run)
 
     def store(chunk: _Chunk) -> None:  # in the writer thread
@@ -248,7 +249,7 @@ def import_csv(
             if pending is not None:
                 last, pending = pending, None
                 finish(last)
-    if report.rows >= 10 * CHUNK:  # a big import changes the planner's picture
+    if report.rows >= ANALYZE_AFTER:  # a big import changes the planner's picture
         with sessions.begin() as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("ANALYZE subscribers, subscriptions, consent_events"))

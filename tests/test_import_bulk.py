@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 
 from subscribers import importer, store
 from subscribers.db import make_engine, session_factory
@@ -53,11 +53,19 @@ def test_every_row_stored_once_across_chunks(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(importer, "CHUNK", 700)  # chunks of 700, 700 and 100 rows
+    monkeypatch.setattr(importer, "ANALYZE_AFTER", 1000)  # a "big" import: statistics
     with db.sessions.begin() as s:
         store.create_list(s, "brief", name="Brief", from_address="brief@example.org")
+        began = s.scalar(select(func.now()))
     path = tmp_path / "many.csv"
     want = write_file(path, 1500)
     report = importer.import_csv(db.sessions, path, "brief", confirmed=True)
+    if db.backend == "postgresql":
+        with db.sessions() as s:
+            analyzed = s.scalar(
+                text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'subscribers'")
+            )
+            assert analyzed is not None and analyzed >= began
     assert report.added == len(want) == 1470
     assert dict(report.skipped) == {"duplicate in file": 30}
     assert stored(db) == want
@@ -138,10 +146,10 @@ def test_awkward_values_stored_exactly(db: Database, tmp_path: Path) -> None:
     long_name = "n" * 199 + "😀" + "cut off"
     want: dict[str, tuple[str | None, dict[str, Any]]] = {}
     records = []
-    for i, text in enumerate([*AWKWARD, long_value]):
+    for i, value in enumerate([*AWKWARD, long_value]):
         email = f"awkward{i}@example.org"
-        records.append([email, text, text, f"  {text}  "])
-        want[email] = (text.strip()[:200], {"straße": text.strip(), "note": text.strip()})
+        records.append([email, value, value, f"  {value}  "])
+        want[email] = (value.strip()[:200], {"straße": value.strip(), "note": value.strip()})
     records.append(["long@example.org", long_name, long_value, ""])
     want["long@example.org"] = (long_name[:200], {"straße": long_value})
     records.append(["nul@example.org", "Nul", "a\x00b", ""])
@@ -163,10 +171,10 @@ def test_awkward_values_stored_exactly(db: Database, tmp_path: Path) -> None:
     with second.open("w", encoding="utf-8", newline="") as f:
         out = csv.writer(f)
         out.writerow(["email", "name", "extra"])
-        for i, text in enumerate(reversed(AWKWARD)):
-            out.writerow([f"awkward{i}@example.org", "", text])
+        for i, value in enumerate(reversed(AWKWARD)):
+            out.writerow([f"awkward{i}@example.org", "", value])
             name, attrs = want[f"awkward{i}@example.org"]
-            want[f"awkward{i}@example.org"] = (name, {**attrs, "extra": text.strip()})
+            want[f"awkward{i}@example.org"] = (name, {**attrs, "extra": value.strip()})
     report = importer.import_csv(db.sessions, second, "brief", confirmed=True)
     assert (report.added, report.updated) == (0, len(AWKWARD))
     assert stored(db) == want
