@@ -267,7 +267,7 @@ class _Chunk:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
-    inserting: threading.Event = field(default_factory=threading.Event)  # or done
+    inserting: threading.Event = field(default_factory=threading.Event)  # past lookups, or done
 
 
 _Job = tuple[Future[None], _Chunk]
@@ -353,6 +353,7 @@ class _ChunkWriter:
                     problem(Problem(valid.pop(email).line, "duplicate in file", email))
                     del existing[email]
         now = utcnow()
+        chunk.inserting.set()  # the reader may go on (see import_csv)
         # 3. new people: subscriber, subscription and ledger event (one statement on PostgreSQL)
         target = SubscriptionStatus.ACTIVE if self.activate else SubscriptionStatus.PENDING
         subscription = {
@@ -374,7 +375,6 @@ class _ChunkWriter:
         }
         new = [a for a in valid if a not in existing]
         if new:
-            chunk.inserting.set()
             _insert_people(
                 conn,
                 {
