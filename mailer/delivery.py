@@ -42,6 +42,7 @@ from mailer.errors import (
     ConflictError,
     FatalSendError,
     MailerError,
+    NotSentError,
     RejectedError,
     RetryableSendError,
     TransportError,
@@ -139,6 +140,9 @@ class _Batch:
 
 
 PIPELINE = 2  # batches in flight: the next is claimed while the last one sends
+#: a transport whose batch is many concurrent calls (SES SendEmail) gets at most this many
+#: seconds of the campaign's rate per batch, so a rate limit sees no bursts
+BURST_SECONDS = 0.05
 
 
 class Engine:
@@ -473,6 +477,8 @@ class Engine:
             if c.subscriber_id is not None and c.subscriber_id in recipients
         ]
         step = max(1, self.transport.max_batch)
+        if self._rate and getattr(self.transport, "concurrent_batch", False):
+            step = min(step, max(1, int(self._rate * BURST_SECONDS)))
         chunks = [messages[i : i + step] for i in range(0, len(messages), step)]
 
         def call(chunk: list[OutgoingMessage]) -> list[_Outcome]:
@@ -494,7 +500,15 @@ class Engine:
                 log.exception("transport raised an unexpected error")
                 wrapped = RetryableSendError(f"{type(err).__name__}: {err}")
                 results = [SendResult(error=wrapped) for _ in chunk]
-            return [_Outcome(m.delivery_id, r) for m, r in zip(chunk, results, strict=True)]
+            outcomes: list[_Outcome] = []
+            for m, r in zip(chunk, results, strict=True):
+                if isinstance(r.error, NotSentError):  # refused mid-batch: keep what went out
+                    self._stop_calls.set()
+                    self._fatal.append(r.error.fatal)
+                    outcomes.append(_Outcome(m.delivery_id, None))
+                else:
+                    outcomes.append(_Outcome(m.delivery_id, r))
+            return outcomes
 
         return _Batch(claimed, recipients, [pool.submit(call, c) for c in chunks])
 

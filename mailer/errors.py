@@ -101,6 +101,16 @@ class FatalSendError(TransportError):
     the campaign pauses at once with this reason and no further calls are made."""
 
 
+class NotSentError(RetryableSendError):
+    """A message of a batch that did not go out because SES refused the account meanwhile
+    (``fatal``): the row is handed back untouched and the campaign pauses with that reason,
+    while the batch's messages that did go out are kept."""
+
+    def __init__(self, fatal: FatalSendError):
+        super().__init__(f"not sent: {fatal}")
+        self.fatal = fatal
+
+
 class VerificationError(MailerError):
     """An SNS message failed verification (signature, certificate, topic, age)."""
 

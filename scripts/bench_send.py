@@ -143,8 +143,10 @@ def engine_run(url: str, server_url: str, api: str, n: int) -> float:
     t0 = time.perf_counter()
     cid = new_campaign(url, settings)  # enqueue counts
     sessions = session_factory(make_engine(url))
-    with Engine(settings, sessions, make_transport(settings)) as engine:
+    transport = make_transport(settings)
+    with Engine(settings, sessions, transport) as engine:
         progress = engine.run(cid)
+    transport.close()
     elapsed = time.perf_counter() - t0
     assert progress.sent == n, (progress.sent, n)
     return n / elapsed

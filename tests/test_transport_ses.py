@@ -7,6 +7,7 @@ import email
 import json
 import random
 import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from email import policy
@@ -24,6 +25,7 @@ from mailer.config import Settings
 from mailer.errors import (
     ConfigError,
     FatalSendError,
+    NotSentError,
     RejectedError,
     RetryableSendError,
     TransportError,
@@ -69,7 +71,7 @@ def test_single_send_through_moto_arrives_raw(
     sesv2_client(moto.url).create_email_identity(EmailIdentity="news.example.com")
     transport = make_transport(ses_settings(moto.url))
     assert isinstance(transport, SesTransport)
-    assert (transport.max_batch, transport.wants_raw) == (1, True)
+    assert (transport.max_batch, transport.wants_raw) == (50, True)
     messages = [outgoing(f"reader{i}@example.org", i + 1, body=f"brief {i}") for i in range(3)]
     results = [transport.send(campaign(), [m])[0] for m in messages]
     transport.close()
@@ -218,20 +220,55 @@ def test_switch_driven_errors(ses_server: SesServer) -> None:
 
 
 def test_fatal_mid_batch_keeps_what_was_sent(ses_server: SesServer) -> None:
-    transport = make_transport(ses_settings(ses_server.url))
+    # one call at a time: the refusal is known before the third call would start
+    transport = make_transport(ses_settings(ses_server.url, send_concurrency=1))
     ses_server.fail_next("AccountSuspendedException", count=5, after=1)
     first, second, third = transport.send(
         campaign(),
         [outgoing("a@example.org", 1), outgoing("b@example.org", 2), outgoing("c@x.org", 3)],
     )
     assert first.ok
-    assert isinstance(second.error, RetryableSendError) and "not sent" in str(second.error)
+    assert isinstance(second.error, NotSentError) and "not sent" in str(second.error)
+    assert isinstance(second.error.fatal, FatalSendError)
     assert "suspended" in str(second.error)
     assert isinstance(third.error, RetryableSendError)
     assert ses_server.calls("SendEmail") == {"ok": 1, "AccountSuspendedException": 1}
     with pytest.raises(FatalSendError, match="suspended"):  # nothing sent: raise
         transport.send(campaign(), [outgoing("b@example.org", 2)])
     assert [m.to for m in ses_server.messages()] == [("a@example.org",)]
+
+
+def test_no_call_starts_after_an_account_refusal(ses_server: SesServer) -> None:
+    """A batch's calls run concurrently: the ones already on the wire when SES refuses the
+    account are answered, none is started after the refusal is known."""
+    transport = make_transport(ses_settings(ses_server.url, send_concurrency=4))
+    ses_server.configure(latency=0.2)
+    ses_server.fail_next("AccountSuspendedException", count=100)
+    batch = [outgoing(f"r{i}@example.org", i) for i in range(12)]
+    with pytest.raises(FatalSendError, match="suspended"):
+        transport.send(campaign(), batch)
+    assert ses_server.calls("SendEmail") == {"AccountSuspendedException": 4}
+    ses_server.reset()
+    ses_server.configure(latency=0.0)
+    # once every overlapping send has returned, the transport sends again (after a resume)
+    results = transport.send(campaign(), batch)
+    assert all(r.ok for r in results) and len(ses_server.messages()) == 12
+
+
+def test_batch_sends_concurrently_and_in_order(ses_server: SesServer) -> None:
+    transport = make_transport(ses_settings(ses_server.url, send_concurrency=20))
+    ses_server.configure(latency=0.2)
+    batch = [outgoing(f"r{i}@example.org", i) for i in range(20)]
+    ses_server.configure(reject_addresses=["r7@example.org"])
+    started = time.monotonic()
+    results = transport.send(campaign(), batch)
+    assert time.monotonic() - started < 1.5  # 20 x 0.2 s one after another would be 4 s
+    assert isinstance(results[7].error, RejectedError)
+    by_id = {m.tags["delivery"]: m for m in ses_server.messages()}
+    for i, result in enumerate(results):
+        if i != 7:
+            assert result.message_id == by_id[str(i)].message_id
+    transport.close()
 
 
 def test_connection_problems_are_retryable(

@@ -35,12 +35,14 @@ from mailer.config import Settings
 from mailer.errors import (
     ConfigError,
     FatalSendError,
+    NotSentError,
     RejectedError,
     RetryableSendError,
     TransportError,
 )
 from mailer.transports.base import CampaignMessage, OutgoingMessage, SendResult
 from mailer.transports.ses_errors import classify, classify_bulk_status
+from mailer.transports.ses_http import RawSend, SesHttp, bulk_base
 from mailer.transports.ses_template import SesTemplate, SplitFn, build_template
 
 if TYPE_CHECKING:
@@ -176,52 +178,55 @@ class _SesBase:
         client: SESV2Client,
         *,
         configuration_set: str = "",
+        concurrency: int | None = None,
     ) -> None:
         self.client = client
         self.configuration_set = configuration_set
+        # the per-reader calls; the client keeps GetAccount and the rest (see ses_http)
+        self.http = SesHttp(client, concurrency=concurrency)
 
     def quota(self) -> tuple[float, float, float]:
         """See :func:`ses_send_quota`."""
         return ses_send_quota(self.client)
 
     def close(self) -> None:
+        self.http.close()
         self.client.close()
 
 
-def _finish(results: list[SendResult], fatal: FatalSendError, remaining: int) -> list[SendResult]:
-    """Account-level failure mid-batch: with nothing sent yet, raise; otherwise keep what
-    was sent and hand the rest back as retryable (the next call then raises)."""
-    if not any(r.ok for r in results):
-        raise fatal
-    note = RetryableSendError(f"not sent: {fatal}")
-    return results + [SendResult(error=note)] * remaining
-
-
 class SesTransport(_SesBase):
-    """``SendEmail`` with the raw message, one call per reader."""
+    """``SendEmail`` with the raw message, one call per reader; the calls of a batch run at
+    once on the shared event loop (:class:`~mailer.transports.ses_http.SesHttp`)."""
 
-    max_batch = 1
+    max_batch = BULK_MAX
     wants_raw = True
+    #: one call per message, concurrently: the engine keeps a batch to a short slice of
+    #: the campaign's rate so that the calls stay paced
+    concurrent_batch = True
 
     def send(self, campaign: CampaignMessage, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
+        def halt(err: Exception) -> bool:
+            return isinstance(classify(err, from_address=campaign.from_address), FatalSendError)
+
+        answers = self.http.send_raw_many(
+            [RawSend(m.to, m.raw, _tags(campaign, m.delivery_id)) for m in batch],
+            configuration_set=self.configuration_set,
+            halt=halt,
+        )
         results: list[SendResult] = []
-        for index, message in enumerate(batch):
-            request: dict[str, Any] = {
-                "Destination": {"ToAddresses": [message.to]},
-                "Content": {"Raw": {"Data": message.raw}},
-                "EmailTags": _tags(campaign, message.delivery_id),
-            }
-            if self.configuration_set:
-                request["ConfigurationSetName"] = self.configuration_set
-            try:
-                response = self.client.send_email(**request)
-            except Exception as err:
-                error = classify(err, from_address=campaign.from_address)
-                if isinstance(error, FatalSendError):
-                    return _finish(results, error, len(batch) - index)
-                results.append(SendResult(error=error))
+        fatal: FatalSendError | None = None
+        for answer in answers:
+            if isinstance(answer, str):
+                results.append(SendResult(message_id=answer))
                 continue
-            results.append(SendResult(message_id=response["MessageId"]))
+            error = classify(answer, from_address=campaign.from_address)
+            if isinstance(error, FatalSendError):
+                # refused at account level, or never started after such a refusal
+                fatal = fatal or error
+                error = NotSentError(error)
+            results.append(SendResult(error=error))
+        if fatal is not None and not any(r.ok for r in results):
+            raise fatal  # nothing went out: the campaign pauses, the rows are untouched
         return results
 
 
@@ -237,11 +242,12 @@ class SesBulkTransport(_SesBase):
         *,
         configuration_set: str = "",
         split: SplitFn | None = None,
+        concurrency: int | None = None,
     ) -> None:
-        super().__init__(client, configuration_set=configuration_set)
+        super().__init__(client, configuration_set=configuration_set, concurrency=concurrency)
         self._split = split
         self._lock = threading.Lock()
-        self._cache: dict[int, tuple[CampaignMessage, SesTemplate, dict[str, Any]]] = {}
+        self._cache: dict[int, tuple[CampaignMessage, SesTemplate, str]] = {}
 
     def _split_fn(self) -> SplitFn:
         if self._split is None:
@@ -255,7 +261,8 @@ class SesBulkTransport(_SesBase):
         assert self._split is not None
         return self._split
 
-    def _prepared(self, campaign: CampaignMessage) -> tuple[SesTemplate, dict[str, Any]]:
+    def _prepared(self, campaign: CampaignMessage) -> tuple[SesTemplate, str]:
+        """The campaign's template and the request without entries, serialized once."""
         hit = self._cache.get(campaign.campaign_id)
         if hit is not None and (hit[0] is campaign or hit[0] == campaign):
             return hit[1], hit[2]
@@ -283,11 +290,12 @@ class SesBulkTransport(_SesBase):
             ]
         if self.configuration_set:
             base["ConfigurationSetName"] = self.configuration_set
+        base_json = bulk_base(base)
         with self._lock:
             if len(self._cache) > 8:
                 self._cache.clear()
-            self._cache[campaign.campaign_id] = (campaign, template, base)
-        return template, base
+            self._cache[campaign.campaign_id] = (campaign, template, base_json)
+        return template, base_json
 
     def send(self, campaign: CampaignMessage, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
         if len(batch) > BULK_MAX:
@@ -326,13 +334,15 @@ class SesBulkTransport(_SesBase):
     def _call(
         self,
         campaign: CampaignMessage,
-        base: dict[str, Any],
+        base: str,
         entries: list[dict[str, Any]],
         positions: list[int],
         results: list[SendResult | None],
     ) -> None:
         try:
-            response = self.client.send_bulk_email(**{**base, "BulkEmailEntries": entries})
+            response = self.http.send_bulk(
+                base, entries, halt=lambda e: isinstance(classify(e), FatalSendError)
+            )
         except Exception as err:
             error = classify(err, from_address=campaign.from_address)
             if isinstance(error, FatalSendError | RetryableSendError):
@@ -352,7 +362,7 @@ class SesBulkTransport(_SesBase):
                 results[pos] = SendResult(message_id=answer.get("MessageId", ""))
             elif isinstance(failure, FatalSendError):
                 fatal = fatal or failure
-                results[pos] = SendResult(error=RetryableSendError(f"not sent: {failure}"))
+                results[pos] = SendResult(error=NotSentError(failure))
             else:
                 results[pos] = SendResult(error=failure)
         if fatal is not None and not any(r is not None and r.ok for r in results):
@@ -367,9 +377,13 @@ def make_ses_transport(
 ) -> SesTransport | SesBulkTransport:
     """The SES transport for ``MAILER_SES_API``, with an injected client if given."""
     ses = client if client is not None else make_ses_client(settings)
+    common: dict[str, Any] = {
+        "configuration_set": settings.ses_configuration_set,
+        "concurrency": settings.send_concurrency,
+    }
     if settings.ses_api == "bulk":
-        return SesBulkTransport(ses, configuration_set=settings.ses_configuration_set, split=split)
-    return SesTransport(ses, configuration_set=settings.ses_configuration_set)
+        return SesBulkTransport(ses, split=split, **common)
+    return SesTransport(ses, **common)
 
 
 __all__ = [
