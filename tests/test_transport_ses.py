@@ -8,6 +8,7 @@ import json
 import random
 import socket
 import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from email import policy
@@ -92,6 +93,80 @@ def test_moto_unverified_sender_pauses_the_campaign(moto: MotoHandle) -> None:
     with pytest.raises(FatalSendError, match="sender"):
         transport.send(campaign(), [outgoing("reader@example.org")])
     assert moto.sent_emails() == []
+
+
+def _moto_auth(url: str, count: str) -> None:
+    """moto checks SigV4 signatures against its IAM keys once auth is switched on."""
+    req = urllib.request.Request(
+        f"{url}/moto-api/reset-auth",
+        data=count.encode(),
+        method="POST",
+        headers={"Content-Type": "text/plain"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
+@pytest.mark.parametrize("temporary", [False, True], ids=["access-key", "session-token"])
+def test_moto_verifies_the_signature_of_every_send(
+    moto: MotoHandle, sesv2_client: Callable[..., Any], temporary: bool
+) -> None:
+    """The hot path signs its own requests (botocore's SigV4Auth, aiohttp on the wire):
+    moto, with IAM auth on, recomputes each signature. A right key sends, a wrong secret is
+    refused as a credentials problem and sends nothing."""
+    import boto3
+
+    sesv2_client(moto.url).create_email_identity(EmailIdentity="news.example.com")
+    iam = boto3.client("iam", endpoint_url=moto.url, region_name=REGION)
+    iam.create_user(UserName="sender")
+    policy_doc = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "ses:*", "Resource": "*"}],
+    }
+    iam.put_user_policy(UserName="sender", PolicyName="ses", PolicyDocument=json.dumps(policy_doc))
+    key = iam.create_access_key(UserName="sender")["AccessKey"]
+    creds = {
+        "aws_access_key_id": key["AccessKeyId"],
+        "aws_secret_access_key": key["SecretAccessKey"],
+    }
+    if temporary:  # an assumed role's keys + session token (moto checks all three)
+        trust = {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
+        role = iam.create_role(
+            RoleName="mailer",
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [trust]}),
+        )
+        iam.put_role_policy(
+            RoleName="mailer", PolicyName="ses", PolicyDocument=json.dumps(policy_doc)
+        )
+        sts = boto3.client("sts", endpoint_url=moto.url, region_name=REGION, **creds)
+        assumed = sts.assume_role(RoleArn=role["Role"]["Arn"], RoleSessionName="mailer")
+        token = assumed["Credentials"]
+        creds = {
+            "aws_access_key_id": token["AccessKeyId"],
+            "aws_secret_access_key": token["SecretAccessKey"],
+            "aws_session_token": token["SessionToken"],
+        }
+
+    def client(**keys: str) -> Any:
+        return boto3.client("sesv2", endpoint_url=moto.url, region_name=REGION, **keys)
+
+    _moto_auth(moto.url, "0")
+    try:
+        good = SesTransport(client(**creds))
+        results = good.send(campaign(), [outgoing(f"r{i}@example.org", i) for i in range(3)])
+        assert all(r.ok for r in results), [r.error for r in results]
+        wrong = SesTransport(client(**{**creds, "aws_secret_access_key": "x" * 40}))
+        with pytest.raises(FatalSendError, match="credentials"):
+            wrong.send(campaign(), [outgoing("r9@example.org", 9)])
+        good.close()
+        wrong.close()
+    finally:
+        _moto_auth(moto.url, "inf")
+    assert sorted(m["destinations"][0] for m in moto.sent_emails()) == [
+        "r0@example.org",
+        "r1@example.org",
+        "r2@example.org",
+    ]
 
 
 # -- the SES-v2 test server: single ---------------------------------------------------------
@@ -601,3 +676,14 @@ def html_unescape(s: str) -> str:
     import html
 
     return html.unescape(s)
+
+
+def test_proxy_is_looked_up_once_as_botocore_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailer.transports.ses_http import _proxy_for
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    assert _proxy_for("https://email.eu-west-1.amazonaws.com", None) == "http://proxy.internal:3128"
+    assert _proxy_for("http://127.0.0.1:4566", None) is None  # NO_PROXY, and no http proxy
+    configured = {"https": "http://other:8080"}
+    assert _proxy_for("https://email.eu-west-1.amazonaws.com", configured) == "http://other:8080"
