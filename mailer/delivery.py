@@ -32,9 +32,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Text,
+    any_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, load_only, sessionmaker
 
 from mailer.campaigns import Campaign, CampaignStatus, Delivery, DeliveryStatus, Lease
 from mailer.config import Settings
@@ -51,9 +65,62 @@ from mailer.message import MessageTemplate
 from mailer.render import clean_field
 from mailer.tokens import Signer
 from mailer.transports.base import OutgoingMessage, SendResult, Transport
-from subscribers.models import MailingList, Subscriber, Subscription, Suppression, utcnow
+from subscribers.models import (
+    MailingList,
+    Subscriber,
+    Subscription,
+    Suppression,
+    UTCDateTime,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
+
+#: A claim on PostgreSQL in one round trip: lock the next queued rows (skipping rows other
+#: workers hold), mark them ours, and return each with its reader and whether the reader is
+#: still deliverable (active on the list, not suppressed). Same rules as the portable path:
+#: ``_recipients`` and the queued select in ``Engine._claim``.
+CLAIM_QUEUED_PG = text(
+    """
+    WITH claimed AS (
+        UPDATE deliveries AS d
+        SET status = 'sending', worker = :worker, claimed_at = :now, attempts = d.attempts + 1
+        WHERE d.id = ANY(ARRAY(
+            SELECT id FROM deliveries
+            WHERE campaign_id = :campaign_id AND status = 'queued'
+              AND (not_before IS NULL OR not_before <= :now)
+            ORDER BY id
+            LIMIT :n
+            FOR UPDATE SKIP LOCKED
+        ))
+        RETURNING d.id, d.subscriber_id
+    )
+    SELECT c.id, c.subscriber_id, s.email, s.name,
+           EXISTS (
+               SELECT 1 FROM subscriptions AS sub
+               WHERE sub.subscriber_id = c.subscriber_id AND sub.list_id = :list_id
+                 AND sub.status = 'active'
+           )
+           AND NOT EXISTS (SELECT 1 FROM suppressions AS sup WHERE sup.email = s.email)
+    FROM claimed AS c
+    -- per-row index lookups: a plain join let the planner hash whole tables for a batch
+    LEFT JOIN LATERAL (
+        SELECT email, name FROM subscribers WHERE subscribers.id = c.subscriber_id
+    ) AS s ON true
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+#: what the engine reads of the campaign row between batches (not its bodies)
+_STATE = (
+    Campaign.status,
+    Campaign.pause_reason,
+    Campaign.expires_at,
+    Campaign.started_at,
+    Campaign.created_at,
+    Campaign.finished_at,
+    Campaign.guard_ack_at,
+)
+_PACING = (Campaign.rate_cursor, Campaign.reclaimed)
 
 MAX_ATTEMPTS = 8
 DB_TRIES = 3  # writes of a sent batch survive this many lost connections
@@ -140,6 +207,8 @@ class _Batch:
 
 
 PIPELINE = 2  # batches in flight: the next is claimed while the last one sends
+STALE_SCAN_SECONDS = 5.0  # how often a worker looks for rows of dead workers to re-claim
+RECORDS_AHEAD = 2  # sent batches waiting for the recorder before the engine waits for it
 #: a transport whose batch is many concurrent calls (SES SendEmail) gets at most this many
 #: seconds of the campaign's rate per batch, so a rate limit sees no bursts
 BURST_SECONDS = 0.05
@@ -174,6 +243,8 @@ class Engine:
         self._heartbeat: threading.Thread | None = None
         self._quota_checked = 0.0
         self._quota_left: float | None = None
+        self._quota_lock = threading.Lock()  # claims take, the recorder gives back
+        self._next_stale_scan = 0.0
         self._rate = settings.send_rate
         self._rate_found = False  # True when _rate was guessed from throttling
 
@@ -293,10 +364,24 @@ class Engine:
         pool = ThreadPoolExecutor(
             max_workers=self.settings.send_concurrency, thread_name_prefix="send"
         )
+        # results are written by one recorder thread, in order, while this thread claims
+        # and personalizes the next batch: the two waits on the database overlap
+        recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
+        recording: deque[Future[None]] = deque()
         inflight: deque[_Batch] = deque()
         stop = paused = False
+
+        def settle(wait: bool) -> None:
+            """Collect written batches (all of them with ``wait``): a failed write raises
+            here; progress is reported after each."""
+            while recording and (wait or recording[0].done()):
+                recording.popleft().result()
+                if self.on_progress is not None:
+                    self.on_progress(progress)
+
         try:
             while True:
+                settle(wait=len(recording) > RECORDS_AHEAD)
                 if not stop and len(inflight) < PIPELINE:
                     if self._halt.is_set() or self._check_campaign(campaign_id, progress):
                         stop = True
@@ -309,12 +394,13 @@ class Engine:
                     batch = inflight.popleft()
                     outcomes = [o for f in batch.futures for o in f.result()]
                     fatal = self._fatal[0] if self._fatal and not paused else None
-                    self._record(campaign_id, batch, outcomes, progress, fatal)
                     if fatal is not None:
                         stop = paused = True
-                    if self.on_progress is not None:
-                        self.on_progress(progress)
+                    recording.append(
+                        recorder.submit(self._record, campaign_id, batch, outcomes, progress, fatal)
+                    )
                     continue
+                settle(wait=True)
                 if stop or self._finish_if_drained(campaign_id, progress):
                     break
                 self._sleep(0.5)  # rows waiting for a retry time, or claimed elsewhere
@@ -322,11 +408,16 @@ class Engine:
             # a failed claim/check (e.g. the database connection was cut) must not drop the
             # batches already handed to SES: record them, or they are re-sent after re-claim
             self._stop_calls.set()
+            recorder.shutdown(wait=True)
+            for written in recording:
+                if written.exception() is not None:  # left `sending`: re-claimed, counted
+                    log.warning("could not record a sent batch", exc_info=written.exception())
             self._record_inflight(campaign_id, inflight, progress)
             raise
         finally:
             self._stop_calls.set()
             pool.shutdown(wait=True, cancel_futures=True)
+            recorder.shutdown(wait=True)
         if self.on_progress is not None:
             self.on_progress(progress)
         return progress
@@ -362,7 +453,7 @@ class Engine:
     def _check_campaign(self, campaign_id: int, progress: Progress) -> bool:
         """Between batches: honour pause/cancel, expiry, the reputation guard and the quota."""
         with self.sessions.begin() as s:
-            campaign = _get(s, campaign_id)
+            campaign = _get(s, campaign_id, light=True)
             progress.status, progress.reason = campaign.status, campaign.pause_reason
             if campaign.status != CampaignStatus.SENDING:
                 return True
@@ -391,13 +482,38 @@ class Engine:
             size = max(1, min(size, int(self._quota_left)))
         now = utcnow()
         with self.sessions.begin() as s:
-            campaign_q = select(Campaign).where(Campaign.id == campaign_id)
+            campaign_q = (
+                select(Campaign).where(Campaign.id == campaign_id).options(load_only(*_PACING))
+            )
             if not self._sqlite:
                 campaign_q = campaign_q.with_for_update()
             campaign = s.scalars(campaign_q).one()
-            rows = self._stale(s, campaign_id, now, size)
+            rows: list[Any] = []
+            if time.monotonic() >= self._next_stale_scan:
+                rows = self._stale(s, campaign_id, now, size)
+                # leases last tens of seconds: looking for dead workers' rows every few
+                # seconds finds them as soon as it matters, without a scan per batch
+                self._next_stale_scan = time.monotonic() + STALE_SCAN_SECONDS
             reclaimed = len(rows)
-            if len(rows) < size:
+            recipients: dict[int, tuple[str, str]] = {}
+            if rows:
+                self._mark_claimed(s, [r[0] for r in rows], now)
+            if len(rows) < size and not self._sqlite:
+                # one statement: pick, claim and look the readers up (PostgreSQL)
+                result = s.execute(
+                    CLAIM_QUEUED_PG,
+                    {
+                        "campaign_id": campaign_id,
+                        "list_id": list_id,
+                        "now": now,
+                        "n": size - len(rows),
+                        "worker": self.worker_id,
+                    },
+                )
+                found = sorted(result.all(), key=lambda r: int(r[0]))
+                rows += [(r[0], r[1]) for r in found]
+                recipients = {r[1]: (r[2], r[3] or "") for r in found if r[4]}
+            elif len(rows) < size:
                 queued = (
                     select(Delivery.id, Delivery.subscriber_id)
                     .where(
@@ -408,22 +524,15 @@ class Engine:
                     .order_by(Delivery.id)
                     .limit(size - len(rows))
                 )
-                if not self._sqlite:
-                    queued = queued.with_for_update(skip_locked=True)
-                rows += [tuple(r) for r in s.execute(queued)]
+                fresh = [(r[0], r[1]) for r in s.execute(queued)]
+                if fresh:
+                    self._mark_claimed(s, [r[0] for r in fresh], now)
+                rows += fresh
             if not rows:
                 return None
-            ids = [r[0] for r in rows]
-            s.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(ids))
-                .values(
-                    status=DeliveryStatus.SENDING,
-                    worker=self.worker_id,
-                    claimed_at=now,
-                    attempts=Delivery.attempts + 1,
-                )
-            )
+            lookup = [int(r[1]) for r in rows if r[1] is not None and r[1] not in recipients]
+            if lookup:  # SQLite, and re-claimed rows
+                recipients.update(_recipients(s, list_id, lookup, self._sqlite))
             if reclaimed:
                 campaign.reclaimed = Campaign.reclaimed + reclaimed
             # reserve this batch's slot on the campaign's shared pacing cursor
@@ -433,12 +542,25 @@ class Engine:
                 start = max(now, cursor) if cursor is not None else now
                 campaign.rate_cursor = start + timedelta(seconds=len(rows) / self._rate)
                 start_in = (start - now).total_seconds()
-            recipients = _recipients(s, list_id, [r[1] for r in rows if r[1] is not None])
         self.pacer.rate = self._rate
-        if self._quota_left is not None:
-            self._quota_left -= len(rows)  # reserved; unsent ones are given back on record
+        with self._quota_lock:
+            if self._quota_left is not None:
+                self._quota_left -= len(rows)  # reserved; unsent ones given back on record
         start_at = time.monotonic() + start_in
         return [_Claimed(r[0], r[1]) for r in rows], recipients, start_at
+
+    def _mark_claimed(self, s: Session, ids: list[int], now: datetime) -> None:
+        s.execute(
+            update(Delivery)
+            .where(_id_in(Delivery.id, ids, self._sqlite))
+            .values(
+                status=DeliveryStatus.SENDING,
+                worker=self.worker_id,
+                claimed_at=now,
+                attempts=Delivery.attempts + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
 
     def _stale(self, s: Session, campaign_id: int, now: datetime, size: int) -> list[Any]:
         """`sending` rows whose worker is gone (lease expired) or whose claim is too old."""
@@ -548,7 +670,7 @@ class Engine:
             if o.result is None:
                 requeue.append({"b_id": o.delivery_id})
             elif o.result.ok:
-                sent.append({"b_id": o.delivery_id, "b_mid": o.result.message_id, "b_at": now})
+                sent.append({"b_id": o.delivery_id, "b_mid": o.result.message_id})
             elif isinstance(o.result.error, RetryableSendError):
                 err = o.result.error
                 throttled = throttled or err.throttled
@@ -576,13 +698,18 @@ class Engine:
             failed = list(transport_failed)
             try:
                 with self.sessions.begin() as s:
-                    conn = s.connection()  # Core executemany: one statement for the whole batch
-                    attempts = dict(
-                        conn.execute(
-                            select(Delivery.id, Delivery.attempts).where(
-                                Delivery.id.in_([c.delivery_id for c in batch.claimed])
-                            )
-                        ).all()
+                    conn = s.connection()  # Core: one statement per kind for the whole batch
+                    retry_ids = [r["b_id"] for r in requeue if r.get("retry")]
+                    attempts = (
+                        dict(
+                            conn.execute(
+                                select(Delivery.id, Delivery.attempts).where(
+                                    _id_in(Delivery.id, retry_ids, self._sqlite)
+                                )
+                            ).all()
+                        )
+                        if retry_ids
+                        else {}
                     )
                     skipped = [
                         {"b_id": c.delivery_id}
@@ -597,15 +724,7 @@ class Engine:
                         {"b_id": r["b_id"], "b_cls": "RetryableSendError", "b_err": r["b_err"]}
                         for r in exhausted
                     ]
-                    _update_by_id(
-                        conn,
-                        sent,
-                        status=DeliveryStatus.SENT,
-                        message_id=bindparam("b_mid"),
-                        sent_at=bindparam("b_at"),
-                        error_class=None,
-                        error=None,
-                    )
+                    _mark_sent(conn, sent, now, self._sqlite)
                     _update_by_id(
                         conn,
                         failed,
@@ -648,8 +767,9 @@ class Engine:
         progress.failed += len(failed)
         progress.skipped += len(skipped)
         progress.retried += len(retries)
-        if self._quota_left is not None:
-            self._quota_left += len(batch.claimed) - len(sent)
+        with self._quota_lock:
+            if self._quota_left is not None:
+                self._quota_left += len(batch.claimed) - len(sent)
         if throttled:
             self.pacer.throttled()
             if not self._rate:  # no limit known: start one below what we just managed
@@ -700,6 +820,47 @@ def reader_message(
     return OutgoingMessage(delivery_id, email, body, fields, headers, message_id)
 
 
+def _id_in(column: Any, ids: list[int], sqlite: bool) -> ColumnElement[bool]:
+    """``column IN (...)``; on PostgreSQL ``column = ANY(:array)``: one parameter, so the
+    statement is the same for every batch (an IN list of 1,000 placeholders was re-parsed
+    by the driver for each one)."""
+    if sqlite:
+        return column.in_(ids)  # type: ignore[no-any-return]
+    return column == any_(bindparam(None, ids, type_=ARRAY(BigInteger)))  # type: ignore[no-any-return]
+
+
+def _mark_sent(conn: Connection, rows: list[dict[str, Any]], now: datetime, sqlite: bool) -> None:
+    """Mark a batch's sent rows with their message ids: an executemany on SQLite, one
+    ``UPDATE ... FROM unnest(ids, message_ids)`` on PostgreSQL."""
+    if not rows:
+        return
+    values: dict[str, Any] = {
+        "status": DeliveryStatus.SENT,
+        "sent_at": now,
+        "error_class": None,
+        "error": None,
+    }
+    if sqlite:
+        _update_by_id(conn, rows, message_id=bindparam("b_mid"), **values)
+        return
+    ids = [r["b_id"] for r in rows]
+    pairs = (
+        func.unnest(
+            bindparam("ids", ids, type_=ARRAY(BigInteger)),
+            bindparam("mids", [r["b_mid"] for r in rows], type_=ARRAY(Text)),
+        )
+        .table_valued("id", "mid")
+        .render_derived()
+    )
+    conn.execute(
+        update(Delivery)
+        # the ANY keeps the planner on the primary key: joined to the unnest alone it
+        # hashed the whole table for every batch
+        .where(Delivery.id == pairs.c.id, _id_in(Delivery.id, ids, sqlite))
+        .values(message_id=pairs.c.mid, **values)
+    )
+
+
 def _update_by_id(conn: Connection, rows: list[dict[str, Any]], **values: Any) -> None:
     """One executemany ``UPDATE deliveries ... WHERE id = :b_id`` for a batch's rows."""
     if rows:
@@ -732,7 +893,9 @@ def _guard(s: Session, campaign_id: int, settings: Settings) -> str | None:
     return check(s, campaign_id, settings)
 
 
-def _recipients(s: Session, list_id: int, subscriber_ids: list[int]) -> dict[int, tuple[str, str]]:
+def _recipients(
+    s: Session, list_id: int, subscriber_ids: list[int], sqlite: bool = True
+) -> dict[int, tuple[str, str]]:
     """Claimed readers still deliverable now: active on the list and not suppressed."""
     if not subscriber_ids:
         return {}
@@ -744,7 +907,7 @@ def _recipients(s: Session, list_id: int, subscriber_ids: list[int]) -> dict[int
         )
         .outerjoin(Suppression, Suppression.email == Subscriber.email)
         .where(
-            Subscriber.id.in_(subscriber_ids),
+            _id_in(Subscriber.id, subscriber_ids, sqlite),
             Subscription.status == "active",
             Suppression.id.is_(None),
         )
@@ -752,8 +915,11 @@ def _recipients(s: Session, list_id: int, subscriber_ids: list[int]) -> dict[int
     return {sid: (email, name or "") for sid, email, name in rows}
 
 
-def _get(s: Session, campaign_id: int) -> Campaign:
-    campaign = s.get(Campaign, campaign_id)
+def _get(s: Session, campaign_id: int, *, light: bool = False) -> Campaign:
+    """The campaign; ``light`` leaves its bodies and issue unloaded (tens of kB, and the
+    engine reads the row before every batch)."""
+    options = [load_only(*_STATE)] if light else []
+    campaign = s.get(Campaign, campaign_id, options=options)
     if campaign is None:
         from mailer.errors import NotFoundError
 

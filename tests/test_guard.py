@@ -10,6 +10,7 @@ and claimed nothing after (the batches already in flight finish); then ops resum
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy import func, select
 from mailer import campaigns, guard
 from mailer.campaigns import Campaign, Delivery
 from mailer.config import Settings
-from mailer.delivery import PIPELINE, Engine, Progress
+from mailer.delivery import PIPELINE, RECORDS_AHEAD, Engine, Progress
 from mailer.errors import ConflictError, NotFoundError
 from mailer.feedback import apply_payload
 from mailer.feedback_models import FeedbackEvent
@@ -59,6 +60,11 @@ def test_sample_counts_the_campaign(db: Database, seeded: Seeded) -> None:
     assert (s1.sent, s1.hard_bounced, s1.complained, s1.since) == (18, 2, 1, None)
     assert s1.bounce_rate == pytest.approx(2 / 18)
     assert (s2.sent, s2.hard_bounced, s2.complained) == (4, 0, 0)
+    with db.sessions() as session:
+        lazy1 = guard.sample(session, seeded.c1, lazy=True)
+        lazy2 = guard.sample(session, seeded.c2, lazy=True)
+    assert lazy1 == s1  # events to judge: the sends are counted
+    assert (lazy2.sent, lazy2.hard_bounced, lazy2.complained) == (0, 0, 0)  # nothing to judge
 
 
 def test_bounce_verdict(db: Database, seeded: Seeded) -> None:
@@ -261,21 +267,30 @@ def test_engine_pauses_on_a_bounce_spike_and_sends_nothing_after(
 
         assert len(injected) == 3
         assert progress.status == "paused"
-        # The guard tripped at the first check after the bounces (20 sent); no row was
-        # claimed after that. Only the batches already in flight then (the engine keeps
-        # PIPELINE batches going) were finished.
-        in_flight = (PIPELINE - 1) * BATCH
-        assert sent_at_pause == 20 + in_flight
+        # The guard tripped at the first check after the bounces were recorded (20 sent); no
+        # row was claimed after that. Only the batches already claimed then were finished:
+        # the ones in flight (the engine keeps PIPELINE batches going) and the ones sent but
+        # still waiting for the recorder thread (at most RECORDS_AHEAD + 1).
+        assert sent_at_pause % BATCH == 0
+        assert 20 + BATCH <= sent_at_pause <= 20 + (PIPELINE + RECORDS_AHEAD + 1) * BATCH
+        assert sent_at_pause < READERS
+        in_flight = sent_at_pause - 20
         assert again.sent == 0 and again.status == "paused"
         with db.sessions() as session:
             row = session.get(Campaign, campaign_id)
             assert row is not None
             assert row.status == "paused"
             assert row.pause_reason is not None
-            assert row.pause_reason.startswith(
-                "reputation guard: bounce rate 15.00% (3 hard bounces / 20 sent)"
-                " >= MAILER_GUARD_BOUNCE_RATE 10.00%"
+            # judged on what was recorded at the check: 20 sent, or a batch more
+            verdict = re.match(
+                r"reputation guard: bounce rate (\d+\.\d\d)% \(3 hard bounces / (\d+) sent\)"
+                r" >= MAILER_GUARD_BOUNCE_RATE 10\.00%",
+                row.pause_reason,
             )
+            assert verdict is not None, row.pause_reason
+            judged = int(verdict.group(2))
+            assert 20 <= judged <= sent_at_pause
+            assert verdict.group(1) == f"{300 / judged:.2f}"
             assert guard.is_guard_pause(row.pause_reason)
             by_status = dict(
                 session.execute(
