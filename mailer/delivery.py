@@ -110,7 +110,7 @@ CLAIM_QUEUED_PG = text(
     """
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
-#: what the engine reads of the campaign row between batches (not its bodies)
+#: what the engine reads of the campaign row before each claim (not its bodies: tens of kB)
 _STATE = (
     Campaign.status,
     Campaign.pause_reason,
@@ -206,6 +206,11 @@ class _Batch:
     futures: list[Future[list[_Outcome]]]
 
 
+class _Stop:
+    """What a claim returns when the campaign must not send now."""
+
+
+STOP = _Stop()
 PIPELINE = 2  # batches in flight: the next is claimed while the last one sends
 STALE_SCAN_SECONDS = 5.0  # how often a worker looks for rows of dead workers to re-claim
 RECORDS_AHEAD = 2  # sent batches waiting for the recorder before the engine waits for it
@@ -383,13 +388,14 @@ class Engine:
             while True:
                 settle(wait=len(recording) > RECORDS_AHEAD)
                 if not stop and len(inflight) < PIPELINE:
-                    if self._halt.is_set() or self._check_campaign(campaign_id, progress):
+                    claim = (
+                        STOP if self._halt.is_set() else self._claim(campaign_id, list_id, progress)
+                    )
+                    if isinstance(claim, _Stop):
                         stop = True
-                    else:
-                        claim = self._claim(campaign_id, list_id)
-                        if claim is not None:
-                            inflight.append(self._submit(pool, template, list_id, *claim))
-                            continue
+                    elif claim is not None:
+                        inflight.append(self._submit(pool, template, list_id, *claim))
+                        continue
                 if inflight:
                     batch = inflight.popleft()
                     outcomes = [o for f in batch.futures for o in f.result()]
@@ -450,44 +456,45 @@ class Engine:
         self._quota_left = max(0.0, float(max_24h) - float(sent_24h)) if max_24h >= 0 else None
         self._quota_checked = time.monotonic()
 
-    def _check_campaign(self, campaign_id: int, progress: Progress) -> bool:
-        """Between batches: honour pause/cancel, expiry, the reputation guard and the quota."""
-        with self.sessions.begin() as s:
-            campaign = _get(s, campaign_id, light=True)
-            progress.status, progress.reason = campaign.status, campaign.pause_reason
-            if campaign.status != CampaignStatus.SENDING:
-                return True
-            if campaign.expires_at is not None and utcnow() >= campaign.expires_at:
-                expire(s, campaign, "the campaign expired before every reader got it")
-                progress.status, progress.reason = campaign.status, campaign.pause_reason
-                return True
-            if self._quota_left is not None and self._quota_left < 1:
-                pause(s, campaign, "SES 24-hour sending quota reached; resume when it resets")
-                progress.status, progress.reason = campaign.status, campaign.pause_reason
-                return True
-            reason = _guard(s, campaign_id, self.settings)
-            if reason:
-                pause(s, campaign, f"reputation guard: {reason}")
-                progress.status, progress.reason = campaign.status, campaign.pause_reason
-                return True
-        return False
+    def _judge(self, s: Session, campaign: Campaign, progress: Progress) -> bool:
+        """Before a claim, in its transaction: honour pause/cancel, expiry, the quota and the
+        reputation guard; True when the campaign must not send more now."""
+        progress.status, progress.reason = campaign.status, campaign.pause_reason
+        if campaign.status != CampaignStatus.SENDING:
+            return True
+        if campaign.expires_at is not None and utcnow() >= campaign.expires_at:
+            expire(s, campaign, "the campaign expired before every reader got it")
+        elif self._quota_left is not None and self._quota_left < 1:
+            pause(s, campaign, "SES 24-hour sending quota reached; resume when it resets")
+        else:
+            reason = _guard(s, campaign.id, self.settings)
+            if not reason:
+                return False
+            pause(s, campaign, f"reputation guard: {reason}")
+        progress.status, progress.reason = campaign.status, campaign.pause_reason
+        return True
 
     def _claim(
-        self, campaign_id: int, list_id: int
-    ) -> tuple[list[_Claimed], dict[int, tuple[str, str]], float] | None:
+        self, campaign_id: int, list_id: int, progress: Progress
+    ) -> tuple[list[_Claimed], dict[int, tuple[str, str]], float] | _Stop | None:
         """Claim up to one batch: the rows, (email, name) per deliverable reader, and the
-        monotonic time its reserved slot starts."""
+        monotonic time its reserved slot starts; ``STOP`` when the campaign must not send
+        now (see :meth:`_judge`), None when no row is ready."""
         size = self.settings.batch_size
         if self._quota_left is not None:
             size = max(1, min(size, int(self._quota_left)))
         now = utcnow()
         with self.sessions.begin() as s:
             campaign_q = (
-                select(Campaign).where(Campaign.id == campaign_id).options(load_only(*_PACING))
+                select(Campaign)
+                .where(Campaign.id == campaign_id)
+                .options(load_only(*_STATE, *_PACING))
             )
             if not self._sqlite:
                 campaign_q = campaign_q.with_for_update()
             campaign = s.scalars(campaign_q).one()
+            if self._judge(s, campaign, progress):
+                return STOP
             rows: list[Any] = []
             if time.monotonic() >= self._next_stale_scan:
                 rows = self._stale(s, campaign_id, now, size)
@@ -915,11 +922,8 @@ def _recipients(
     return {sid: (email, name or "") for sid, email, name in rows}
 
 
-def _get(s: Session, campaign_id: int, *, light: bool = False) -> Campaign:
-    """The campaign; ``light`` leaves its bodies and issue unloaded (tens of kB, and the
-    engine reads the row before every batch)."""
-    options = [load_only(*_STATE)] if light else []
-    campaign = s.get(Campaign, campaign_id, options=options)
+def _get(s: Session, campaign_id: int) -> Campaign:
+    campaign = s.get(Campaign, campaign_id)
     if campaign is None:
         from mailer.errors import NotFoundError
 

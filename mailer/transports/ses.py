@@ -23,6 +23,7 @@ Error mapping: :mod:`mailer.transports.ses_errors`.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 import threading
@@ -132,10 +133,18 @@ def tag_value(value: object) -> str:
 
 
 def _tags(campaign: CampaignMessage, delivery_id: int) -> list[dict[str, str]]:
-    tags = {tag_value(k): tag_value(v) for k, v in campaign.tags.items()}
-    tags["campaign"] = str(campaign.campaign_id)
-    tags["delivery"] = str(delivery_id)
-    return [{"Name": k, "Value": v} for k, v in tags.items()]
+    """The message's EmailTags: the campaign's own, then ``campaign`` and ``delivery``."""
+    own = _campaign_tags(campaign.campaign_id, tuple(campaign.tags.items()))
+    return [*own, {"Name": "delivery", "Value": str(delivery_id)}]
+
+
+@functools.lru_cache(maxsize=16)
+def _campaign_tags(campaign_id: int, tags: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
+    """Cleaned once per campaign, not per reader."""
+    clean = {tag_value(k): tag_value(v) for k, v in tags}
+    clean["campaign"] = str(campaign_id)
+    clean.pop("delivery", None)
+    return [{"Name": k, "Value": v} for k, v in clean.items()]
 
 
 def header_value(value: str) -> str:
