@@ -87,7 +87,7 @@ CLAIM_QUEUED_PG = text(
         SET status = 'sending', worker = :worker, claimed_at = :now, attempts = d.attempts + 1
         WHERE d.id = ANY(ARRAY(
             SELECT id FROM deliveries
-            WHERE campaign_id = :campaign_id AND status = 'queued'
+            WHERE campaign_id = :campaign_id AND status = 'queued' AND id > :after
               AND (not_before IS NULL OR not_before <= :now)
             ORDER BY id
             LIMIT :n
@@ -250,6 +250,7 @@ class Engine:
         self._quota_left: float | None = None
         self._quota_lock = threading.Lock()  # claims take, the recorder gives back
         self._next_stale_scan = 0.0
+        self._claim_after: dict[int, int] = {}  # campaign -> highest id this worker claimed
         self._rate = settings.send_rate
         self._rate_found = False  # True when _rate was guessed from throttling
 
@@ -505,36 +506,24 @@ class Engine:
             recipients: dict[int, tuple[str, str]] = {}
             if rows:
                 self._mark_claimed(s, [r[0] for r in rows], now)
-            if len(rows) < size and not self._sqlite:
-                # one statement: pick, claim and look the readers up (PostgreSQL)
-                result = s.execute(
-                    CLAIM_QUEUED_PG,
-                    {
-                        "campaign_id": campaign_id,
-                        "list_id": list_id,
-                        "now": now,
-                        "n": size - len(rows),
-                        "worker": self.worker_id,
-                    },
+            if len(rows) < size:
+                # from just past this worker's last claim: a scan from the start walked past
+                # every row already sent (O(n) per claim); once that runs dry, from the start
+                # (rows retried later, or left by other workers)
+                after = self._claim_after.get(campaign_id, 0)
+                fresh, found = self._claim_queued(
+                    s, campaign_id, list_id, now, size - len(rows), after
                 )
-                found = sorted(result.all(), key=lambda r: int(r[0]))
-                rows += [(r[0], r[1]) for r in found]
-                recipients = {r[1]: (r[2], r[3] or "") for r in found if r[4]}
-            elif len(rows) < size:
-                queued = (
-                    select(Delivery.id, Delivery.subscriber_id)
-                    .where(
-                        Delivery.campaign_id == campaign_id,
-                        Delivery.status == DeliveryStatus.QUEUED,
-                        or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
+                if after and len(fresh) < size - len(rows):
+                    more, found_more = self._claim_queued(
+                        s, campaign_id, list_id, now, size - len(rows) - len(fresh), 0
                     )
-                    .order_by(Delivery.id)
-                    .limit(size - len(rows))
-                )
-                fresh = [(r[0], r[1]) for r in s.execute(queued)]
+                    fresh += more
+                    found.update(found_more)
                 if fresh:
-                    self._mark_claimed(s, [r[0] for r in fresh], now)
+                    self._claim_after[campaign_id] = max(after, max(r[0] for r in fresh))
                 rows += fresh
+                recipients.update(found)
             if not rows:
                 return None
             lookup = [int(r[1]) for r in rows if r[1] is not None and r[1] not in recipients]
@@ -555,6 +544,39 @@ class Engine:
                 self._quota_left -= len(rows)  # reserved; unsent ones given back on record
         start_at = time.monotonic() + start_in
         return [_Claimed(r[0], r[1]) for r in rows], recipients, start_at
+
+    def _claim_queued(
+        self, s: Session, campaign_id: int, list_id: int, now: datetime, n: int, after: int
+    ) -> tuple[list[tuple[int, int | None]], dict[int, tuple[str, str]]]:
+        """Claim up to ``n`` queued rows with ids above ``after``, in id order; with the
+        readers found deliverable on PostgreSQL (one statement), none looked up on SQLite."""
+        if not self._sqlite:
+            params = {
+                "campaign_id": campaign_id,
+                "list_id": list_id,
+                "now": now,
+                "n": n,
+                "after": after,
+                "worker": self.worker_id,
+            }
+            found = sorted(s.execute(CLAIM_QUEUED_PG, params).all(), key=lambda r: int(r[0]))
+            readers = {r[1]: (r[2], r[3] or "") for r in found if r[4]}
+            return [(r[0], r[1]) for r in found], readers
+        queued = (
+            select(Delivery.id, Delivery.subscriber_id)
+            .where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.status == DeliveryStatus.QUEUED,
+                Delivery.id > after,
+                or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
+            )
+            .order_by(Delivery.id)
+            .limit(n)
+        )
+        fresh = [(r[0], r[1]) for r in s.execute(queued)]
+        if fresh:
+            self._mark_claimed(s, [r[0] for r in fresh], now)
+        return fresh, {}
 
     def _mark_claimed(self, s: Session, ids: list[int], now: datetime) -> None:
         s.execute(

@@ -687,3 +687,23 @@ def test_proxy_is_looked_up_once_as_botocore_would(monkeypatch: pytest.MonkeyPat
     assert _proxy_for("http://127.0.0.1:4566", None) is None  # NO_PROXY, and no http proxy
     configured = {"https": "http://other:8080"}
     assert _proxy_for("https://email.eu-west-1.amazonaws.com", configured) == "http://other:8080"
+
+
+def test_no_credentials_pause_and_send_nothing(
+    ses_server: SesServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    client = boto3.session.Session().client(
+        "sesv2", endpoint_url=ses_server.url, region_name=REGION
+    )
+    for transport in (SesTransport(client), SesBulkTransport(client, split=split_template)):
+        with pytest.raises(FatalSendError, match="no usable AWS credentials"):
+            transport.send(
+                campaign() if transport.wants_raw else bulk_campaign(),
+                [outgoing("a@example.org") if transport.wants_raw else reader(1)],
+            )
+        transport.close()
+    assert ses_server.messages() == []

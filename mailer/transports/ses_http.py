@@ -83,9 +83,7 @@ def _credentials(client: Any) -> Credentials | None:
     """The client's own credential provider (refreshable ones stay refreshable)."""
     getter = getattr(client, "_get_credentials", None)  # botocore >= 1.34
     if callable(getter):
-        found = getter()
-        if found is not None:
-            return found  # type: ignore[no-any-return]
+        return getter()  # type: ignore[no-any-return]  # None: the lookup found none
     return botocore.session.get_session().get_credentials()
 
 
@@ -190,25 +188,28 @@ class SesHttp:
 
     # -- requests --------------------------------------------------------------------------
 
-    async def _call(self, operation: str, body: bytes, halt: Halt | None) -> dict[str, Any]:
+    def _signer(self) -> SigV4Auth:
+        """A signer with the current credentials, made on the caller's thread: a refresh
+        (STS, instance metadata) may block, and must not block the event loop."""
+        if self._credentials is None:
+            raise NoCredentialsError()
+        frozen = self._credentials.get_frozen_credentials()
+        return SigV4Auth(frozen, self._signing_name, self._region)
+
+    async def _call(
+        self, operation: str, body: bytes, signer: SigV4Auth, halt: Halt | None
+    ) -> dict[str, Any]:
         if self._halt is not None:
             raise self._halt
         assert self._gate is not None and self._session is not None
         async with self._gate:
             if self._halt is not None:
                 raise self._halt
-            if self._credentials is None:
-                raise NoCredentialsError()
-            request = AWSRequest(
-                method="POST",
-                url=self._urls[operation],
-                data=body,
-                headers={"Content-Type": "application/json"},
-            )
-            SigV4Auth(
-                self._credentials.get_frozen_credentials(), self._signing_name, self._region
-            ).add_auth(request)
             url = self._urls[operation]
+            request = AWSRequest(
+                method="POST", url=url, data=body, headers={"Content-Type": "application/json"}
+            )
+            signer.add_auth(request)  # signed as late as possible: the date is in it
             status, headers, content = await self._post(url, body, dict(request.headers))
         if status < 300:
             answer: dict[str, Any] = json.loads(content) if content else {}
@@ -232,11 +233,9 @@ class SesHttp:
                 url, data=body, headers=headers, proxy=self._proxy
             ) as response:
                 return response.status, response.headers, await response.read()
-        except aiohttp.ServerTimeoutError as err:
-            if "connect" in str(err).lower():
-                raise ConnectTimeoutError(endpoint_url=url, error=err) from err
-            raise ReadTimeoutError(endpoint_url=url, error=err) from err
-        except TimeoutError as err:
+        except aiohttp.ConnectionTimeoutError as err:
+            raise ConnectTimeoutError(endpoint_url=url, error=err) from err
+        except TimeoutError as err:  # aiohttp's SocketTimeoutError and total timeouts
             raise ReadTimeoutError(endpoint_url=url, error=err) from err
         except aiohttp.ClientConnectorError as err:
             raise EndpointConnectionError(endpoint_url=url, error=err) from err
@@ -248,7 +247,8 @@ class SesHttp:
     def call(self, operation: str, body: bytes, *, halt: Halt | None = None) -> dict[str, Any]:
         """POST one signed JSON request; the parsed answer, or raise as botocore would.
         An error for which ``halt`` is true stops every call started after it."""
-        return self._run(lambda: self._call(operation, body, halt))
+        signer = self._signer()
+        return self._run(lambda: self._call(operation, body, signer, halt))
 
     def send_raw_many(
         self,
@@ -260,9 +260,14 @@ class SesHttp:
         """Several SendEmail calls at once (up to the concurrency); per send the MessageId
         or the exception it raised, in order."""
 
+        try:
+            signer = self._signer()
+        except Exception as err:  # no credentials: every send fails alike
+            return [err for _ in sends]
+
         async def one(send: RawSend) -> str:
             body = raw_body(send, configuration_set)
-            return str((await self._call("SendEmail", body, halt))["MessageId"])
+            return str((await self._call("SendEmail", body, signer, halt))["MessageId"])
 
         async def every() -> list[str | Exception]:
             results = await asyncio.gather(*(one(s) for s in sends), return_exceptions=True)
