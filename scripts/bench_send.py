@@ -120,8 +120,8 @@ def make_settings(url: str, server_url: str, api: str, **kw: Any) -> Settings:
         "ses_api": api,
         # what the README recommends for SES: enough in flight for tens of ms of latency,
         # batches big enough that claiming and recording stay off the critical path
-        "send_concurrency": 64 if api == "single" else 32,
-        "batch_size": 500 if api == "single" else 2000,
+        "send_concurrency": 64 if api == "single" else 48,
+        "batch_size": 500 if api == "single" else 4000,
         "secret_key": "bench",
     }
     base.update(kw)
@@ -275,7 +275,7 @@ from mailer.transports import make_transport
 from subscribers.db import make_engine, session_factory
 from mailer import campaigns as camp
 s = Settings(database_url={url!r}, transport="ses", ses_endpoint_url={server_url!r},
-             ses_region="us-east-1", ses_api="bulk", send_concurrency=32, batch_size=2000,
+             ses_region="us-east-1", ses_api="bulk", send_concurrency=48, batch_size=4000,
              secret_key="bench")
 sessions = session_factory(make_engine(s.database_url))
 with sessions() as x:

@@ -280,7 +280,7 @@ class SesHttp:
     ) -> dict[str, Any]:
         """``SendBulkEmail``: ``base_json`` is the campaign's part of the request, serialized
         once (see :func:`bulk_base`); ``entries`` the readers' ``BulkEmailEntries``."""
-        entries_json = json.dumps(entries, separators=_COMPACT)
+        entries_json = json.dumps(entries, separators=_COMPACT, check_circular=False)
         body = f'{base_json}"BulkEmailEntries":{entries_json}}}'.encode()
         return self.call("SendBulkEmail", body, halt=halt)
 

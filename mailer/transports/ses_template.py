@@ -27,6 +27,7 @@ SplitFn = Callable[[str], tuple[Sequence[str], Sequence[str]]]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CONTROLS = {i: " " for i in [*range(32), *range(127, 160)]}
+_HAS_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # the test is cheaper than a translate
 #: Reader fields that may be absent (rendered empty), as in ``RenderedIssue.personalize``.
 OPTIONAL_FIELDS = frozenset({"name"})
 _RESERVED = frozenset({"this", "else", "true", "false", "null", "undefined", "root"})
@@ -56,12 +57,12 @@ class SesTemplate:
                 if name not in optional:
                     missing.append(name)
                 value = ""
-            data[var] = value.translate(_CONTROLS)
+            data[var] = value.translate(_CONTROLS) if _HAS_CONTROL.search(value) else value
         if missing:
             raise RejectedError(
                 f"no value for placeholder(s) {', '.join(sorted(missing))} of the SES template"
             )
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), check_circular=False)
 
 
 def _literal(chunk: str, before_placeholder: bool) -> str:
