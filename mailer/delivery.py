@@ -19,6 +19,7 @@ inside that slot.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -27,10 +28,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -41,6 +42,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    literal_column,
     or_,
     select,
     text,
@@ -75,6 +77,7 @@ from subscribers.models import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: A claim on PostgreSQL in one round trip: lock the next queued rows (skipping rows other
 #: workers hold), mark them ours, and return each with its reader and whether the reader is
@@ -204,6 +207,18 @@ class _Batch:
     claimed: list[_Claimed]
     recipients: dict[int, tuple[str, str]]
     futures: list[Future[list[_Outcome]]]
+
+
+class _Inline(Executor):
+    """Runs each task at once, on the caller's thread (the recorder on SQLite)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        done: Future[T] = Future()
+        try:
+            done.set_result(fn(*args, **kwargs))
+        except Exception as err:
+            done.set_exception(err)
+        return done
 
 
 class _Stop:
@@ -371,8 +386,12 @@ class Engine:
             max_workers=self.settings.send_concurrency, thread_name_prefix="send"
         )
         # results are written by one recorder thread, in order, while this thread claims
-        # and personalizes the next batch: the two waits on the database overlap
-        recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
+        # and personalizes the next batch: the two waits on the database overlap. SQLite
+        # has one writer at a time: there the two would only queue for its lock, so the
+        # results are written here, in turn
+        recorder: Executor = (
+            _Inline() if self._sqlite else ThreadPoolExecutor(1, thread_name_prefix="record")
+        )
         recording: deque[Future[None]] = deque()
         inflight: deque[_Batch] = deque()
         stop = paused = False
@@ -859,8 +878,8 @@ def _id_in(column: Any, ids: list[int], sqlite: bool) -> ColumnElement[bool]:
 
 
 def _mark_sent(conn: Connection, rows: list[dict[str, Any]], now: datetime, sqlite: bool) -> None:
-    """Mark a batch's sent rows with their message ids: an executemany on SQLite, one
-    ``UPDATE ... FROM unnest(ids, message_ids)`` on PostgreSQL."""
+    """Mark a batch's sent rows with their message ids in one statement: ``UPDATE ... FROM
+    json_each(pairs)`` on SQLite, ``UPDATE ... FROM unnest(ids, message_ids)`` on PostgreSQL."""
     if not rows:
         return
     values: dict[str, Any] = {
@@ -870,7 +889,23 @@ def _mark_sent(conn: Connection, rows: list[dict[str, Any]], now: datetime, sqli
         "error": None,
     }
     if sqlite:
-        _update_by_id(conn, rows, message_id=bindparam("b_mid"), **values)
+        # one statement over a JSON array, not an executemany: sqlite3 lets go of the GIL
+        # for every row of one, and waited for it back behind the sending threads
+        pairs_json = json.dumps([[r["b_id"], r["b_mid"]] for r in rows])
+        value: ColumnElement[str] = literal_column("value")
+        sqlite_pairs = (
+            select(
+                func.json_extract(value, "$[0]").label("id"),
+                func.json_extract(value, "$[1]").label("mid"),
+            )
+            .select_from(func.json_each(bindparam("pairs", pairs_json)))
+            .subquery()
+        )
+        conn.execute(
+            update(Delivery)
+            .where(Delivery.id == sqlite_pairs.c.id)
+            .values(message_id=sqlite_pairs.c.mid, **values)
+        )
         return
     ids = [r["b_id"] for r in rows]
     pairs = (

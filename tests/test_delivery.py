@@ -251,3 +251,26 @@ def test_sqlite_allows_one_sender(tmp_path: Path, db: Database) -> None:
     third = Engine(settings, db.sessions, make_transport(settings))
     third.start()  # free again
     third.close()
+
+
+def test_sent_rows_are_marked_with_their_exact_message_ids(db: Database) -> None:
+    """The batch's sent rows are marked in one statement (a JSON array on SQLite, arrays
+    on PostgreSQL): every id lands on its own row, whatever characters it holds."""
+    from mailer.delivery import _mark_sent
+    from subscribers.models import utcnow
+
+    seed_list(db.sessions, 6)
+    cid, enqueued, _ = make_campaign(db.sessions, db.settings())
+    assert enqueued == 6
+    odd = ["plain-0001", 'quote"d', "back\\slash", "中文-✓", "x" * 255, "<a.b@ses>"]
+    with db.sessions.begin() as s:
+        ids = list(s.scalars(select(Delivery.id).where(Delivery.campaign_id == cid)))
+        rows = [{"b_id": i, "b_mid": m} for i, m in zip(ids[:5], reversed(odd[:5]), strict=True)]
+        rows.append({"b_id": ids[5], "b_mid": odd[5]})
+        _mark_sent(s.connection(), rows, utcnow(), db.backend == "sqlite")
+    with db.sessions() as s:
+        stored = {d.id: d for d in s.scalars(select(Delivery).where(Delivery.campaign_id == cid))}
+    for row in rows:
+        delivery = stored[row["b_id"]]
+        assert (delivery.status, delivery.message_id) == ("sent", row["b_mid"])
+        assert delivery.sent_at is not None and delivery.error is None
