@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from email import policy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -707,3 +708,93 @@ def test_no_credentials_pause_and_send_nothing(
             )
         transport.close()
     assert ses_server.messages() == []
+
+
+def _tls_files(tmp: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("brief-mailer test CA"))
+        .issuer_name(name("brief-mailer test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (tmp / "ca.pem", tmp / "cert.pem", tmp / "key.pem")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+def test_https_endpoint_checks_the_certificate(
+    tmp_path: Path, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SES is HTTPS: the hot path verifies the server against AWS_CA_BUNDLE (as botocore
+    does) and sends through TLS; a certificate it cannot verify sends nothing."""
+    import ssl
+
+    ca, cert, key = _tls_files(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with SesServer(ssl_context=context) as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        untrusted = make_transport(ses_settings(server.url))
+        [refused] = untrusted.send(campaign(), [outgoing("a@example.org")])
+        untrusted.close()
+        assert isinstance(refused.error, RetryableSendError), refused.error
+        assert server.messages() == []
+
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(ca))
+        single = make_transport(ses_settings(server.url))
+        results = single.send(campaign(), [outgoing(f"r{i}@example.org", i) for i in range(3)])
+        single.close()
+        assert all(r.ok for r in results), [r.error for r in results]
+        bulk = make_transport(ses_settings(server.url, ses_api="bulk"))
+        [entry] = bulk.send(bulk_campaign(), [reader(7, name="Ana")])
+        bulk.close()
+        assert entry.ok, entry.error
+        assert sorted(m.to[0] for m in server.messages()) == [
+            "r0@example.org",
+            "r1@example.org",
+            "r2@example.org",
+            "reader7@example.org",
+        ]

@@ -69,6 +69,7 @@ import re
 import signal
 import socket
 import socketserver
+import ssl
 import subprocess
 import sys
 import threading
@@ -293,9 +294,17 @@ class _Handler(socketserver.StreamRequestHandler):
 class SesServer:
     """The server: ``with SesServer(**switches) as s: ... s.url``. See the module docstring."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, **switches: Any) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        **switches: Any,
+    ) -> None:
         self._host = host
         self._port = port
+        self._ssl = ssl_context  # serve HTTPS with it (a test's own CA and certificate)
         self._state = ServerState(ServerConfig(**switches))
         self._api: SesApi | None = None
         self._http: _HTTPServer | None = None
@@ -308,6 +317,8 @@ class SesServer:
             return self
         self._api = shared_api()
         self._http = _HTTPServer((self._host, self._port), self, self._api)
+        if self._ssl is not None:
+            self._http.socket = self._ssl.wrap_socket(self._http.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._http.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
         )
@@ -343,7 +354,8 @@ class SesServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        scheme = "https" if self._ssl is not None else "http"
+        return f"{scheme}://{self._host}:{self.port}"
 
     # -- switches ------------------------------------------------------------------------
 
