@@ -21,13 +21,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mailer.errors import RejectedError
+from mailer.render import clean_field
 
 #: ``split(s) -> (chunks, names)`` with ``len(chunks) == len(names) + 1``.
 SplitFn = Callable[[str], tuple[Sequence[str], Sequence[str]]]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CONTROLS = {i: " " for i in [*range(32), *range(127, 160)]}
-_HAS_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # the test is cheaper than a translate
 #: Reader fields that may be absent (rendered empty), as in ``RenderedIssue.personalize``.
 OPTIONAL_FIELDS = frozenset({"name"})
 _RESERVED = frozenset({"this", "else", "true", "false", "null", "undefined", "root"})
@@ -57,7 +56,7 @@ class SesTemplate:
                 if name not in optional:
                     missing.append(name)
                 value = ""
-            data[var] = value.translate(_CONTROLS) if _HAS_CONTROL.search(value) else value
+            data[var] = clean_field(value)
         if missing:
             raise RejectedError(
                 f"no value for placeholder(s) {', '.join(sorted(missing))} of the SES template"
