@@ -74,6 +74,9 @@ class Transport(Protocol):
     #: False when the transport builds the message itself from CampaignMessage (SES bulk),
     #: so the engine can skip building ``raw`` per reader.
     wants_raw: bool
+    #: True when a batch is one call per message, all at once (SES SendEmail): the engine
+    #: then keeps a batch to a short slice of the campaign's rate, so the calls stay paced.
+    concurrent_batch: bool
 
     def send(
         self, campaign: CampaignMessage, batch: Sequence[OutgoingMessage]

@@ -26,6 +26,7 @@ class OutboxTransport:
     name = "outbox"
     max_batch = 1
     wants_raw = True
+    concurrent_batch = False
 
     def __init__(self, directory: Path | str) -> None:
         self.directory = Path(directory)

@@ -24,10 +24,9 @@ Error mapping: :mod:`mailer.transports.ses_errors`.
 from __future__ import annotations
 
 import functools
-import importlib
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from email.header import Header
 from email.utils import formataddr, parseaddr
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,7 @@ from mailer.errors import (
     RetryableSendError,
     TransportError,
 )
+from mailer.render import split_template
 from mailer.transports.base import CampaignMessage, OutgoingMessage, SendResult
 from mailer.transports.ses_errors import classify, classify_bulk_status
 from mailer.transports.ses_http import RawSend, SesHttp, bulk_base
@@ -179,6 +179,15 @@ def _sender(address: str) -> str:
     return formataddr((name, addr), charset="utf-8") if name else addr
 
 
+def _halts(campaign: CampaignMessage) -> Callable[[Exception], bool]:
+    """Which SES errors stop every later call: those that pause the campaign."""
+
+    def halt(err: Exception) -> bool:
+        return isinstance(classify(err, from_address=campaign.from_address), FatalSendError)
+
+    return halt
+
+
 class _SesBase:
     name = "ses"
 
@@ -209,18 +218,13 @@ class SesTransport(_SesBase):
 
     max_batch = BULK_MAX
     wants_raw = True
-    #: one call per message, concurrently: the engine keeps a batch to a short slice of
-    #: the campaign's rate so that the calls stay paced
-    concurrent_batch = True
+    concurrent_batch = True  # one call per message, all at once
 
     def send(self, campaign: CampaignMessage, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
-        def halt(err: Exception) -> bool:
-            return isinstance(classify(err, from_address=campaign.from_address), FatalSendError)
-
         answers = self.http.send_raw_many(
             [RawSend(m.to, m.raw, _tags(campaign, m.delivery_id)) for m in batch],
             configuration_set=self.configuration_set,
-            halt=halt,
+            halt=_halts(campaign),
         )
         results: list[SendResult] = []
         fatal: FatalSendError | None = None
@@ -244,6 +248,7 @@ class SesBulkTransport(_SesBase):
 
     max_batch = BULK_MAX
     wants_raw = False
+    concurrent_batch = False  # one call for the whole batch
 
     def __init__(
         self,
@@ -254,28 +259,16 @@ class SesBulkTransport(_SesBase):
         concurrency: int | None = None,
     ) -> None:
         super().__init__(client, configuration_set=configuration_set, concurrency=concurrency)
-        self._split = split
+        self._split = split or split_template
         self._lock = threading.Lock()
         self._cache: dict[int, tuple[CampaignMessage, SesTemplate, str]] = {}
-
-    def _split_fn(self) -> SplitFn:
-        if self._split is None:
-            try:
-                render = importlib.import_module("mailer.render")
-                self._split = render.split_template
-            except (ImportError, AttributeError) as err:
-                raise FatalSendError(
-                    "SES bulk needs mailer.render.split_template to translate placeholders"
-                ) from err
-        assert self._split is not None
-        return self._split
 
     def _prepared(self, campaign: CampaignMessage) -> tuple[SesTemplate, str]:
         """The campaign's template and the request without entries, serialized once."""
         hit = self._cache.get(campaign.campaign_id)
         if hit is not None and (hit[0] is campaign or hit[0] == campaign):
             return hit[1], hit[2]
-        template = build_template(campaign.subject, campaign.html, campaign.text, self._split_fn())
+        template = build_template(campaign.subject, campaign.html, campaign.text, self._split)
         content: dict[str, Any] = {
             "TemplateContent": {
                 "Subject": template.subject,
@@ -349,9 +342,7 @@ class SesBulkTransport(_SesBase):
         results: list[SendResult | None],
     ) -> None:
         try:
-            response = self.http.send_bulk(
-                base, entries, halt=lambda e: isinstance(classify(e), FatalSendError)
-            )
+            response = self.http.send_bulk(base, entries, halt=_halts(campaign))
         except Exception as err:
             error = classify(err, from_address=campaign.from_address)
             if isinstance(error, FatalSendError | RetryableSendError):

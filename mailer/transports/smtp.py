@@ -148,6 +148,7 @@ class SmtpTransport:
     name = "smtp"
     max_batch = 1
     wants_raw = True
+    concurrent_batch = False
 
     def __init__(
         self,
