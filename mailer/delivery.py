@@ -522,32 +522,35 @@ class Engine:
                 # seconds finds them as soon as it matters, without a scan per batch
                 self._next_stale_scan = time.monotonic() + STALE_SCAN_SECONDS
             reclaimed = len(rows)
-            recipients: dict[int, tuple[str, str]] = {}
             if rows:
                 self._mark_claimed(s, [r[0] for r in rows], now)
+            lookup = list(rows)  # re-claimed rows: their readers are looked up below
+            recipients: dict[int, tuple[str, str]] = {}
             if len(rows) < size:
                 # from just past this worker's last claim: a scan from the start walked past
                 # every row already sent (O(n) per claim); once that runs dry, from the start
                 # (rows retried later, or left by other workers)
                 after = self._claim_after.get(campaign_id, 0)
-                fresh, found = self._claim_queued(
-                    s, campaign_id, list_id, now, size - len(rows), after
-                )
-                if after and len(fresh) < size - len(rows):
-                    more, found_more = self._claim_queued(
-                        s, campaign_id, list_id, now, size - len(rows) - len(fresh), 0
+                for since in (after, 0) if after else (0,):
+                    fresh, found = self._claim_queued(
+                        s, campaign_id, list_id, now, size - len(rows), since
                     )
-                    fresh += more
-                    found.update(found_more)
-                if fresh:
-                    self._claim_after[campaign_id] = max(after, max(r[0] for r in fresh))
-                rows += fresh
-                recipients.update(found)
+                    rows += fresh
+                    if found is None:
+                        lookup += fresh
+                    else:
+                        recipients.update(found)
+                    if fresh:
+                        self._claim_after[campaign_id] = max(
+                            self._claim_after.get(campaign_id, 0), max(r[0] for r in fresh)
+                        )
+                    if len(rows) >= size:
+                        break
             if not rows:
                 return None
-            lookup = [int(r[1]) for r in rows if r[1] is not None and r[1] not in recipients]
-            if lookup:  # SQLite, and re-claimed rows
-                recipients.update(_recipients(s, list_id, lookup, self._sqlite))
+            readers = [int(r[1]) for r in lookup if r[1] is not None]
+            if readers:
+                recipients.update(_recipients(s, list_id, readers, self._sqlite))
             if reclaimed:
                 campaign.reclaimed = Campaign.reclaimed + reclaimed
             # reserve this batch's slot on the campaign's shared pacing cursor
@@ -566,9 +569,10 @@ class Engine:
 
     def _claim_queued(
         self, s: Session, campaign_id: int, list_id: int, now: datetime, n: int, after: int
-    ) -> tuple[list[tuple[int, int | None]], dict[int, tuple[str, str]]]:
+    ) -> tuple[list[tuple[int, int | None]], dict[int, tuple[str, str]] | None]:
         """Claim up to ``n`` queued rows with ids above ``after``, in id order; with the
-        readers found deliverable on PostgreSQL (one statement), none looked up on SQLite."""
+        readers found deliverable on PostgreSQL (one statement), None (not looked up) on
+        SQLite."""
         if not self._sqlite:
             params = {
                 "campaign_id": campaign_id,
@@ -595,7 +599,7 @@ class Engine:
         fresh = [(r[0], r[1]) for r in s.execute(queued)]
         if fresh:
             self._mark_claimed(s, [r[0] for r in fresh], now)
-        return fresh, {}
+        return fresh, None
 
     def _mark_claimed(self, s: Session, ids: list[int], now: datetime) -> None:
         s.execute(
@@ -647,7 +651,7 @@ class Engine:
             if c.subscriber_id is not None and c.subscriber_id in recipients
         ]
         step = max(1, self.transport.max_batch)
-        if self._rate and getattr(self.transport, "concurrent_batch", False):
+        if self._rate and self.transport.concurrent_batch:
             step = min(step, max(1, int(self._rate * BURST_SECONDS)))
         chunks = [messages[i : i + step] for i in range(0, len(messages), step)]
 
@@ -711,23 +715,22 @@ class Engine:
         now = utcnow()
         sent: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
-        requeue: list[dict[str, Any]] = []
-        attempted = {o.delivery_id for o in outcomes}
+        unsent: list[dict[str, Any]] = []  # never attempted (stopped first)
+        retryable: list[dict[str, Any]] = []
         throttled = False
         for o in outcomes:
             if o.result is None:
-                requeue.append({"b_id": o.delivery_id})
+                unsent.append({"b_id": o.delivery_id})
             elif o.result.ok:
                 sent.append({"b_id": o.delivery_id, "b_mid": o.result.message_id})
             elif isinstance(o.result.error, RetryableSendError):
                 err = o.result.error
                 throttled = throttled or err.throttled
-                requeue.append(
+                retryable.append(
                     {
                         "b_id": o.delivery_id,
                         "b_nb": now + timedelta(seconds=_backoff(err)),
                         "b_err": f"{type(err).__name__}: {err}"[:2000],
-                        "retry": True,
                     }
                 )
             else:
@@ -739,57 +742,36 @@ class Engine:
                         "b_err": str(bad)[:2000],
                     }
                 )
-        transport_failed = failed
+        attempted = {o.delivery_id for o in outcomes}
+        skipped = [{"b_id": c.delivery_id} for c in batch.claimed if c.delivery_id not in attempted]
         for db_try in range(1, DB_TRIES + 1):
             # the batch is sent: losing this write would re-send it after a re-claim, so a
             # connection cut (failover, pg_terminate_backend) is retried on a fresh one
-            failed = list(transport_failed)
             try:
                 with self.sessions.begin() as s:
                     conn = s.connection()  # Core: one statement per kind for the whole batch
-                    retry_ids = [r["b_id"] for r in requeue if r.get("retry")]
-                    attempts = (
-                        dict(
-                            conn.execute(
-                                select(Delivery.id, Delivery.attempts).where(
-                                    _id_in(Delivery.id, retry_ids, self._sqlite)
-                                )
-                            ).all()
-                        )
-                        if retry_ids
-                        else {}
-                    )
-                    skipped = [
-                        {"b_id": c.delivery_id}
-                        for c in batch.claimed
-                        if c.delivery_id not in attempted
-                    ]
-                    retry_now = [r for r in requeue if not r.get("retry")]
-                    retries = [r for r in requeue if r.get("retry")]
-                    exhausted = [r for r in retries if attempts.get(r["b_id"], 0) >= MAX_ATTEMPTS]
-                    retries = [r for r in retries if attempts.get(r["b_id"], 0) < MAX_ATTEMPTS]
-                    failed += [
+                    attempts = _attempts(conn, [r["b_id"] for r in retryable], self._sqlite)
+                    retries = [r for r in retryable if attempts.get(r["b_id"], 0) < MAX_ATTEMPTS]
+                    exhausted = [
                         {"b_id": r["b_id"], "b_cls": "RetryableSendError", "b_err": r["b_err"]}
-                        for r in exhausted
+                        for r in retryable
+                        if attempts.get(r["b_id"], 0) >= MAX_ATTEMPTS
                     ]
                     _mark_sent(conn, sent, now, self._sqlite)
                     _update_by_id(
                         conn,
-                        failed,
+                        failed + exhausted,
                         status=DeliveryStatus.FAILED,
                         error_class=bindparam("b_cls"),
                         error=bindparam("b_err"),
                     )
                     # never attempted (stopped first): not an attempt either
                     _update_by_id(
-                        conn,
-                        [{"b_id": r["b_id"]} for r in retry_now],
-                        status=DeliveryStatus.QUEUED,
-                        attempts=Delivery.attempts - 1,
+                        conn, unsent, status=DeliveryStatus.QUEUED, attempts=Delivery.attempts - 1
                     )
                     _update_by_id(
                         conn,
-                        [{k: v for k, v in r.items() if k != "retry"} for r in retries],
+                        retries,
                         status=DeliveryStatus.QUEUED,
                         not_before=bindparam("b_nb"),
                         error=bindparam("b_err"),
@@ -812,7 +794,7 @@ class Engine:
                 log.warning("recording a batch lost its connection; retrying (%s)", err.orig)
                 self._sleep(0.2 * db_try)
         progress.sent += len(sent)
-        progress.failed += len(failed)
+        progress.failed += len(failed) + len(exhausted)
         progress.skipped += len(skipped)
         progress.retried += len(retries)
         with self._quota_lock:
@@ -923,6 +905,16 @@ def _mark_sent(conn: Connection, rows: list[dict[str, Any]], now: datetime, sqli
         .where(Delivery.id == pairs.c.id, _id_in(Delivery.id, ids, sqlite))
         .values(message_id=pairs.c.mid, **values)
     )
+
+
+def _attempts(conn: Connection, ids: list[int], sqlite: bool) -> dict[int, int]:
+    """Each row's attempts so far (only rows to retry need it; usually none)."""
+    if not ids:
+        return {}
+    found = conn.execute(
+        select(Delivery.id, Delivery.attempts).where(_id_in(Delivery.id, ids, sqlite))
+    )
+    return {row_id: attempts for row_id, attempts in found}
 
 
 def _update_by_id(conn: Connection, rows: list[dict[str, Any]], **values: Any) -> None:
