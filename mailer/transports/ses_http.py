@@ -117,7 +117,6 @@ class SesHttp:
         self,
         client: Any,
         *,
-        credentials: Credentials | None = None,
         concurrency: int | None = None,
     ) -> None:
         meta = client.meta
@@ -131,7 +130,7 @@ class SesHttp:
             name: self.endpoint + op.http["requestUri"] for name, op in self._operations.items()
         }
         self._parser = create_parser(model.protocol)
-        self._credentials = credentials if credentials is not None else _credentials(client)
+        self._credentials = _credentials(client)
         self.concurrency = max(1, concurrency or int(config.max_pool_connections))
         self._timeout = aiohttp.ClientTimeout(
             sock_connect=float(config.connect_timeout), sock_read=float(config.read_timeout)
@@ -271,7 +270,7 @@ class SesHttp:
 
         async def every() -> list[str | Exception]:
             results = await asyncio.gather(*(one(s) for s in sends), return_exceptions=True)
-            return [r if isinstance(r, str | Exception) else _unexpected(r) for r in results]
+            return [_ours(r) for r in results]
 
         return self._run(every)
 
@@ -306,10 +305,11 @@ def _shutdown(
         loop.close()
 
 
-def _unexpected(value: BaseException) -> Exception:
-    if isinstance(value, Exception):
+def _ours(value: str | BaseException) -> str | Exception:
+    """A gathered answer or error; KeyboardInterrupt, SystemExit, cancellation go on up."""
+    if isinstance(value, str | Exception):
         return value
-    raise value  # KeyboardInterrupt, SystemExit: not ours to swallow
+    raise value
 
 
 def raw_body(send: RawSend, configuration_set: str = "") -> bytes:
