@@ -25,7 +25,7 @@ alone) and drops it at the end.
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -44,6 +44,7 @@ from mailer import guard, stats
 from mailer.campaigns import Campaign, Delivery
 from mailer.config import Settings
 from mailer.feedback_models import FeedbackEvent
+from mailer.testing.scratch import scratch_postgres
 from subscribers.db import make_engine, normalize_url, session_factory
 from subscribers.migrate import upgrade
 from subscribers.models import MailingList, Subscriber
@@ -141,16 +142,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
-    tmp = tempfile.TemporaryDirectory()
-    url = args.database_url or f"sqlite:///{tmp.name}/bench.db"
-    scratch = None
+    cleanup = contextlib.ExitStack()
+    tmp = cleanup.enter_context(tempfile.TemporaryDirectory())
+    url = args.database_url or f"sqlite:///{tmp}/bench.db"
     if make_url(normalize_url(url)).get_backend_name() == "postgresql":
         # a database of its own, dropped at the end: never touch the one named
-        admin_url, scratch = url, f"bench_guard_{os.getpid()}"
-        admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{scratch}"'))
-        url = make_url(normalize_url(url)).set(database=scratch).render_as_string(False)
+        url = cleanup.enter_context(scratch_postgres(url, "bench_guard", migrate=False))
     engine = make_engine(url)
     upgrade(engine)
     sessions = session_factory(engine)
@@ -183,11 +180,7 @@ def main() -> None:
     for name, t in (("baseline", base), ("guard", g), ("stats", st)):
         print(f"{name:9s} {t * 1000:8.2f} ms/call   x{t / base:6.2f} of baseline")
     engine.dispose()
-    if scratch is not None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'))
-        admin.dispose()
-    tmp.cleanup()
+    cleanup.close()
 
 
 if __name__ == "__main__":

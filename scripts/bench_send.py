@@ -27,7 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +44,7 @@ os.environ.update(
 from sqlalchemy import text  # noqa: E402
 
 from mailer.config import Settings  # noqa: E402
+from mailer.testing.scratch import scratch_postgres  # noqa: E402
 from mailer.testing.ses_server import SesServerProcess  # noqa: E402
 from subscribers.db import make_engine, session_factory  # noqa: E402
 from subscribers.migrate import upgrade  # noqa: E402
@@ -73,20 +73,8 @@ def database(backend: str) -> Iterator[str]:
             upgrade(make_engine(url))
             yield url
         return
-    name = f"bench_send_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    try:
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
+    with scratch_postgres(PG_ADMIN, "bench_send") as url:
         yield url
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def seed(url: str, n: int) -> None:

@@ -38,9 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,10 +50,10 @@ from sqlalchemy import Engine, select, text  # noqa: E402
 import mailer.models_registry  # noqa: E402,F401  (all tables on Base.metadata)
 from mailer.campaigns import Campaign, Delivery, DeliveryStatus  # noqa: E402
 from mailer.config import Settings  # noqa: E402
+from mailer.testing.scratch import scratch_postgres  # noqa: E402
 from mailer.testing.ses_server import SesServerClient, SesServerProcess  # noqa: E402
 from subscribers import store  # noqa: E402
-from subscribers.db import make_engine, normalize_url, session_factory  # noqa: E402
-from subscribers.migrate import upgrade  # noqa: E402
+from subscribers.db import make_engine, session_factory  # noqa: E402
 from subscribers.models import Subscriber  # noqa: E402
 from tests.delivery_helpers import make_campaign, seed_list  # noqa: E402
 
@@ -121,26 +118,6 @@ class RunFigures:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-@contextmanager
-def scratch_database(admin_url: str = PG_ADMIN) -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for the chaos run; dropped afterwards."""
-    admin_url = normalize_url(admin_url)
-    name = f"chaos_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + "/" + name
-    try:
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        yield url
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 class Senders:
@@ -430,7 +407,7 @@ def run_chaos(
     rng = random.Random(seed)
     figures: list[RunFigures] = []
     with (
-        scratch_database(admin_url) as url,
+        scratch_postgres(admin_url, "chaos") as url,
         tempfile.TemporaryDirectory(prefix="chaos-") as tmp,
         SesServerProcess(max_send_rate=0, keep_raw=False, seed=seed, **CALM) as ses,
     ):
