@@ -31,7 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -67,6 +67,7 @@ from mailer.message import MessageTemplate
 from mailer.render import clean_field
 from mailer.tokens import Signer
 from mailer.transports.base import OutgoingMessage, SendResult, Transport
+from subscribers.db import InlineExecutor
 from subscribers.models import (
     MailingList,
     Subscriber,
@@ -77,7 +78,6 @@ from subscribers.models import (
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: A claim on PostgreSQL in one round trip: lock the next queued rows (skipping rows other
 #: workers hold), mark them ours, and return each with its reader and whether the reader is
@@ -207,18 +207,6 @@ class _Batch:
     claimed: list[_Claimed]
     recipients: dict[int, tuple[str, str]]
     futures: list[Future[list[_Outcome]]]
-
-
-class _Inline(Executor):
-    """Runs each task at once, on the caller's thread (the recorder on SQLite)."""
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        done: Future[T] = Future()
-        try:
-            done.set_result(fn(*args, **kwargs))
-        except Exception as err:
-            done.set_exception(err)
-        return done
 
 
 class _Stop:
@@ -390,7 +378,7 @@ class Engine:
         # has one writer at a time: there the two would only queue for its lock, so the
         # results are written here, in turn
         recorder: Executor = (
-            _Inline() if self._sqlite else ThreadPoolExecutor(1, thread_name_prefix="record")
+            InlineExecutor() if self._sqlite else ThreadPoolExecutor(1, thread_name_prefix="record")
         )
         recording: deque[Future[None]] = deque()
         inflight: deque[_Batch] = deque()

@@ -3,9 +3,10 @@ several workers share. Built on demand, never at import time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -13,6 +14,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.errors import ConfigError
+
+T = TypeVar("T")
 
 
 def normalize_url(url: str) -> str:
@@ -62,3 +65,19 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+class InlineExecutor(Executor):
+    """Runs each job at once, on the calling thread, its result or error in the future.
+
+    For a database that takes one writer at a time (SQLite), or one connection per thread
+    (in-memory SQLite): where a writer thread would only queue for the lock, or see another
+    database, the same code writes in turn instead."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # handed over like a worker thread's error
+            future.set_exception(err)
+        return future

@@ -56,6 +56,7 @@ from sqlalchemy.sql import sqltypes
 
 from mailer.errors import InputError
 from subscribers.addresses import try_normalize
+from subscribers.db import InlineExecutor
 from subscribers.models import (
     Base,
     ConsentEvent,
@@ -230,7 +231,7 @@ def import_csv(
         # chunk's long INSERT instead of delaying, through the GIL, each lookup's return.
         chunk.inserting.wait()
 
-    pool = _Inline() if per_thread else ThreadPoolExecutor(1, "import-writer")
+    pool = InlineExecutor() if per_thread else ThreadPoolExecutor(1, "import-writer")
     with path.open("rb") as raw, pool:
         try:
             rows: list[_Row] = []
@@ -271,18 +272,6 @@ class _Chunk:
 
 
 _Job = tuple[Future[None], _Chunk]
-
-
-class _Inline(Executor):
-    """Runs each job at once, in the calling thread (no overlap, same results)."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as err:  # handed over like a worker thread's error
-            future.set_exception(err)
-        return future
 
 
 @dataclass
