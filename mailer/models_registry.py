@@ -5,8 +5,8 @@ table module is added in exactly one place."""
 
 from __future__ import annotations
 
-import mailer.campaigns
-import mailer.feedback_models
+import mailer.feedback.models
+import mailer.sending.campaigns
 import subscribers.models
 
-MODULES = (subscribers.models, mailer.campaigns, mailer.feedback_models)
+MODULES = (subscribers.models, mailer.sending.campaigns, mailer.feedback.models)

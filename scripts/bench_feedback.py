@@ -47,11 +47,11 @@ from sqlalchemy import create_engine, func, select, text, update  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from mailer import campaigns  # noqa: E402
-from mailer.campaigns import Delivery  # noqa: E402
 from mailer.config import Settings  # noqa: E402
-from mailer.events import parse_message_text  # noqa: E402
-from mailer.feedback_models import FeedbackEvent  # noqa: E402
-from mailer.sns import SNSVerifier  # noqa: E402
+from mailer.feedback.events import parse_message_text  # noqa: E402
+from mailer.feedback.models import FeedbackEvent  # noqa: E402
+from mailer.feedback.sns import SNSVerifier  # noqa: E402
+from mailer.sending.campaigns import Delivery  # noqa: E402
 from subscribers import store  # noqa: E402
 from subscribers.db import make_engine, normalize_url, session_factory  # noqa: E402
 from subscribers.migrate import upgrade  # noqa: E402

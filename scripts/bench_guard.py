@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How much the reputation guard costs the send engine between two batches.
 
-The engine calls ``mailer.guard.check_campaign`` once per claimed batch. This script builds
+The engine calls ``mailer.sending.guard.check_campaign`` once per claimed batch. This script builds
 a campaign of ``--rows`` deliveries (all sent) with SES events for them (``--delivered``
 Delivery events, 3% hard bounces, 0.05% complaints; two other campaigns' events are two days
 old, as history is) and times:
@@ -9,7 +9,7 @@ old, as history is) and times:
   baseline   SELECT count(*) of the campaign's rows by status (what the engine's own
              progress query costs, on the same index)
   guard      check_campaign (one statement: sends, hard bounces, complaints since the ack)
-  stats      mailer.stats.campaign_stats for the same campaign (the dashboard's numbers)
+  stats      mailer.ops.stats.campaign_stats for the same campaign (the dashboard's numbers)
 
 and prints each as milliseconds per call and as a ratio to the baseline, measured in this
 run. Goal: the guard within a small multiple of the baseline, and far under one batch's
@@ -40,14 +40,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import make_url
 
-from mailer import guard, stats
-from mailer.campaigns import Campaign, Delivery
 from mailer.config import Settings
-from mailer.feedback_models import FeedbackEvent
-from mailer.testing.scratch import scratch_postgres
+from mailer.feedback.models import FeedbackEvent
+from mailer.ops import stats
+from mailer.sending import guard
+from mailer.sending.campaigns import Campaign, Delivery
 from subscribers.db import make_engine, normalize_url, session_factory
 from subscribers.migrate import upgrade
 from subscribers.models import MailingList, Subscriber
+from tests.support.scratch import scratch_postgres
 
 
 def seed(sessions, rows: int) -> int:  # type: ignore[no-untyped-def]

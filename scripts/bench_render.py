@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from mailer.issue import parse_issue_file
-from mailer.render import Branding, render_bodies, render_issue
+from mailer.issue.files import parse_issue_file
+from mailer.render.compiler import Branding, render_bodies, render_issue
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ISSUE = ROOT / "tests" / "fixtures" / "issues" / "brief-basic.txt"

@@ -44,10 +44,10 @@ os.environ.update(
 from sqlalchemy import text  # noqa: E402
 
 from mailer.config import Settings  # noqa: E402
-from mailer.testing.scratch import scratch_postgres  # noqa: E402
-from mailer.testing.ses_server import SesServerProcess  # noqa: E402
 from subscribers.db import make_engine, session_factory  # noqa: E402
 from subscribers.migrate import upgrade  # noqa: E402
+from tests.support.scratch import scratch_postgres  # noqa: E402
+from tests.support.ses_server import SesServerProcess  # noqa: E402
 
 PG_ADMIN = os.environ.get(
     "MAILER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -126,7 +126,7 @@ def new_campaign(url: str, settings: Settings) -> int:
 
 def engine_run(url: str, server_url: str, api: str, n: int) -> float:
     """Emails per second, end to end, one process."""
-    from mailer.delivery import Engine
+    from mailer.sending.engine import Engine
     from mailer.transports import make_transport
 
     settings = make_settings(url, server_url, api)
@@ -166,7 +166,7 @@ def workers_run(url: str, server_url: str, api: str, n: int, workers: int) -> fl
     for p in procs:
         p.wait()
     elapsed = time.perf_counter() - t0
-    from mailer import campaigns as camp
+    from mailer.sending import campaigns as camp
 
     with session_factory(make_engine(url))() as s:
         assert camp.report(s, cid).counts == {"sent": n}
@@ -179,8 +179,8 @@ def naive_run(server_url: str, n: int) -> float:
 
     import boto3
 
-    from mailer.issue import parse_issue_file
-    from mailer.render import Branding, render_issue
+    from mailer.issue.files import parse_issue_file
+    from mailer.render.compiler import Branding, render_issue
     from tests.delivery_helpers import ISSUE
 
     client = boto3.client("sesv2", endpoint_url=server_url, region_name="us-east-1")
@@ -258,10 +258,10 @@ def rss_child(url: str, server_url: str, seconds: float) -> float:
 import os, sys, threading, time
 sys.path.insert(0, {str(ROOT)!r})
 from mailer.config import Settings
-from mailer.delivery import Engine
+from mailer.sending.engine import Engine
 from mailer.transports import make_transport
 from subscribers.db import make_engine, session_factory
-from mailer import campaigns as camp
+from mailer.sending import campaigns as camp
 s = Settings(database_url={url!r}, transport="ses", ses_endpoint_url={server_url!r},
              ses_region="us-east-1", ses_api="bulk", send_concurrency=48, batch_size=4000,
              secret_key="bench")

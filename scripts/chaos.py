@@ -48,14 +48,14 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import Engine, select, text  # noqa: E402
 
 import mailer.models_registry  # noqa: E402,F401  (all tables on Base.metadata)
-from mailer.campaigns import Campaign, Delivery, DeliveryStatus  # noqa: E402
 from mailer.config import Settings  # noqa: E402
-from mailer.testing.scratch import scratch_postgres  # noqa: E402
-from mailer.testing.ses_server import SesServerClient, SesServerProcess  # noqa: E402
+from mailer.sending.campaigns import Campaign, Delivery, DeliveryStatus  # noqa: E402
 from subscribers import store  # noqa: E402
 from subscribers.db import make_engine, session_factory  # noqa: E402
 from subscribers.models import Subscriber  # noqa: E402
 from tests.delivery_helpers import make_campaign, seed_list  # noqa: E402
+from tests.support.scratch import scratch_postgres  # noqa: E402
+from tests.support.ses_server import SesServerClient, SesServerProcess  # noqa: E402
 
 PG_ADMIN = os.environ.get(
     "MAILER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -392,7 +392,9 @@ def erase(session: Session, email: str, *, actor: Actor = CLI) -> None:
         session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_id == sub.id))
         session.delete(sub)
     # bounce and complaint records name the address too
-    from mailer.feedback import forget_address  # here: mailer.feedback imports this module
+    from mailer.feedback.rules import (
+        forget_address,  # here: mailer.feedback.rules imports this module
+    )
 
     forget_address(session, address)
     if tomb is None:

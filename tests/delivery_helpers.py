@@ -7,10 +7,10 @@ from pathlib import Path
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailer import campaigns as camp
 from mailer.config import Settings
-from mailer.issue import parse_issue_file
-from mailer.render import Branding, RenderedIssue, render_issue
+from mailer.issue.files import parse_issue_file
+from mailer.render.compiler import Branding, RenderedIssue, render_issue
+from mailer.sending import campaigns as camp
 from subscribers import store
 from subscribers.models import Subscriber, Subscription, utcnow
 

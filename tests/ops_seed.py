@@ -44,8 +44,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from mailer.campaigns import Campaign, Delivery
-from mailer.feedback_models import FeedbackEvent
+from mailer.feedback.models import FeedbackEvent
+from mailer.sending.campaigns import Campaign, Delivery
 from subscribers import store
 from subscribers.models import (
     ConsentEvent,

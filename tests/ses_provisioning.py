@@ -27,7 +27,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from mailer.testing.ses_model import InvalidRequest, SesApi
+from tests.support.ses_model import InvalidRequest, SesApi
 
 LOCAL = (
     "CreateConfigurationSetEventDestination",

@@ -199,7 +199,7 @@ def _pages(site: Site) -> list[tuple[str, str]]:
         brief_id = store.get_list(s, "brief").id
     issue = sample_issue(2)
     send_issue(db.sessions, settings, issue)
-    from mailer.tokens import Signer
+    from mailer.render.tokens import Signer
 
     signer = Signer.from_settings(settings)
     from datetime import UTC, datetime, timedelta
@@ -268,7 +268,7 @@ def test_the_web_edition_of_an_issue_passes_axe(site: Site, new_page: Any, schem
 def test_forms_after_posts_pass_axe(site: Site, new_page: Any) -> None:
     """The states only a post reaches: form errors, the done pages, saved preferences."""
     sid = add_active(site.db.sessions, "posted@example.com")
-    from mailer.tokens import Signer
+    from mailer.render.tokens import Signer
 
     signer = Signer.from_settings(site.settings)
     with site.db.sessions() as s:

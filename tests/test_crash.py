@@ -13,11 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from mailer import campaigns as camp
-from mailer.testing.ses_server import SesServerProcess
+from mailer.sending import campaigns as camp
 from subscribers import store
 from tests.conftest import Database
 from tests.delivery_helpers import ISSUE, seed_list
+from tests.support.ses_server import SesServerProcess
 
 READERS = 600
 

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mailer import campaigns as camp
-from mailer.campaigns import Delivery
-from mailer.delivery import Engine
 from mailer.errors import ConflictError
-from mailer.testing.ses_server import SesServer
-from mailer.tokens import Signer
+from mailer.render.tokens import Signer
+from mailer.sending import campaigns as camp
+from mailer.sending.campaigns import Delivery
+from mailer.sending.engine import Engine
 from mailer.transports import make_transport
 from subscribers import store
 from tests.conftest import Database
 from tests.delivery_helpers import make_campaign, seed_list
+from tests.support.ses_server import SesServer
 
 
 def parse(raw: bytes) -> email.message.EmailMessage:
@@ -256,7 +256,7 @@ def test_sqlite_allows_one_sender(tmp_path: Path, db: Database) -> None:
 def test_sent_rows_are_marked_with_their_exact_message_ids(db: Database) -> None:
     """The batch's sent rows are marked in one statement (a JSON array on SQLite, arrays
     on PostgreSQL): every id lands on its own row, whatever characters it holds."""
-    from mailer.delivery import _mark_sent
+    from mailer.sending.engine import _mark_sent
     from subscribers.models import utcnow
 
     seed_list(db.sessions, 6)

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from mailer.cli import command
 from mailer.config import Settings
-from mailer.ses_admin import (
+from mailer.ops.ses_admin import (
     GMAIL_CLIP_BYTES,
     AwsClients,
     Check,
@@ -36,11 +36,11 @@ from mailer.ses_admin import (
     check_secret_key,
     sample_message,
 )
-from mailer.testing.ses_server import SesServer
 from subscribers import store
 from subscribers.db import make_engine
 from tests.conftest import Database
 from tests.plugins.aws import REGION, MotoHandle
+from tests.support.ses_server import SesServer
 
 DOMAIN = "news.example.com"
 WEBHOOK = f"https://{DOMAIN}/webhooks/ses"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mailer.errors import FeedbackError
-from mailer.events import (
+from mailer.feedback.events import (
     SETUP_TEXT,
     BounceInfo,
     BounceType,

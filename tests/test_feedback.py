@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from mailer import feedback
-from mailer.campaigns import Campaign, Delivery
 from mailer.config import Settings
-from mailer.events import SESEvent, parse_event
-from mailer.feedback_models import FeedbackEvent, SoftBounceCounter
+from mailer.feedback import rules as feedback
+from mailer.feedback.events import SESEvent, parse_event
+from mailer.feedback.models import FeedbackEvent, SoftBounceCounter
+from mailer.sending.campaigns import Campaign, Delivery
 from subscribers import store
 from subscribers.models import ConsentEvent, Subscription, Suppression
 from tests.conftest import Database

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import func, select
 
 from mailer.cli import main
-from mailer.feedback_models import FeedbackEvent
-from mailer.suppression_sync import sync_suppressions
-from mailer.testing.ses_server import SesServer
+from mailer.feedback.models import FeedbackEvent
+from mailer.feedback.suppression_sync import sync_suppressions
 from subscribers import store
 from tests.conftest import Database
 from tests.plugins.aws import REGION
+from tests.support.ses_server import SesServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ses_events"
 

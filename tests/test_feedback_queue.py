@@ -15,10 +15,12 @@ import boto3
 import pytest
 from sqlalchemy import func, select
 
-from mailer import campaigns, feedback, feedback_queue
-from mailer.campaigns import Delivery
-from mailer.feedback_models import FeedbackEvent, PoisonMessage
-from mailer.feedback_queue import QueuePoller
+from mailer.feedback import rules as feedback
+from mailer.feedback.models import FeedbackEvent, PoisonMessage
+from mailer.feedback.queue import QueuePoller
+from mailer.feedback import queue as feedback_queue
+from mailer.sending import campaigns
+from mailer.sending.campaigns import Delivery
 from subscribers import store
 from subscribers.models import Subscriber, Subscription
 from tests.conftest import Database

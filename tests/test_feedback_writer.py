@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from mailer import feedback, feedback_writer
-from mailer.events import SESEvent, parse_event
-from mailer.feedback_models import FeedbackEvent
-from mailer.feedback_writer import FeedbackWriter
+from mailer.feedback import rules as feedback
+from mailer.feedback.events import SESEvent, parse_event
+from mailer.feedback.models import FeedbackEvent
+from mailer.feedback import writer as feedback_writer
+from mailer.feedback.writer import FeedbackWriter
 from tests.conftest import Database
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ses_events"

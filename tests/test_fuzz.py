@@ -28,9 +28,10 @@ from hypothesis import strategies as st
 
 from mailer.config import Settings
 from mailer.errors import FeedbackError, InputError, IssueParseError, VerificationError
-from mailer.events import SESEvent, SetupNotice, parse_payload
-from mailer.issue import Issue, parse_issue_text
-from mailer.sns import SNSMessage, SNSVerifier
+from mailer.feedback.events import SESEvent, SetupNotice, parse_payload
+from mailer.feedback.sns import SNSMessage, SNSVerifier
+from mailer.issue.files import parse_issue_text
+from mailer.issue.model import Issue
 from subscribers import store
 from subscribers.db import make_engine, session_factory
 from subscribers.importer import Problem, import_csv, read_rows

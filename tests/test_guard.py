@@ -1,6 +1,6 @@
 """The reputation guard: verdicts on seeded data, and a campaign driven into it for real.
 
-The end-to-end test sends through the send engine (mailer.delivery) and the SES-v2 test
+The end-to-end test sends through the send engine (mailer.sending.engine) and the SES-v2 test
 server, feeds SES Bounce events for messages the server accepted back through the feedback
 rules while the campaign runs, and checks that the engine paused it with the guard's reason
 and claimed nothing after (the batches already in flight finish); then ops resume with
@@ -17,18 +17,18 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from mailer import campaigns, guard
-from mailer.campaigns import Campaign, Delivery
 from mailer.config import Settings
-from mailer.delivery import PIPELINE, RECORDS_AHEAD, Engine, Progress
 from mailer.errors import ConflictError, NotFoundError
-from mailer.feedback import apply_payload
-from mailer.feedback_models import FeedbackEvent
-from mailer.testing.ses_server import SesServer
+from mailer.feedback.models import FeedbackEvent
+from mailer.feedback.rules import apply_payload
+from mailer.sending import campaigns, guard
+from mailer.sending.campaigns import Campaign, Delivery
+from mailer.sending.engine import PIPELINE, RECORDS_AHEAD, Engine, Progress
 from mailer.transports import make_transport
 from subscribers import store
 from tests.conftest import Database
 from tests.ops_seed import Seeded, seed
+from tests.support.ses_server import SesServer
 
 NOW = datetime(2025, 6, 18, 12, 0, tzinfo=UTC)
 

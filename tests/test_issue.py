@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from mailer.errors import InputError, IssueParseError
-from mailer.issue import Issue, Item, decode_issue_bytes, parse_issue_file, parse_issue_text
-from mailer.issue_formats.brief import format_brief
-from mailer.issue_formats.common import strip_tracking
-from mailer.issue_formats.markdown import declared_list, format_markdown, inline_text
+from mailer.issue.brief import format_brief
+from mailer.issue.common import strip_tracking
+from mailer.issue.files import decode_issue_bytes, parse_issue_file, parse_issue_text
+from mailer.issue.markdown import declared_list, format_markdown, inline_text
+from mailer.issue.model import Issue, Item
 
 FIXTURES = Path(__file__).parent / "fixtures" / "issues"
 SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"

@@ -10,11 +10,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mailer.errors import IssueParseError
-from mailer.issue import Issue, Item, decode_issue_bytes, parse_issue_file, parse_issue_text
-from mailer.issue_formats.brief import format_brief
-from mailer.issue_formats.common import clean, fold, is_foreign_url_line, is_url_line
-from mailer.issue_formats.markdown import format_markdown
-from mailer.render import FIELDS, Branding, placeholder, render_issue, split_template
+from mailer.issue.brief import format_brief
+from mailer.issue.common import clean, fold, is_foreign_url_line, is_url_line
+from mailer.issue.files import decode_issue_bytes, parse_issue_file, parse_issue_text
+from mailer.issue.markdown import format_markdown
+from mailer.issue.model import Issue, Item
+from mailer.render.compiler import FIELDS, Branding, placeholder, render_issue, split_template
 
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August"]
 MONTHS += ["September", "October", "November", "December"]

@@ -15,8 +15,9 @@ from lxml import html as lxml_html
 
 from mailer.config import Settings
 from mailer.errors import RenderError
-from mailer.issue import Issue, Item, parse_issue_file
-from mailer.render import (
+from mailer.issue.files import parse_issue_file
+from mailer.issue.model import Issue, Item
+from mailer.render.compiler import (
     FIELDS,
     LINE_MAX_OCTETS,
     Branding,

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from mailer.issue import Issue, Item, parse_issue_file
-from mailer.render import Branding, RenderedIssue, render_issue
+from mailer.issue.files import parse_issue_file
+from mailer.issue.model import Issue, Item
+from mailer.render.compiler import Branding, RenderedIssue, render_issue
 from tests.browser import browser_fixture, new_page_fixture, save_screenshot  # noqa: F401
 
 pytestmark = pytest.mark.browser

@@ -43,10 +43,10 @@ import pytest
 from sqlalchemy import select
 
 from mailer.errors import ConflictError, InputError, InvalidAddressError, RenderError
-from mailer.issue import Issue, Item
-from mailer.message import MessageTemplate
-from mailer.render import Branding, render_issue
-from mailer.tokens import Signer
+from mailer.issue.model import Issue, Item
+from mailer.render.compiler import Branding, render_issue
+from mailer.render.message import MessageTemplate
+from mailer.render.tokens import Signer
 from subscribers import store
 from subscribers.models import MailingList, Subscriber, Subscription, Suppression
 from tests.conftest import Database

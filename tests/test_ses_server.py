@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from mailer.testing import handlebars
-from mailer.testing.ses_server import SesServer, SesServerClient, SesServerProcess, main
+from tests.support import handlebars
+from tests.support.ses_server import SesServer, SesServerClient, SesServerProcess, main
 from tests.transport_helpers import raw_message
 
 Client = Any

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from mailer.cli import command
 from mailer.config import Settings
 from mailer.errors import ConfigError, SetupError
-from mailer.ses_admin import (
+from mailer.ops.ses_admin import (
     DESTINATION_NAME,
     EVENT_TYPES,
     AwsClients,

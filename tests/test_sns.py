@@ -12,7 +12,7 @@ import pytest
 
 from mailer.config import Settings
 from mailer.errors import ConfirmationError, VerificationError
-from mailer.sns import SNSVerifier, confirm_subscription, is_sns_host
+from mailer.feedback.sns import SNSVerifier, confirm_subscription, is_sns_host
 from tests.plugins.sns_certs import CERT_URL, TOPIC_ARN, SNSSigner, sns_timestamp
 
 EVENT = '{"eventType":"Delivery","mail":{"messageId":"m-1"}}'

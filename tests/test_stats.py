@@ -1,4 +1,4 @@
-"""mailer.stats on a seeded ledger (tests/ops_seed.py), on SQLite and PostgreSQL.
+"""mailer.ops.stats on a seeded ledger (tests/ops_seed.py), on SQLite and PostgreSQL.
 
 Every expected figure below is read off the table in ops_seed's docstring by hand.
 """
@@ -9,9 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from mailer import stats
 from mailer.errors import NotFoundError
-from mailer.stats import Counts, Level
+from mailer.ops import stats
+from mailer.ops.stats import Counts, Level
 from tests.conftest import Database
 from tests.ops_seed import HARD_550, Seeded, seed
 
@@ -280,7 +280,7 @@ def test_tracking_off_reports_no_opens(db: Database) -> None:
         seeded = seed(session, NOW)
         from sqlalchemy import delete
 
-        from mailer.feedback_models import FeedbackEvent
+        from mailer.feedback.models import FeedbackEvent
 
         session.execute(
             delete(FeedbackEvent).where(FeedbackEvent.event_type.in_(["Open", "Click"]))

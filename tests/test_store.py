@@ -176,7 +176,7 @@ def test_suppression_search_and_remove(db: Database) -> None:
 
 
 def test_erase_forgets_feedback_records(db: Database) -> None:
-    from mailer.feedback_models import FeedbackEvent, SoftBounceCounter
+    from mailer.feedback.models import FeedbackEvent, SoftBounceCounter
     from subscribers.models import utcnow
 
     make_list(db)

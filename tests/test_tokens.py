@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from mailer.config import Settings
 from mailer.errors import ConfigError, TokenError
-from mailer.tokens import (
+from mailer.render.tokens import (
     Claims,
     Signer,
     confirm_url,

@@ -32,9 +32,7 @@ from mailer.errors import (
     RetryableSendError,
     TransportError,
 )
-from mailer.render import split_template
-from mailer.testing import handlebars
-from mailer.testing.ses_server import SesServer
+from mailer.render.compiler import split_template
 from mailer.transports import make_transport
 from mailer.transports.base import OutgoingMessage
 from mailer.transports.ses import (
@@ -48,6 +46,8 @@ from mailer.transports.ses import (
 from mailer.transports.ses_errors import classify, classify_bulk_status, classify_code
 from mailer.transports.ses_template import build_template
 from tests.plugins.aws import MotoHandle
+from tests.support import handlebars
+from tests.support.ses_server import SesServer
 from tests.transport_helpers import FROM, campaign, outgoing
 
 REGION = "us-east-1"

@@ -549,7 +549,7 @@ def test_the_embed_snippet_prefills_the_form_safely(web: Web) -> None:
 
 
 def test_links_signed_with_a_rotated_key_still_work(db: Database) -> None:
-    from mailer.tokens import Signer
+    from mailer.render.tokens import Signer
 
     web = Web(db, secret_key="new-key", old_secret_keys=("old-key",))
     try:

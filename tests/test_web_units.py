@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from starlette.requests import Request
 
-from mailer import campaigns
 from mailer.config import Settings
 from mailer.errors import (
     ConfigError,
@@ -25,6 +24,7 @@ from mailer.errors import (
     SuppressedError,
     TokenError,
 )
+from mailer.sending import campaigns
 from mailer.web.confirm_mail import ConfirmationMail, build_message, send_confirmation
 from mailer.web.csrf import CsrfError, CsrfGuard
 from mailer.web.errors import status_for

@@ -15,9 +15,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from mailer.campaigns import Campaign, Delivery
-from mailer.feedback_models import FeedbackEvent
-from mailer.sns import SNSVerifier
+from mailer.feedback.models import FeedbackEvent
+from mailer.feedback.sns import SNSVerifier
+from mailer.sending.campaigns import Campaign, Delivery
 from mailer.web.webhooks import MAX_BODY, ses_webhook_router
 from subscribers import store
 from subscribers.models import ConsentEvent, Subscription, Suppression

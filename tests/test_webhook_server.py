@@ -26,9 +26,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import func, select, update
 
-from mailer import campaigns
-from mailer.campaigns import Delivery
-from mailer.feedback_models import FeedbackEvent
+from mailer.feedback.models import FeedbackEvent
+from mailer.sending import campaigns
+from mailer.sending.campaigns import Delivery
 from subscribers import store
 from subscribers.models import ConsentEvent, Subscriber, Subscription, Suppression
 from tests.conftest import Database

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from mailer import campaigns as camp
-from mailer.testing.ses_server import SesServerProcess
+from mailer.sending import campaigns as camp
 from tests.conftest import Database
 from tests.delivery_helpers import make_campaign, seed_list
+from tests.support.ses_server import SesServerProcess
 
 
 @pytest.fixture

@@ -29,11 +29,11 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailer import campaigns as camp
 from mailer.config import Settings
-from mailer.delivery import Engine
-from mailer.issue import Issue, Item
-from mailer.render import Branding, render_issue
+from mailer.issue.model import Issue, Item
+from mailer.render.compiler import Branding, render_issue
+from mailer.sending import campaigns as camp
+from mailer.sending.engine import Engine
 from mailer.transports import make_transport
 from mailer.web.urls import archive_index_url, archive_url, subscribe_url
 from subscribers import store

@@ -1,5 +1,5 @@
 """`mailer feedback poll|ingest` and `mailer suppressions sync`: thin wrappers over
-mailer.feedback_queue, mailer.feedback and mailer.suppression_sync."""
+mailer.feedback.queue, mailer.feedback.rules and mailer.feedback.suppression_sync."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def feedback_poll(
 
     Example: mailer feedback poll --queue-url https://sqs.us-east-1.amazonaws.com/111122223333/ses-feedback
     """
-    from mailer.feedback_queue import QueuePoller
+    from mailer.feedback.queue import QueuePoller
 
     actx = app_context(ctx)
     _log_to_stderr()
@@ -95,7 +95,7 @@ def feedback_ingest(
 
     Example: mailer feedback ingest bounce-2026-05-14.json complaints.jsonl
     """
-    from mailer.feedback import apply_payload
+    from mailer.feedback.rules import apply_payload
 
     actx = app_context(ctx)
     counts = {"applied": 0, "duplicate": 0, "notice": 0}
@@ -131,7 +131,7 @@ def suppressions_sync(
 
     Example: MAILER_SES_REGION=eu-west-1 mailer suppressions sync --dry-run
     """
-    from mailer.suppression_sync import sync_suppressions
+    from mailer.feedback.suppression_sync import sync_suppressions
     from mailer.transports.ses import make_ses_client
 
     actx = app_context(ctx)

@@ -14,9 +14,10 @@ import typer
 from mailer.cli.app import app
 from mailer.cli.context import app_context
 from mailer.config import Settings
-from mailer.issue import Issue, decode_issue_bytes, parse_issue_file
-from mailer.issue_formats.markdown import declared_list
-from mailer.render import Branding, RenderedIssue, render_issue
+from mailer.issue.files import decode_issue_bytes, parse_issue_file
+from mailer.issue.markdown import declared_list
+from mailer.issue.model import Issue
+from mailer.render.compiler import Branding, RenderedIssue, render_issue
 
 issue_app = typer.Typer(help="Issue files: check them, preview the email.", no_args_is_help=True)
 app.add_typer(issue_app, name="issue")
@@ -154,11 +155,11 @@ def preview_message(
 ) -> bytes:
     """A complete sample message, built the way the delivery engine builds real ones.
 
-    Uses ``mailer.message.build_preview_message`` (the delivery engine's MIME builder); only
+    Uses ``mailer.render.message.build_preview_message`` (the delivery engine's MIME builder); only
     where that module is absent does it fall back to the standard library.
     """
     try:
-        from mailer.message import build_preview_message
+        from mailer.render.message import build_preview_message
     except ImportError:
         return _stdlib_message(rendered, values, from_address=from_address, to=to)
     return build_preview_message(

@@ -1,5 +1,5 @@
-"""`mailer stats`, `mailer doctor`, `mailer ses setup`: thin over mailer.stats and
-mailer.ses_admin."""
+"""`mailer stats`, `mailer doctor`, `mailer ses setup`: thin over mailer.ops.stats and
+mailer.ops.ses_admin."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from mailer import stats as st
 from mailer.cli.app import app
 from mailer.cli.context import AppContext, app_context
 from mailer.errors import ConfigError, MailerError
-from mailer.ses_admin import (
+from mailer.ops import stats as st
+from mailer.ops.ses_admin import (
     DEFAULT_TOPIC,
     AwsClients,
     Check,
@@ -239,7 +239,7 @@ def doctor(
     try:
         parsed = None
         if issue is not None:
-            from mailer.issue import parse_issue_file
+            from mailer.issue.files import parse_issue_file
 
             parsed = parse_issue_file(issue)
         raw = sample_message(

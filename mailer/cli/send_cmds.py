@@ -16,17 +16,18 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mailer import campaigns as camp
 from mailer.cli.app import app
 from mailer.cli.context import AppContext, app_context
 from mailer.config import parse_duration
-from mailer.delivery import Engine, reader_message
-from mailer.delivery import Progress as SendProgress
 from mailer.errors import InputError
-from mailer.issue import Issue, parse_issue_file
-from mailer.message import MessageTemplate
-from mailer.render import Branding, RenderedIssue, render_issue
-from mailer.tokens import Signer
+from mailer.issue.files import parse_issue_file
+from mailer.issue.model import Issue
+from mailer.render.compiler import Branding, RenderedIssue, render_issue
+from mailer.render.message import MessageTemplate
+from mailer.render.tokens import Signer
+from mailer.sending import campaigns as camp
+from mailer.sending.engine import Engine, reader_message
+from mailer.sending.engine import Progress as SendProgress
 from mailer.transports import make_transport
 from mailer.transports.base import Transport
 from subscribers import store

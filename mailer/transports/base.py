@@ -23,7 +23,7 @@ from mailer.errors import TransportError
 class CampaignMessage:
     """What is the same for every reader of a campaign.
 
-    ``html`` and ``text`` still hold the per-reader placeholders (see ``mailer.render``);
+    ``html`` and ``text`` still hold the per-reader placeholders (see ``mailer.render.compiler``);
     transports that personalize server-side (SES bulk) translate them to their own syntax.
     ``headers`` are the static headers (From, Reply-To, List-Id, Feedback-ID ...)."""
 
@@ -41,7 +41,7 @@ class CampaignMessage:
 class OutgoingMessage:
     """One reader's message.
 
-    ``raw`` is the complete RFC 5322 message (CRLF line ends) built by ``mailer.message``;
+    ``raw`` is the complete RFC 5322 message (CRLF line ends) built by ``mailer.render.message``;
     ``fields`` the placeholder values; ``headers`` the per-reader headers (To, Message-ID,
     List-Unsubscribe, List-Unsubscribe-Post). ``delivery_id`` is 0 for test sends."""
 

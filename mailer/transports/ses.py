@@ -3,7 +3,7 @@
 Two modes (``MAILER_SES_API``):
 
 * ``single`` (default), :class:`SesTransport`: one ``SendEmail`` per reader with the raw
-  MIME message built by ``mailer.message``.
+  MIME message built by ``mailer.render.message``.
 * ``bulk``, :class:`SesBulkTransport`: one ``SendBulkEmail`` per 50 readers. The campaign's
   bodies become an inline template once (:mod:`mailer.transports.ses_template`); each entry
   carries the reader's values (``ReplacementTemplateData``) and headers
@@ -17,7 +17,7 @@ The client is built once per transport: ``max_pool_connections`` follows
 ``MAILER_SEND_CONCURRENCY``, and botocore makes a single attempt so throttling and 5xx reach
 the engine's own backoff and rate limiter instead of hiding inside the SDK. Region and
 credentials come from boto3's standard lookup unless ``MAILER_SES_REGION`` is set;
-``MAILER_SES_ENDPOINT_URL`` points at a local server (moto, ``mailer.testing.ses_server``).
+``MAILER_SES_ENDPOINT_URL`` points at a local server (moto, ``tests.support.ses_server``).
 Error mapping: :mod:`mailer.transports.ses_errors`.
 """
 
@@ -40,7 +40,7 @@ from mailer.errors import (
     RetryableSendError,
     TransportError,
 )
-from mailer.render import split_template
+from mailer.render.compiler import split_template
 from mailer.transports.base import CampaignMessage, OutgoingMessage, SendResult
 from mailer.transports.ses_errors import classify, classify_bulk_status
 from mailer.transports.ses_http import RawSend, SesHttp, bulk_base

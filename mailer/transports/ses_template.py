@@ -1,7 +1,7 @@
 """Turn a campaign's rendered bodies into an inline SES template (Handlebars syntax).
 
 SES bulk sending personalizes server-side: the campaign's HTML, text and subject still hold
-the renderer's placeholders (``mailer.render.split_template`` splits them into literal
+the renderer's placeholders (``mailer.render.compiler.split_template`` splits them into literal
 chunks and placeholder names); here each placeholder becomes a Handlebars variable.
 
 * HTML uses ``{{var}}``: SES HTML-escapes the value, as the per-reader fill does.
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mailer.errors import RejectedError
-from mailer.render import clean_field
+from mailer.render.compiler import clean_field
 
 #: ``split(s) -> (chunks, names)`` with ``len(chunks) == len(names) + 1``.
 SplitFn = Callable[[str], tuple[Sequence[str], Sequence[str]]]

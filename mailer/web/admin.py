@@ -14,7 +14,7 @@
                                      consent ledger (source "admin"); 303 back to the list
     GET  /admin/stats.json           the same figures as ``mailer stats --json``
 
-Every figure comes from :mod:`mailer.stats`, so the dashboard, the CLI and /metrics agree.
+Every figure comes from :mod:`mailer.ops.stats`, so the dashboard, the CLI and /metrics agree.
 Pages run no script; charts are drawn on the server (:mod:`mailer.web.admin_charts`); the
 one ``<style>`` block is allowed by a per-response CSP nonce.
 """
@@ -36,8 +36,8 @@ from markupsafe import Markup
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from mailer import stats
 from mailer.config import Settings
+from mailer.ops import stats
 from mailer.web.admin_charts import Line, Rule, bar_chart, line_chart, progress_bar
 from mailer.web.state import WebState, web_state
 from subscribers import store

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from mailer.config import Settings
-from mailer.tokens import Signer
+from mailer.render.tokens import Signer
 from mailer.transports.base import Transport
 from mailer.web.csrf import CsrfGuard
 from mailer.web.errors import install_error_handlers

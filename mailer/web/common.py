@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailer.errors import NotFoundError, TokenError
-from mailer.tokens import Purpose
+from mailer.render.tokens import Purpose
 from mailer.web.state import WebState, client_ip
 from mailer.web.urls import subscribe_url
 from subscribers.models import MailingList

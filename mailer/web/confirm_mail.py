@@ -18,8 +18,8 @@ from email.utils import format_datetime, make_msgid
 
 from mailer.config import Settings
 from mailer.errors import TransportError
-from mailer.message import sending_domain
-from mailer.render import compile_email, date_label, render_text_template
+from mailer.render.compiler import compile_email, date_label, render_text_template
+from mailer.render.message import sending_domain
 from mailer.transports.base import CampaignMessage, OutgoingMessage, Transport
 
 HTML_TEMPLATE = "confirm.mjml"

@@ -41,9 +41,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.responses import Response
 
-from mailer import stats
-from mailer.campaigns import Campaign, CampaignStatus, Delivery, DeliveryStatus
-from mailer.feedback_models import FeedbackEvent
+from mailer.feedback.models import FeedbackEvent
+from mailer.ops import stats
+from mailer.sending.campaigns import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from mailer.web.admin import check_admin_auth
 from mailer.web.state import WebState, web_state
 from subscribers.models import Suppression

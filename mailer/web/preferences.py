@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailer.errors import TokenError
-from mailer.tokens import Claims
+from mailer.render.tokens import Claims
 from mailer.web.common import actor, all_lists, link_problem
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import FieldError, Form, clean_name, read_form

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
 from mailer.config import Settings
-from mailer.tokens import Signer
+from mailer.render.tokens import Signer
 from mailer.transports.base import Transport
 from mailer.web.csrf import CsrfGuard
 from mailer.web.pages import Pages

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailer.errors import InvalidAddressError, MailerError, NotFoundError, TokenError
-from mailer.tokens import preferences_url
+from mailer.render.tokens import preferences_url
 from mailer.web.common import actor, all_lists, link_problem, list_by_slug
 from mailer.web.confirm_mail import ConfirmationMail, send_confirmation
 from mailer.web.csrf import FIELD as CSRF_FIELD

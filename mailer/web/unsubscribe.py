@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from mailer.errors import TokenError
-from mailer.tokens import Claims, preferences_url
+from mailer.render.tokens import Claims, preferences_url
 from mailer.web.common import actor, link_problem
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import Form, read_form

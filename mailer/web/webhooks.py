@@ -2,7 +2,7 @@
 
     body > MAX_BODY bytes                     -> 413
     not a JSON object                         -> 400
-    fails SNS verification (mailer.sns)       -> 403, and nothing is written
+    fails SNS verification (mailer.feedback.sns)       -> 403, and nothing is written
     SubscriptionConfirmation (allowlisted)    -> SubscribeURL visited -> 200 (502 if it fails)
     UnsubscribeConfirmation, SES setup text   -> logged, 200
     Notification with an SES event            -> applied in one transaction -> 200
@@ -29,15 +29,15 @@ from starlette.concurrency import run_in_threadpool
 
 from mailer.config import Settings
 from mailer.errors import ConfirmationError, FeedbackError, VerificationError
-from mailer.events import SESEvent, SetupNotice, parse_message_text
-from mailer.feedback_writer import FeedbackWriter
-from mailer.sns import (
+from mailer.feedback.events import SESEvent, SetupNotice, parse_message_text
+from mailer.feedback.sns import (
     SUBSCRIPTION_CONFIRMATION,
     UNSUBSCRIBE_CONFIRMATION,
     SNSMessage,
     SNSVerifier,
     confirm_subscription,
 )
+from mailer.feedback.writer import FeedbackWriter
 
 __all__ = ["MAX_BODY", "ses_webhook_router"]
 

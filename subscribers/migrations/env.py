@@ -8,8 +8,6 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-import mailer.campaigns
-import mailer.models_registry  # noqa: F401  (every other table module)
 from mailer.config import Settings
 from subscribers.db import make_engine
 from subscribers.models import Base

@@ -5,7 +5,7 @@
 * ``moto_server`` (session): a ``ThreadedMotoServer`` on 127.0.0.1 and a free port; its URL.
 * ``moto`` (function): the same server, reset before the test; ``moto.sent_emails()`` reads
   back what SES accepted through ``/moto-api/data.json``.
-* ``ses_server`` (function): a running :class:`mailer.testing.ses_server.SesServer`.
+* ``ses_server`` (function): a running :class:`tests.support.ses_server.SesServer`.
 * ``sesv2_client(url)`` (function): a boto3 ``sesv2`` client pointed at ``url``.
 """
 
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from mailer.testing.ses_server import SesServer
+    from tests.support.ses_server import SesServer
 
 REGION = "us-east-1"
 _ENV = {
@@ -89,7 +89,7 @@ def moto(moto_server: str) -> MotoHandle:
 
 @pytest.fixture
 def ses_server(aws_env: dict[str, str]) -> Iterator[SesServer]:
-    from mailer.testing.ses_server import SesServer
+    from tests.support.ses_server import SesServer
 
     with SesServer() as server:
         yield server

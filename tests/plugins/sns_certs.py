@@ -1,6 +1,6 @@
 """A stand-in for SNS: our own self-signed certificate, signing real SNS-shaped envelopes.
 
-The string-to-sign is written here independently of ``mailer.sns`` (from the SNS docs:
+The string-to-sign is written here independently of ``mailer.feedback.sns`` (from the SNS docs:
 alternating key/value lines, in a fixed order per Type), so a mistake there is not
 mirrored here. ``SNSSigner.fetch`` is the certificate fetcher to inject into
 ``SNSVerifier``; it serves only the URLs it knows and counts the calls.

@@ -44,8 +44,7 @@ import yaml
 from markdown_it import MarkdownIt
 
 from mailer.errors import IssueParseError
-from mailer.issue import Issue, Item
-from mailer.issue_formats.common import (
+from mailer.issue.common import (
     Line,
     check_url,
     clean,
@@ -56,6 +55,7 @@ from mailer.issue_formats.common import (
     shorten,
     split_lines,
 )
+from mailer.issue.model import Issue, Item
 
 KEYS = ("subject", "preheader", "date", "list")
 _HEADING = re.compile(r"^(#{1,6})(?:\s+(.*?))?(?:\s+#+)?\s*$")

@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.config import Settings
-from mailer.events import SESEvent
-from mailer.feedback import Outcome, apply_event
+from mailer.feedback.events import SESEvent
+from mailer.feedback.rules import Outcome, apply_event
 from subscribers.db import transaction
 
 __all__ = ["FeedbackWriter"]

@@ -141,7 +141,7 @@ class Lease(Base):
 
 
 # -- queries and state changes -----------------------------------------------------------
-# (kept beside the models; the send engine is in mailer.delivery)
+# (kept beside the models; the send engine is in mailer.sending.engine)
 
 
 def archive_url(base_url: str, list_slug: str, issue_key: str) -> str:

@@ -1,6 +1,6 @@
 """State of the SES test server: switches, recorded messages, counters.
 
-See :mod:`mailer.testing.ses_server` for what the switches do.
+See :mod:`tests.support.ses_server` for what the switches do.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailer.testing import handlebars
+from tests.support import handlebars
 
 _ERROR_STATUS = {
     "BadRequestException": 400,

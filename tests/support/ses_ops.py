@@ -12,9 +12,9 @@ from datetime import datetime
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
-from mailer.testing import handlebars
-from mailer.testing.ses_model import Route
-from mailer.testing.ses_state import ApiError, SentMessage, ServerConfig, ServerState
+from tests.support import handlebars
+from tests.support.ses_model import Route
+from tests.support.ses_state import ApiError, SentMessage, ServerConfig, ServerState
 
 _ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 

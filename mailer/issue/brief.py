@@ -26,8 +26,7 @@ date line; "Today is <Month D, YYYY>" in the intro gives the date.
 from __future__ import annotations
 
 from mailer.errors import IssueParseError
-from mailer.issue import Issue, Item
-from mailer.issue_formats.common import (
+from mailer.issue.common import (
     Line,
     check_url,
     date_from_intro,
@@ -39,6 +38,7 @@ from mailer.issue_formats.common import (
     shorten,
     split_subject,
 )
+from mailer.issue.model import Issue, Item
 
 TITLE_MAX = 250
 SOURCE_MAX = 80

@@ -37,7 +37,7 @@ import jinja2
 
 from mailer.config import Settings
 from mailer.errors import RenderError
-from mailer.issue import Issue
+from mailer.issue.model import Issue
 
 __all__ = [
     "FIELDS",
@@ -53,7 +53,7 @@ __all__ = [
 
 FIELDS: tuple[str, ...] = ("unsubscribe_url", "preferences_url", "name")
 PLACEHOLDER_RE = re.compile(r"%%(" + "|".join(FIELDS) + r")%%")
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "email"
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "email"
 
 GMAIL_CLIP_BYTES = 102 * 1024
 SUBJECT_MAX = 78

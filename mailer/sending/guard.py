@@ -25,10 +25,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
-from mailer.campaigns import Campaign, Delivery
 from mailer.config import Settings
 from mailer.errors import NotFoundError
-from mailer.feedback_models import FeedbackEvent
+from mailer.feedback.models import FeedbackEvent
+from mailer.sending.campaigns import Campaign, Delivery
 from subscribers.models import utcnow
 
 __all__ = [

@@ -34,10 +34,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mailer.campaigns import Delivery, DeliveryStatus
 from mailer.config import Settings
 from mailer.errors import InvalidAddressError
-from mailer.events import (
+from mailer.feedback.events import (
     BounceInfo,
     ComplaintInfo,
     EventType,
@@ -48,7 +47,8 @@ from mailer.events import (
     SubscriptionInfo,
     parse_payload,
 )
-from mailer.feedback_models import FeedbackEvent, SoftBounceCounter
+from mailer.feedback.models import FeedbackEvent, SoftBounceCounter
+from mailer.sending.campaigns import Delivery, DeliveryStatus
 from subscribers import store
 from subscribers.addresses import normalize_email
 from subscribers.models import StoreMeta, Suppression, SuppressionReason, utcnow

@@ -2,7 +2,7 @@
 
 boto3's ``sesv2`` client talks to it unchanged (``endpoint_url=server.url``; any SigV4
 credentials are accepted). Every request is validated against botocore's own service model
-(:mod:`mailer.testing.ses_model`); a request that violates it gets ``400
+(:mod:`tests.support.ses_model`); a request that violates it gets ``400
 BadRequestException`` naming the member. Implemented operations:
 
     SendEmail (Raw, Simple, inline Template)   SendBulkEmail (inline template)
@@ -39,7 +39,7 @@ In process::
 
 As a separate process (for tests that SIGKILL the sender)::
 
-    python -m mailer.testing.ses_server --port 0 [--latency 0.02] [--config JSON]
+    python -m tests.support.ses_server --port 0 [--latency 0.02] [--config JSON]
 
 prints ``ses_server listening on http://127.0.0.1:PORT`` as its first stdout line and
 serves until SIGTERM/SIGINT. :class:`SesServerProcess` does this and reads the URL.
@@ -79,13 +79,14 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
-from mailer.testing.ses_model import InvalidRequest, SesApi, shared_api
-from mailer.testing.ses_ops import Operations, bare_address
-from mailer.testing.ses_state import (
+from tests.support.ses_model import InvalidRequest, SesApi, shared_api
+from tests.support.ses_ops import Operations, bare_address
+from tests.support.ses_state import (
     SEND_OPERATIONS,
     ApiError,
     QueuedFailure,
@@ -465,13 +466,13 @@ class SesServerClient:
 
     def _call(self, method: str, path: str, payload: Any = None) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
-        req = urllib.request.Request(  # noqa: S310 - http(s) loopback URL we were given
+        req = urllib.request.Request(
             self.url + path,
             data=data,
             method=method,
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
             return json.load(resp)
 
     def health(self) -> bool:
@@ -538,10 +539,12 @@ class SesServerProcess:
         self.control: SesServerClient | None = None
 
     def start(self) -> SesServerProcess:
-        args = [self._python, "-m", "mailer.testing.ses_server", "--port", "0"]
+        args = [self._python, "-m", "tests.support.ses_server", "--port", "0"]
         if self._switches:
             args += ["--config", json.dumps(self._switches)]
-        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        # Run from the repository root so ``tests.support`` imports wherever the caller is.
+        root = str(Path(__file__).resolve().parents[2])
+        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=root)
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()
         m = re.search(r"listening on (http://\S+)", line)
@@ -587,9 +590,9 @@ class SesServerProcess:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m mailer.testing.ses_server",
+        prog="python -m tests.support.ses_server",
         description="SES-v2-compatible test server with fault switches (see module docs).",
-        epilog="example: python -m mailer.testing.ses_server --port 8025 --latency 0.02",
+        epilog="example: python -m tests.support.ses_server --port 8025 --latency 0.02",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")

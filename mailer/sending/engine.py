@@ -52,7 +52,6 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, load_only, sessionmaker
 
-from mailer.campaigns import Campaign, CampaignStatus, Delivery, DeliveryStatus, Lease
 from mailer.config import Settings
 from mailer.errors import (
     ConflictError,
@@ -63,9 +62,10 @@ from mailer.errors import (
     RetryableSendError,
     TransportError,
 )
-from mailer.message import MessageTemplate
-from mailer.render import clean_field
-from mailer.tokens import Signer
+from mailer.render.compiler import clean_field
+from mailer.render.message import MessageTemplate
+from mailer.render.tokens import Signer
+from mailer.sending.campaigns import Campaign, CampaignStatus, Delivery, DeliveryStatus, Lease
 from mailer.transports.base import OutgoingMessage, SendResult, Transport
 from subscribers.db import InlineExecutor
 from subscribers.models import (
@@ -930,7 +930,7 @@ def _backoff(err: RetryableSendError) -> float:
 
 def _guard(s: Session, campaign_id: int, settings: Settings) -> str | None:
     try:
-        from mailer import guard
+        from mailer.sending import guard
     except ImportError:  # the reputation guard is optional in this build
         return None
     check: Callable[[Session, int, Settings], str | None] = guard.check_campaign

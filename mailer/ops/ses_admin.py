@@ -219,8 +219,8 @@ def sample_message(
     issue: Any = None,
 ) -> bytes:
     """A complete message as a reader would get it (an issue file's, or a built-in sample)."""
-    from mailer.message import build_preview_message
-    from mailer.render import Branding, render_issue
+    from mailer.render.compiler import Branding, render_issue
+    from mailer.render.message import build_preview_message
 
     rendered = render_issue(issue or _sample_issue(), Branding.from_settings(settings, newsletter))
     base = settings.public_base
@@ -236,7 +236,7 @@ def sample_message(
 
 
 def _sample_issue() -> Any:
-    from mailer.issue import Issue, Item
+    from mailer.issue.model import Issue, Item
 
     topics = ("trade", "energy", "technology", "cities", "diplomacy", "markets", "law")
     items = tuple(

@@ -237,7 +237,7 @@ def parse_payload(payload: str | bytes | Mapping[str, Any]) -> SESEvent | SetupN
     """A bare event, an SNS envelope (``Message`` is the event as a string) or an SQS body.
 
     The envelope is NOT verified here: callers that received it over the network verify
-    it with :class:`mailer.sns.SNSVerifier` first, then call :func:`parse_message_text`.
+    it with :class:`mailer.feedback.sns.SNSVerifier` first, then call :func:`parse_message_text`.
     """
     if isinstance(payload, (str, bytes)):
         text = _decode(payload)

@@ -2,14 +2,14 @@
 
 Two input formats produce the same :class:`Issue`; each is documented in its own module:
 
-* the upstream *brief* format (``mailer.issue_formats.brief``), a line-oriented plain-text
+* the upstream *brief* format (``mailer.issue.brief``), a line-oriented plain-text
   file: subject, teaser, intro, then title / source / summary / URL per item, then closing;
-* *Markdown* with YAML front matter (``mailer.issue_formats.markdown``) for hand-written
+* *Markdown* with YAML front matter (``mailer.issue.markdown``) for hand-written
   issues.
 
 ``fmt=None`` auto-detects: a first line of ``---`` (YAML front matter) means Markdown,
 anything else is the brief format. Both formats share these rules
-(``mailer.issue_formats.common``):
+(``mailer.issue.common``):
 
 * the file is UTF-8, with or without a BOM; CRLF, CR, trailing spaces, blank lines and a
   missing final newline are all fine; control characters are rejected;
@@ -31,20 +31,13 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from mailer.errors import InputError, IssueParseError
+from mailer.errors import InputError
 
-__all__ = [
-    "Issue",
-    "Item",
-    "parse_issue_file",
-    "parse_issue_text",
-]
+__all__ = ["Issue", "Item"]
 
 SNAPSHOT_VERSION = 1
-MAX_FILE_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -159,63 +152,6 @@ class Issue:
     def key(self) -> str:
         """sha256 hex of :meth:`canonical_json`: a stable identity for dedup and archive URLs."""
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
-
-
-def parse_issue_text(text: str, *, source: str = "issue", fmt: str | None = None) -> Issue:
-    """Parse an issue from text; ``fmt`` is "brief", "markdown" or None to auto-detect."""
-    from mailer.issue_formats import brief, markdown
-    from mailer.issue_formats.common import detect_format
-
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    chosen = fmt or detect_format(text)
-    parsers = {"brief": brief.parse, "markdown": markdown.parse, "md": markdown.parse}
-    if chosen not in parsers:
-        raise IssueParseError(
-            f"unknown issue format {fmt!r} (use brief or markdown)", source=source
-        )
-    try:
-        return parsers[chosen](text, source=source)
-    except IssueParseError:
-        raise
-    except InputError as err:  # Issue's own checks; the parsers should have caught it first
-        raise IssueParseError(str(err), source=source) from err
-
-
-def parse_issue_file(path: str | Path) -> Issue:
-    """Read an issue file (UTF-8, BOM optional) and parse it; ``.md`` files are Markdown."""
-    p = Path(path)
-    name = str(path)
-    try:
-        with p.open("rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
-    except OSError as err:
-        raise IssueParseError(f"cannot read the file: {err.strerror or err}", source=name) from err
-    if len(data) > MAX_FILE_BYTES:
-        raise IssueParseError(
-            f"the file is over {MAX_FILE_BYTES // (1024 * 1024)} MB; is it really an issue?",
-            source=name,
-        )
-    text = decode_issue_bytes(data, source=name)
-    fmt = "markdown" if p.suffix.lower() in (".md", ".markdown") else None
-    return parse_issue_text(text, source=name, fmt=fmt)
-
-
-def decode_issue_bytes(data: bytes, *, source: str = "issue") -> str:
-    """UTF-8 (BOM optional) to text; undecodable bytes raise with their line and column."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise IssueParseError("the file is UTF-16; save it as UTF-8", line=1, source=source)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        bad = data[err.start : err.start + 1].hex()
-        raise IssueParseError(
-            f"not valid UTF-8 (byte 0x{bad} at column {col}); save the file as UTF-8",
-            line=line,
-            source=source,
-        ) from err
 
 
 # -- validation helpers ---------------------------------------------------------------

@@ -121,7 +121,7 @@ class MessageTemplate:
     ) -> MessageTemplate:
         """Encode everything that does not depend on the reader (once per campaign)."""
         if split is None:
-            from mailer.render import split_template
+            from mailer.render.compiler import split_template
 
             split = split_template
         domain = sending_domain(from_address)

@@ -34,9 +34,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 from sqlalchemy.orm import Session
 
-from mailer.campaigns import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from mailer.errors import NotFoundError
-from mailer.feedback_models import FeedbackEvent
+from mailer.feedback.models import FeedbackEvent
+from mailer.sending.campaigns import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from subscribers.models import (
     ConsentEvent,
     MailingList,

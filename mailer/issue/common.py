@@ -1,7 +1,7 @@
 """Rules both issue formats share: lines, whitespace, URLs, the date, the subject.
 
 Kept apart so the two parsers cannot drift: an issue written in either format must come
-out as the same :class:`~mailer.issue.Issue`.
+out as the same :class:`~mailer.issue.model.Issue`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each message is applied in its own transaction and deleted from the queue only after that
 transaction committed, so a crash at any point re-delivers at most the message in hand, and
-the event's idempotency (``mailer.feedback``) makes the re-delivery harmless.
+the event's idempotency (``mailer.feedback.rules``) makes the re-delivery harmless.
 
 The body is an SNS envelope, or the bare SES event when the subscription uses raw message
 delivery. Verifying the SNS signature is optional here (``verify``): reading the queue
@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.config import Settings
 from mailer.errors import FeedbackError, VerificationError
-from mailer.events import SESEvent, SetupNotice, parse_message_text, parse_payload
-from mailer.feedback import apply_event
-from mailer.feedback_models import PoisonMessage
-from mailer.sns import CertFetcher, SNSVerifier
+from mailer.feedback.events import SESEvent, SetupNotice, parse_message_text, parse_payload
+from mailer.feedback.models import PoisonMessage
+from mailer.feedback.rules import apply_event
+from mailer.feedback.sns import CertFetcher, SNSVerifier
 from subscribers.db import transaction
 from subscribers.models import utcnow
 

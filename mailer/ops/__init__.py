@@ -1,0 +1,1 @@
+"""Operations: delivery statistics, pre-send checks (doctor) and SES provisioning."""
