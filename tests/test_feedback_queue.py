@@ -15,10 +15,10 @@ import boto3
 import pytest
 from sqlalchemy import func, select
 
+from mailer.feedback import queue as feedback_queue
 from mailer.feedback import rules as feedback
 from mailer.feedback.models import FeedbackEvent, PoisonMessage
 from mailer.feedback.queue import QueuePoller
-from mailer.feedback import queue as feedback_queue
 from mailer.sending import campaigns
 from mailer.sending.campaigns import Delivery
 from subscribers import store

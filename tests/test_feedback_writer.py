@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 from mailer.feedback import rules as feedback
+from mailer.feedback import writer as feedback_writer
 from mailer.feedback.events import SESEvent, parse_event
 from mailer.feedback.models import FeedbackEvent
-from mailer.feedback import writer as feedback_writer
 from mailer.feedback.writer import FeedbackWriter
 from tests.conftest import Database
 
