@@ -66,6 +66,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+#: ``__table_args__`` entry of every table with an integer id: SQLite then never hands out
+#: an id again (without AUTOINCREMENT it reuses the highest one after a delete, so an erased
+#: reader's old links would open the next reader's page). PostgreSQL sequences never reuse.
+NEVER_REUSE_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
 
 
 class Base(DeclarativeBase):
@@ -89,6 +93,7 @@ class SuppressionReason(enum.StrEnum):
 
 class MailingList(Base):
     __tablename__ = "mailing_lists"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
@@ -101,6 +106,7 @@ class MailingList(Base):
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -120,6 +126,7 @@ class Subscription(Base):
         UniqueConstraint("subscriber_id", "list_id", name="uq_subscriptions_subscriber_list"),
         CheckConstraint("status IN ('pending', 'active', 'unsubscribed')", name="status"),
         Index("ix_subscriptions_list_status", "list_id", "status"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -131,6 +138,9 @@ class Subscription(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Bumped by every change of ``status``. A confirm link carries the version it was sent
+    #: for, so it works once, and never after a later unsubscribe or a newer opt-in.
+    consent_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
     mailing_list: Mapped[MailingList] = relationship()
@@ -141,6 +151,7 @@ class Suppression(Base):
     person leaves only a tombstone with ``email`` set to NULL."""
 
     __tablename__ = "suppressions"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -165,6 +176,7 @@ class ConsentEvent(Base):
             postgresql_where=text("email_hash IS NOT NULL"),
             sqlite_where=text("email_hash IS NOT NULL"),
         ),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -23,12 +23,15 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from subscribers.models import Base, BigId, JSONType, UTCDateTime, utcnow
+from subscribers.models import NEVER_REUSE_IDS, Base, BigId, JSONType, UTCDateTime, utcnow
 
 
 class FeedbackEvent(Base):
     __tablename__ = "feedback_events"
-    __table_args__ = (Index("ix_feedback_events_email_type", "email", "event_type"),)
+    __table_args__ = (
+        Index("ix_feedback_events_email_type", "email", "event_type"),
+        NEVER_REUSE_IDS,
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     sns_message_id: Mapped[str | None] = mapped_column(String(100), unique=True)
@@ -63,6 +66,7 @@ class SoftBounceCounter(Base):
 
 class PoisonMessage(Base):
     __tablename__ = "feedback_poison"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     source: Mapped[str] = mapped_column(String(1024))

@@ -777,7 +777,7 @@ def queue_depths(session: Session) -> dict[int, int]:
         .where(Delivery.status.in_(_PENDING))
         .group_by(Delivery.campaign_id)
     )
-    return {cid: n for cid, n in rows}
+    return {cid: n for cid, n in rows if cid is not None}  # confirmation mails: no campaign
 
 
 def send_rate(session: Session, *, window: float = 60.0, now: datetime | None = None) -> float:

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from mailer.errors import ConflictError, NotFoundError
 from subscribers.models import (
+    NEVER_REUSE_IDS,
     Base,
     BigId,
     JSONType,
@@ -74,6 +75,7 @@ class Campaign(Base):
             "status IN ('scheduled', 'sending', 'paused', 'done', 'cancelled', 'expired')",
             name="status",
         ),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -112,10 +114,18 @@ class Delivery(Base):
         CheckConstraint(
             "status IN ('queued', 'sending', 'sent', 'failed', 'skipped')", name="status"
         ),
+        # an issue belongs to a campaign; a confirmation mail (double opt-in) to none
+        CheckConstraint(
+            "(kind = 'issue' AND campaign_id IS NOT NULL)"
+            " OR (kind = 'confirm' AND campaign_id IS NULL)",
+            name="kind",
+        ),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16), default="issue", server_default="issue")
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
     )

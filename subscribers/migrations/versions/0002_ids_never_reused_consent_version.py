@@ -1,0 +1,127 @@
+"""ids never reused, consent version, confirmation mails in the ledger
+
+* SQLite: every table with an integer id is rebuilt with ``AUTOINCREMENT``, so a deleted
+  (erased) reader's id is never handed to the next reader and old links open nothing.
+  Ids already freed before this migration cannot be recovered. PostgreSQL sequences never
+  reuse ids, so nothing changes there.
+* ``subscriptions.consent_version``: bumped by every status change; confirm links carry it.
+* ``deliveries.kind`` (``issue`` | ``confirm``) and ``deliveries.campaign_id`` nullable:
+  a confirmation mail is a delivery of its own, so feedback on it matches a row.
+
+SQLite rebuilds a table by copy, drop, rename. Dropping a parent with foreign keys on
+would cascade into its children, so keys are switched off for the rebuild; SQLite ignores
+that inside a transaction, which only happens here on a new, empty database (right after
+0001), where nothing can cascade; a non-empty database in that state is refused. The
+connection gets its keys back when it returns to its pool.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-01 09:00:00
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+#: parents before children
+_ID_TABLES = (
+    "mailing_lists",
+    "subscribers",
+    "suppressions",
+    "subscriptions",
+    "consent_events",
+    "campaigns",
+    "deliveries",
+    "feedback_events",
+    "feedback_poison",
+)
+_KIND_CHECK = (
+    "(kind = 'issue' AND campaign_id IS NOT NULL) OR (kind = 'confirm' AND campaign_id IS NULL)"
+)
+
+
+def _sqlite_keys_off(conn: sa.Connection) -> None:
+    """Switch foreign keys off for the rebuild, and back on when the connection goes back
+    to its pool (a PRAGMA inside the migration's transaction would be ignored)."""
+    if not conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
+        return
+    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    if conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
+        for table in _ID_TABLES:
+            if conn.execute(sa.select(sa.table(table, sa.column("id"))).limit(1)).first():
+                raise RuntimeError(
+                    "migration 0002 must rebuild SQLite tables with foreign keys off; "
+                    "run it outside a transaction (mailer db upgrade)"
+                )
+        return
+    ours = id(conn.connection.dbapi_connection)
+
+    def keys_on(dbapi_conn: Any, _record: Any) -> None:
+        if id(dbapi_conn) == ours:
+            dbapi_conn.execute("PRAGMA foreign_keys=ON")
+
+    sa.event.listen(conn.engine.pool, "checkin", keys_on)
+
+
+def upgrade() -> None:
+    conn = op.get_bind()
+    if conn.dialect.name != "sqlite":
+        op.add_column(
+            "subscriptions",
+            sa.Column("consent_version", sa.Integer(), server_default="0", nullable=False),
+        )
+        op.add_column(
+            "deliveries",
+            sa.Column("kind", sa.String(length=16), server_default="issue", nullable=False),
+        )
+        op.alter_column("deliveries", "campaign_id", existing_type=sa.Integer(), nullable=True)
+        op.create_check_constraint(op.f("ck_deliveries_kind"), "deliveries", _KIND_CHECK)
+        return
+    _sqlite_keys_off(conn)
+    for table in _ID_TABLES:
+        with op.batch_alter_table(
+            table, recreate="always", table_kwargs={"sqlite_autoincrement": True}
+        ) as batch:
+            if table == "subscriptions":
+                batch.add_column(
+                    sa.Column("consent_version", sa.Integer(), server_default="0", nullable=False)
+                )
+            elif table == "deliveries":
+                batch.add_column(
+                    sa.Column("kind", sa.String(length=16), server_default="issue", nullable=False)
+                )
+                batch.alter_column("campaign_id", existing_type=sa.Integer(), nullable=True)
+                batch.create_check_constraint(op.f("ck_deliveries_kind"), _KIND_CHECK)
+    problems = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if problems:
+        raise RuntimeError(f"migration 0002 left broken foreign keys: {problems[:5]}")
+
+
+def downgrade() -> None:
+    conn = op.get_bind()
+    if conn.dialect.name != "sqlite":
+        op.execute("DELETE FROM deliveries WHERE kind = 'confirm'")
+        op.drop_constraint(op.f("ck_deliveries_kind"), "deliveries", type_="check")
+        op.alter_column("deliveries", "campaign_id", existing_type=sa.Integer(), nullable=False)
+        op.drop_column("deliveries", "kind")
+        op.drop_column("subscriptions", "consent_version")
+        return
+    _sqlite_keys_off(conn)
+    op.execute("DELETE FROM deliveries WHERE kind = 'confirm'")
+    for table in _ID_TABLES:
+        with op.batch_alter_table(
+            table, recreate="always", table_kwargs={"sqlite_autoincrement": False}
+        ) as batch:
+            if table == "subscriptions":
+                batch.drop_column("consent_version")
+            elif table == "deliveries":
+                batch.drop_constraint(op.f("ck_deliveries_kind"), type_="check")
+                batch.alter_column("campaign_id", existing_type=sa.Integer(), nullable=False)
+                batch.drop_column("kind")
