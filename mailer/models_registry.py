@@ -6,7 +6,7 @@ table module is added in exactly one place."""
 from __future__ import annotations
 
 import mailer.feedback.models
-import mailer.sending.campaigns
+import mailer.sending.models
 import subscribers.models
 
-MODULES = (subscribers.models, mailer.sending.campaigns, mailer.feedback.models)
+MODULES = (subscribers.models, mailer.sending.models, mailer.feedback.models)

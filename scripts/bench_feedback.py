@@ -51,7 +51,7 @@ from mailer.config import Settings  # noqa: E402
 from mailer.feedback.events import parse_message_text  # noqa: E402
 from mailer.feedback.models import FeedbackEvent  # noqa: E402
 from mailer.feedback.sns import SNSVerifier  # noqa: E402
-from mailer.sending.campaigns import Delivery  # noqa: E402
+from mailer.sending.models import Delivery  # noqa: E402
 from subscribers import store  # noqa: E402
 from subscribers.db import make_engine, normalize_url, session_factory  # noqa: E402
 from subscribers.migrate import upgrade  # noqa: E402

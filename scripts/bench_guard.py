@@ -44,7 +44,7 @@ from mailer.config import Settings
 from mailer.feedback.models import FeedbackEvent
 from mailer.ops import stats
 from mailer.sending import guard
-from mailer.sending.campaigns import Campaign, Delivery
+from mailer.sending.models import Campaign, Delivery
 from subscribers.db import make_engine, normalize_url, session_factory
 from subscribers.migrate import upgrade
 from subscribers.models import MailingList, Subscriber

@@ -49,7 +49,7 @@ from sqlalchemy import Engine, select, text  # noqa: E402
 
 import mailer.models_registry  # noqa: E402,F401  (all tables on Base.metadata)
 from mailer.config import Settings  # noqa: E402
-from mailer.sending.campaigns import Campaign, Delivery, DeliveryStatus  # noqa: E402
+from mailer.sending.models import Campaign, Delivery, DeliveryStatus  # noqa: E402
 from subscribers import store  # noqa: E402
 from subscribers.db import make_engine, session_factory  # noqa: E402
 from subscribers.models import Subscriber  # noqa: E402

@@ -1,7 +1,7 @@
 """SQLAlchemy 2.0 typed models of the subscriber store.
 
 One declarative ``Base`` holds every table of the project (the campaign tables in
-``mailer.sending.campaigns`` use it too), so one Alembic history covers the whole schema.
+``mailer.sending.models`` use it too), so one Alembic history covers the whole schema.
 Times are stored as UTC and always come back timezone-aware, on SQLite and PostgreSQL alike.
 """
 

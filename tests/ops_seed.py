@@ -45,7 +45,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mailer.feedback.models import FeedbackEvent
-from mailer.sending.campaigns import Campaign, Delivery
+from mailer.sending.models import Campaign, Delivery
 from subscribers import store
 from subscribers.models import (
     ConsentEvent,

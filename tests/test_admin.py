@@ -153,7 +153,7 @@ def test_dashboard(admin: Admin, seeded: Seeded) -> None:
 
 
 def test_dashboard_shows_a_guard_pause(db: Database, admin: Admin, seeded: Seeded) -> None:
-    from mailer.sending.campaigns import Campaign
+    from mailer.sending.models import Campaign
 
     with db.sessions.begin() as s:
         c = s.get(Campaign, seeded.c2)

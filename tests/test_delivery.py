@@ -15,8 +15,8 @@ from sqlalchemy import select
 from mailer.errors import ConflictError
 from mailer.render.tokens import Signer
 from mailer.sending import campaigns as camp
-from mailer.sending.campaigns import Delivery
 from mailer.sending.engine import Engine
+from mailer.sending.models import Delivery
 from mailer.transports import make_transport
 from subscribers import store
 from tests.conftest import Database

@@ -16,7 +16,7 @@ from mailer.config import Settings
 from mailer.feedback import rules as feedback
 from mailer.feedback.events import SESEvent, parse_event
 from mailer.feedback.models import FeedbackEvent, SoftBounceCounter
-from mailer.sending.campaigns import Campaign, Delivery
+from mailer.sending.models import Campaign, Delivery
 from subscribers import store
 from subscribers.models import ConsentEvent, Subscription, Suppression
 from tests.conftest import Database

@@ -20,7 +20,7 @@ from mailer.feedback import rules as feedback
 from mailer.feedback.models import FeedbackEvent, PoisonMessage
 from mailer.feedback.queue import QueuePoller
 from mailer.sending import campaigns
-from mailer.sending.campaigns import Delivery
+from mailer.sending.models import Delivery
 from subscribers import store
 from subscribers.models import Subscriber, Subscription
 from tests.conftest import Database

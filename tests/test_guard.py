@@ -22,8 +22,8 @@ from mailer.errors import ConflictError, NotFoundError
 from mailer.feedback.models import FeedbackEvent
 from mailer.feedback.rules import apply_payload
 from mailer.sending import campaigns, guard
-from mailer.sending.campaigns import Campaign, Delivery
 from mailer.sending.engine import PIPELINE, RECORDS_AHEAD, Engine, Progress
+from mailer.sending.models import Campaign, Delivery
 from mailer.transports import make_transport
 from subscribers import store
 from tests.conftest import Database

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 from starlette.requests import Request
 
-from mailer.sending.campaigns import Campaign, Delivery
+from mailer.sending.models import Campaign, Delivery
 from mailer.web.app import create_app
 from mailer.web.metrics import app_metrics, record_webhook_verification_failure
 from tests.conftest import Database

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import update
 
-from mailer.sending.campaigns import Campaign
+from mailer.sending.models import Campaign
 from mailer.web.urls import archive_url
 from subscribers import store
 from tests.conftest import Database

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from mailer.feedback.models import FeedbackEvent
 from mailer.feedback.sns import SNSVerifier
-from mailer.sending.campaigns import Campaign, Delivery
+from mailer.sending.models import Campaign, Delivery
 from mailer.web.webhooks import MAX_BODY, ses_webhook_router
 from subscribers import store
 from subscribers.models import ConsentEvent, Subscription, Suppression

@@ -28,7 +28,7 @@ from sqlalchemy import func, select, update
 
 from mailer.feedback.models import FeedbackEvent
 from mailer.sending import campaigns
-from mailer.sending.campaigns import Delivery
+from mailer.sending.models import Delivery
 from subscribers import store
 from subscribers.models import ConsentEvent, Subscriber, Subscription, Suppression
 from tests.conftest import Database

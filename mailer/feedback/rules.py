@@ -48,7 +48,7 @@ from mailer.feedback.events import (
     parse_payload,
 )
 from mailer.feedback.models import FeedbackEvent, SoftBounceCounter
-from mailer.sending.campaigns import Delivery, DeliveryStatus
+from mailer.sending.models import Delivery, DeliveryStatus
 from subscribers import store
 from subscribers.addresses import normalize_email
 from subscribers.models import StoreMeta, Suppression, SuppressionReason, utcnow

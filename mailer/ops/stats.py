@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from mailer.errors import NotFoundError
 from mailer.feedback.models import FeedbackEvent
-from mailer.sending.campaigns import Campaign, CampaignStatus, Delivery, DeliveryStatus
+from mailer.sending.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from subscribers.models import (
     ConsentEvent,
     MailingList,

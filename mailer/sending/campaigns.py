@@ -12,146 +12,28 @@ after, so a crash loses nobody (DESIGN.md principle 2).
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    CheckConstraint,
-    ForeignKey,
-    Index,
-    Integer,
-    Select,
-    String,
-    Text,
-    UniqueConstraint,
-    exists,
-    func,
-    insert,
-    literal,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy import Select, exists, func, insert, literal, select, text, update
+from sqlalchemy.orm import Session
 
-from mailer.errors import ConflictError, NotFoundError
+from mailer.errors import ConflictError
+from mailer.sending.models import (
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    get_campaign,
+)
 from subscribers.models import (
-    NEVER_REUSE_IDS,
-    Base,
-    BigId,
-    JSONType,
     MailingList,
     Subscriber,
     Subscription,
     Suppression,
-    UTCDateTime,
     utcnow,
 )
-
-
-class CampaignStatus(enum.StrEnum):
-    SCHEDULED = "scheduled"
-    SENDING = "sending"
-    PAUSED = "paused"
-    DONE = "done"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-
-
-class DeliveryStatus(enum.StrEnum):
-    QUEUED = "queued"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-class Campaign(Base):
-    __tablename__ = "campaigns"
-    __table_args__ = (
-        CheckConstraint(
-            "status IN ('scheduled', 'sending', 'paused', 'done', 'cancelled', 'expired')",
-            name="status",
-        ),
-        NEVER_REUSE_IDS,
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_lists.id", ondelete="RESTRICT"))
-    issue_key: Mapped[str] = mapped_column(String(64), index=True)
-    subject: Mapped[str] = mapped_column(String(998))
-    issue: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    html: Mapped[str] = mapped_column(Text)
-    text: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.SCHEDULED.value)
-    pause_reason: Mapped[str | None] = mapped_column(Text)
-    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    # Shared pacing cursor: each claim reserves its send slot here, so the campaign's rate
-    # holds across any number of workers.
-    rate_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # Set by `campaigns resume --force`: ops looked at a reputation-guard pause.
-    guard_ack_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # The web edition (no personal links), served by the archive.
-    archive_html: Mapped[str] = mapped_column(Text, default="")
-    # Rows found claimed by a dead worker and claimed again: at most these were sent twice.
-    reclaimed: Mapped[int] = mapped_column(Integer, default=0)
-
-    mailing_list: Mapped[MailingList] = relationship()
-
-
-class Delivery(Base):
-    __tablename__ = "deliveries"
-    __table_args__ = (
-        UniqueConstraint("campaign_id", "subscriber_id", name="uq_deliveries_campaign_subscriber"),
-        # claims scan one campaign's queued rows in id order
-        Index("ix_deliveries_campaign_status", "campaign_id", "status", "id"),
-        CheckConstraint(
-            "status IN ('queued', 'sending', 'sent', 'failed', 'skipped')", name="status"
-        ),
-        # an issue belongs to a campaign; a confirmation mail (double opt-in) to none
-        CheckConstraint(
-            "(kind = 'issue' AND campaign_id IS NOT NULL)"
-            " OR (kind = 'confirm' AND campaign_id IS NULL)",
-            name="kind",
-        ),
-        NEVER_REUSE_IDS,
-    )
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16), default="issue", server_default="issue")
-    subscriber_id: Mapped[int | None] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
-    )
-    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.QUEUED.value)
-    worker: Mapped[str | None] = mapped_column(String(64))
-    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    message_id: Mapped[str | None] = mapped_column(String(255), index=True)
-    error_class: Mapped[str | None] = mapped_column(String(64))
-    error: Mapped[str | None] = mapped_column(Text)
-
-
-class Lease(Base):
-    """A named, expiring lock (one SQLite worker at a time; scheduler leadership)."""
-
-    __tablename__ = "leases"
-
-    name: Mapped[str] = mapped_column(String(128), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(128))
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-# -- queries and state changes -----------------------------------------------------------
-# (kept beside the models; the send engine is in mailer.sending.engine)
 
 
 def archive_url(base_url: str, list_slug: str, issue_key: str) -> str:
@@ -269,13 +151,6 @@ def analyze(session: Session, *tables: str) -> None:
         session.execute(text("ANALYZE " + ", ".join(tables)))
     else:
         session.execute(text("ANALYZE"))
-
-
-def get_campaign(session: Session, campaign_id: int) -> Campaign:
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise NotFoundError(f"no campaign {campaign_id}")
-    return campaign
 
 
 def latest(session: Session, limit: int = 20) -> list[Campaign]:

@@ -65,7 +65,7 @@ from mailer.errors import (
 from mailer.render.compiler import clean_field
 from mailer.render.message import MessageTemplate
 from mailer.render.tokens import Signer
-from mailer.sending.campaigns import Campaign, CampaignStatus, Delivery, DeliveryStatus, Lease
+from mailer.sending.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Lease
 from mailer.transports.base import OutgoingMessage, SendResult, Transport
 from subscribers.db import InlineExecutor
 from subscribers.models import (

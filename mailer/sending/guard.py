@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from mailer.config import Settings
 from mailer.errors import NotFoundError
 from mailer.feedback.models import FeedbackEvent
-from mailer.sending.campaigns import Campaign, Delivery
+from mailer.sending.models import Campaign, Delivery
 from subscribers.models import utcnow
 
 __all__ = [

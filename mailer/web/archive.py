@@ -27,7 +27,7 @@ from mailer.config import Settings
 from mailer.errors import InputError, NotFoundError
 from mailer.issue.model import Issue
 from mailer.render.compiler import RenderedIssue, date_label
-from mailer.sending.campaigns import Campaign
+from mailer.sending.models import Campaign
 from mailer.web.common import all_lists, list_by_slug
 from mailer.web.feed import FeedEntry, FeedInfo, atom_feed
 from mailer.web.security import ARCHIVE_CSP

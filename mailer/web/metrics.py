@@ -43,7 +43,7 @@ from starlette.responses import Response
 
 from mailer.feedback.models import FeedbackEvent
 from mailer.ops import stats
-from mailer.sending.campaigns import Campaign, CampaignStatus, Delivery, DeliveryStatus
+from mailer.sending.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from mailer.web.admin import check_admin_auth
 from mailer.web.state import WebState, web_state
 from subscribers.models import Suppression
