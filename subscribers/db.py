@@ -3,19 +3,38 @@ several workers share. Built on demand, never at import time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Dialect,
+    Engine,
+    any_,
+    bindparam,
+    cast,
+    create_engine,
+    event,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
+from sqlalchemy.sql import sqltypes
 
 from mailer.errors import ConfigError
 
 T = TypeVar("T")
+#: what can say which database it talks to
+Bind: TypeAlias = Engine | Connection | Session
 
 
 def normalize_url(url: str) -> str:
@@ -52,8 +71,61 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
+def is_sqlite(bind: Bind) -> bool:
+    """True on SQLite: one writer at a time, no row locks, no arrays. The one place that
+    asks a database which it is (a session asks the engine or connection it is bound to)."""
+    return _dialect(bind).name == "sqlite"
+
+
+def id_in(
+    column: QueryableAttribute[Any],
+    ids: Collection[Any],
+    bind: Bind,
+    *,
+    as_json: bool = False,
+    semijoin: bool = False,
+) -> ColumnElement[bool]:
+    """``column IN ids``, in the shape each database plans best.
+
+    Default (integer ids, a batch of at most a few thousand): SQLite gets an IN list;
+    PostgreSQL ``column = ANY(:ids)`` with the ids as one bigint array parameter, so the
+    statement is the same for every batch (an IN list of 1,000 placeholders was re-parsed by
+    the driver for each one).
+
+    ``as_json`` (strings or numbers, any count: the importer's chunks): the values travel as
+    one JSON array parameter, taken apart by the database (SQLite ``json_each``, PostgreSQL
+    ``jsonb_array_elements_text`` cast to the column's type). On PostgreSQL that is ``=
+    ANY(ARRAY(subquery))``, an index condition whatever the table's statistics say (IN
+    (subquery) was planned as a scan of the whole ledger while it grew during an import).
+    Where the table is small that is a sequential scan testing every row against every
+    value (13 ms a chunk on 400 suppressions), so a table that does not grow meanwhile (the
+    suppression list) is asked with ``semijoin``: IN (subquery), which the planner hashes
+    for a small table and probes by index for a big one. Another database gets a plain IN.
+    """
+    if not as_json:
+        if is_sqlite(bind):
+            return column.in_(ids)
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(BigInteger)))
+    name = _dialect(bind).name
+    doc = literal(json.dumps(list(ids)))
+    if name == "sqlite":
+        return column.in_(select(func.json_each(doc).table_valued("value").c.value))
+    if name == "postgresql":
+        value: ColumnElement[Any] = (
+            func.jsonb_array_elements_text(cast(doc, JSONB)).table_valued("value").c.value
+        )
+        if not isinstance(column.type, sqltypes.String):  # text compares with varchar
+            value = cast(value, column.type)
+        if semijoin:
+            return column.in_(select(value))
+        return column == any_(func.array(select(value).scalar_subquery()))
+    return column.in_(list(ids))
+
+
+def _dialect(bind: Bind) -> Dialect:
+    if isinstance(bind, Session):
+        bind = bind.get_bind()
+    return bind.dialect
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -32,31 +32,25 @@ from typing import IO, Any, TypeVarTuple
 
 from sqlalchemy import (
     Column,
-    ColumnElement,
     Connection,
     Dialect,
     Row,
     Select,
     Table,
-    any_,
     bindparam,
-    cast,
     delete,
-    func,
     insert,
-    literal,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
 from sqlalchemy.pool import SingletonThreadPool
 from sqlalchemy.sql import sqltypes
 
 from mailer.errors import InputError
 from subscribers.addresses import try_normalize
-from subscribers.db import InlineExecutor
+from subscribers.db import InlineExecutor, id_in, is_sqlite
 from subscribers.models import (
     Base,
     ConsentEvent,
@@ -498,7 +492,7 @@ def _insert_rows(
         result = conn.exec_driver_sql(sql + tail, pg_params)
         return list(result.all()) if returning else []
     mark = _MARKS.get(dialect.paramstyle)
-    if dialect.name == "sqlite" and mark is not None:
+    if is_sqlite(conn) and mark is not None:
         sql, lite_params = _sqlite_insert(table, columns, constants, dialect, mark)
         result = conn.exec_driver_sql(sql + tail, lite_params)
         return list(result.all()) if returning else []
@@ -624,41 +618,10 @@ def _select_in(
     *,
     semijoin: bool = False,
 ) -> list[Row[*_Ts]]:
-    """The rows of ``query`` where ``column`` is one of ``values`` (strings or numbers)."""
-    return list(conn.execute(query.where(_in(conn, column, values, semijoin=semijoin))))
-
-
-def _in(
-    conn: Connection,
-    column: QueryableAttribute[Any],
-    values: Collection[Any],
-    *,
-    semijoin: bool = False,
-) -> ColumnElement[bool]:
-    """``column IN values`` with the values as one JSON array parameter where the database
-    can expand it (one statement shape for any number of values).
-
-    PostgreSQL: ``= ANY(ARRAY(subquery))`` by default, an index condition whatever the
-    table's statistics say (IN (subquery) was planned as a scan of the whole ledger while it
-    grew during the import). But where the table is small that is a sequential scan testing
-    every row against every value (13 ms a chunk on 400 suppressions), so a table that does
-    not grow during the import (the suppression list) is asked with ``semijoin``: IN
-    (subquery), which the planner hashes for a small table and probes by index for a big one.
-    """
-    dialect = conn.dialect.name
-    doc = literal(json.dumps(list(values)))
-    if dialect == "sqlite":
-        return column.in_(select(func.json_each(doc).table_valued("value").c.value))
-    if dialect == "postgresql":
-        value: ColumnElement[Any] = (
-            func.jsonb_array_elements_text(cast(doc, JSONB)).table_valued("value").c.value
-        )
-        if not isinstance(column.type, sqltypes.String):  # text compares with varchar
-            value = cast(value, column.type)
-        if semijoin:
-            return column.in_(select(value))
-        return column == any_(func.array(select(value).scalar_subquery()))
-    return column.in_(list(values))
+    """The rows of ``query`` where ``column`` is one of ``values`` (strings or numbers; see
+    :func:`subscribers.db.id_in` for the shapes and ``semijoin``)."""
+    where = id_in(column, values, conn, as_json=True, semijoin=semijoin)
+    return list(conn.execute(query.where(where)))
 
 
 def _processor(column: Column[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
