@@ -59,7 +59,7 @@ def test_valid_confirmations_are_accepted(sns_signer: SNSSigner, kind: str, vers
 
 
 def test_china_partition_host_is_accepted(sns_signer: SNSSigner) -> None:
-    url = "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-cn.pem"
+    url = f"https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-{'c0' * 16}.pem"
     sns_signer.served[url] = sns_signer.cert_pem
     envelope = sns_signer.sign(
         {k: v for k, v in sns_signer.notification(EVENT).items() if k != "SigningCertURL"}
@@ -336,7 +336,7 @@ def test_cert_dir_miss_falls_back_to_fetch(sns_signer: SNSSigner, tmp_path: Path
 
 
 def test_fetch_failure_is_a_verification_error(sns_signer: SNSSigner) -> None:
-    url = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-unknown.pem"
+    url = f"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-{'0' * 32}.pem"
     envelope = sns_signer.sign(sns_signer.notification(EVENT) | {"SigningCertURL": url})
     with pytest.raises(VerificationError, match="could not fetch signing certificate"):
         verifier(sns_signer).verify(envelope)

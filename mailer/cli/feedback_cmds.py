@@ -13,10 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
+from mailer import safejson
 from mailer.cli.app import app
 from mailer.cli.context import AppContext, app_context
 from mailer.cli.store_cmds import suppressions_app
-from mailer.errors import ConfigError, FeedbackError, InputError, MailerError
+from mailer.errors import ConfigError, InputError, MailerError
 
 feedback_app = typer.Typer(
     help="Bounces and complaints: take SES events in from a queue or from files.",
@@ -101,7 +102,12 @@ def feedback_ingest(
     counts = {"applied": 0, "duplicate": 0, "notice": 0}
     errors: list[str] = []
     for path in files:
-        for where, payload in _payloads(path):
+        try:
+            payloads = list(_payloads(path))
+        except MailerError as err:  # unreadable, or JSON too deep or absurd: the whole file
+            errors.append(str(err))
+            continue
+        for where, payload in payloads:
             try:
                 with actx.sessions.begin() as session:
                     outcome = apply_payload(session, payload, actx.settings)
@@ -152,9 +158,8 @@ def _payloads(path: Path) -> Iterator[tuple[str, Any]]:
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: cannot read: {err}") from err
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = None
+        data = safejson.loads(text, what=f"{path}")
+    except safejson.JSONSyntaxError:
         lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
         if len(lines) < 2:  # not JSON Lines either: hand it on, the parser names the problem
             yield str(path), text
@@ -168,7 +173,7 @@ def _payloads(path: Path) -> Iterator[tuple[str, Any]]:
     elif isinstance(data, (dict, str)):
         yield str(path), data
     else:
-        raise FeedbackError(f"{path}: expected a JSON object or array of events")
+        raise InputError(f"{path}: expected a JSON object or array of events")
 
 
 def _sqs_client(actx: AppContext, queue_url: str, endpoint_url: str | None) -> Any:

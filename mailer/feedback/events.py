@@ -14,13 +14,13 @@ event is kept on the record for the audit trail.
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mailer.errors import FeedbackError
+from mailer import safejson
+from mailer.errors import FeedbackError, InputError
 
 __all__ = [
     "SETUP_TEXT",
@@ -511,10 +511,12 @@ def _decode(payload: str | bytes) -> str:
 
 
 def _load_json(text: str, what: str) -> Any:
+    """The border's safe loader; its InputError (not JSON, too deep, absurd numbers) becomes
+    this module's FeedbackError with the same message."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise FeedbackError(f"{what} is not JSON: {err}") from err
+        return safejson.loads(text, what=what)
+    except InputError as err:
+        raise FeedbackError(str(err)) from err
 
 
 def _obj(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:

@@ -18,7 +18,6 @@ again after ``retry_delay`` seconds.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -27,8 +26,9 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailer import safejson
 from mailer.config import Settings
-from mailer.errors import FeedbackError, VerificationError
+from mailer.errors import FeedbackError, InputError, VerificationError
 from mailer.feedback.events import SESEvent, SetupNotice, parse_message_text, parse_payload
 from mailer.feedback.models import PoisonMessage
 from mailer.feedback.rules import apply_event
@@ -168,15 +168,15 @@ class QueuePoller:
             if self.verifier is None:
                 return parse_payload(body)
             return self._verified(body)
-        except (FeedbackError, VerificationError) as err:
+        except (FeedbackError, InputError, VerificationError) as err:
             raise _Poison(f"{type(err).__name__}: {err}") from err
 
     def _verified(self, body: str) -> SESEvent | SetupNotice:
         assert self.verifier is not None
         try:
-            envelope = json.loads(body)
-        except json.JSONDecodeError as err:
-            raise VerificationError("SNS verification is on but the body is not JSON") from err
+            envelope = safejson.loads(body, what="SQS message body")
+        except InputError as err:
+            raise VerificationError(f"SNS verification is on but {err}") from err
         if not isinstance(envelope, dict) or envelope.get("Type") not in _SNS_TYPES:
             raise VerificationError(
                 "SNS verification is on but the body is not an SNS envelope "

@@ -8,8 +8,9 @@ forged message never makes us fetch a URL it chose.
 
 Trust rules (DESIGN.md, issue 6):
 
-- ``SigningCertURL`` is ``https://sns.<region>.amazonaws.com[.cn]/<name>.pem`` exactly:
-  no other scheme, host, port, user info, query or fragment.
+- ``SigningCertURL`` is ``https://sns.<region>.amazonaws.com[.cn]/SimpleNotificationService-
+  <32 hex>.pem`` exactly (the shape of every certificate SNS has used): no other scheme,
+  host, port, user info, path, query or fragment.
 - ``SignatureVersion`` 1 is SHA1withRSA, 2 is SHA256withRSA, over the documented
   string-to-sign of the message's ``Type``.
 - The certificate must be valid at the message's ``Timestamp``.
@@ -18,10 +19,13 @@ Trust rules (DESIGN.md, issue 6):
 - Messages older than ``MAILER_SNS_MAX_AGE`` seconds are rejected (0 disables the age and
   clock-skew checks, for replays).
 
-Certificates are cached in memory by URL (thread-safe); ``MAILER_SNS_CERT_DIR`` holds
-pre-seeded PEM files named like the URL's last path segment, consulted before any fetch,
-for hosts that cannot reach AWS. The fetcher, the subscription-confirmation GET and the
-clock are injectable seams.
+Certificates come from a :class:`~mailer.feedback.sns_certs.CertificateStore`: cached by
+URL, failures cached for a while, fetched once per URL on a small pool of their own with a
+timeout (a flood of forged URLs costs a bounded amount and stalls no request thread);
+``MAILER_SNS_CERT_DIR`` holds pre-seeded PEM files named like the URL's last path segment,
+consulted before any fetch, for hosts that cannot reach AWS. :meth:`SNSVerifier.verify`
+blocks for a fetch; :meth:`SNSVerifier.verify_async` awaits it. The fetcher, the
+subscription-confirmation GET and the clock are injectable seams.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,9 +47,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from mailer.config import Settings
 from mailer.errors import ConfirmationError, VerificationError
+from mailer.feedback.sns_certs import CertFetcher, CertificateStore, CertificateUnavailable
 
 __all__ = [
     "CertFetcher",
+    "CertificateUnavailable",
     "Clock",
     "SNSMessage",
     "SNSVerifier",
@@ -54,9 +59,6 @@ __all__ = [
     "is_sns_host",
     "string_to_sign",
 ]
-
-CertFetcher = Callable[[str], bytes]
-"""Given a (validated) certificate URL, return the PEM bytes or raise."""
 
 Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware."""
@@ -82,12 +84,11 @@ _SUBSCRIPTION_FIELDS = ("SubscribeURL", "Token")
 # sns.<region>.amazonaws.com or sns.<region>.amazonaws.com.cn; region like us-east-1,
 # cn-north-1, us-gov-west-1, ap-southeast-2.
 _SNS_HOST = re.compile(r"sns\.[a-z]{2}(?:-[a-z]+)+-\d{1,2}\.amazonaws\.com(?:\.cn)?", re.ASCII)
-_CERT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.pem", re.ASCII)
+_CERT_PATH = re.compile(r"/SimpleNotificationService-[0-9a-f]{32}\.pem", re.ASCII)
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z", re.ASCII)
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 _CLOCK_SKEW = timedelta(minutes=5)
-_CACHE_LIMIT = 64
-_FETCH_TIMEOUT = 5.0
+_CONFIRM_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -140,12 +141,15 @@ def _default_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def _httpx_fetch(url: str) -> bytes:
-    import httpx  # imported on first fetch only: most runs hit the cache or cert dir
+@dataclass(frozen=True)
+class _Checked:
+    """An envelope that passed every check that needs no certificate."""
 
-    response = httpx.get(url, timeout=_FETCH_TIMEOUT, follow_redirects=False)
-    response.raise_for_status()
-    return response.content
+    envelope: Mapping[str, Any]
+    version: str
+    timestamp: datetime
+    signature: bytes
+    cert_url: str
 
 
 class SNSVerifier:
@@ -156,19 +160,36 @@ class SNSVerifier:
         settings: Settings,
         fetch_cert: CertFetcher | None = None,
         clock: Clock | None = None,
+        *,
+        certificates: CertificateStore | None = None,
     ) -> None:
         self.topics = frozenset(settings.sns_topic_arns)
         self.production = settings.production
         self.max_age = settings.sns_max_age
-        self.cert_dir = Path(settings.sns_cert_dir) if settings.sns_cert_dir else None
-        self.fetch_cert: CertFetcher = fetch_cert or _httpx_fetch
         self.clock: Clock = clock or _default_clock
-        self._certs: dict[str, x509.Certificate] = {}
-        self._lock = threading.Lock()
-        self.fetches = 0  # how many times the fetcher was called (ops and benchmarks)
+        self.certificates = certificates or CertificateStore(
+            fetch_cert,
+            cert_dir=Path(settings.sns_cert_dir) if settings.sns_cert_dir else None,
+        )
+
+    @property
+    def fetches(self) -> int:
+        """How many times the fetcher was called (ops, tests and benchmarks)."""
+        return self.certificates.fetches
 
     def verify(self, envelope: Mapping[str, Any]) -> SNSMessage:
-        """Return the verified message, or raise VerificationError naming the failed check."""
+        """Return the verified message, or raise VerificationError naming the failed check.
+        Blocks while a certificate is fetched (at most the store's ``wait_timeout``)."""
+        checked = self.check(envelope)
+        return self.finish(checked, self.certificates.get(checked.cert_url))
+
+    async def verify_async(self, envelope: Mapping[str, Any]) -> SNSMessage:
+        """:meth:`verify` for the event loop: a fetch is awaited on the store's own pool."""
+        checked = self.check(envelope)
+        return self.finish(checked, await self.certificates.aget(checked.cert_url))
+
+    def check(self, envelope: Mapping[str, Any]) -> _Checked:
+        """Everything decidable from the envelope alone, before any certificate is loaded."""
         self._check_fields(envelope)
         self._check_type(envelope["Type"])
         version = self._check_version(envelope["SignatureVersion"])
@@ -178,10 +199,14 @@ class SNSVerifier:
         cert_url = envelope["SigningCertURL"]
         self._check_cert_url(cert_url)
         signature = self._decode_signature(envelope["Signature"])
-        certificate = self._certificate(cert_url)
-        self._check_cert_validity(certificate, timestamp)
-        self._check_signature(certificate, signature, string_to_sign(envelope), version)
-        return self._message(envelope, timestamp)
+        return _Checked(envelope, version, timestamp, signature, cert_url)
+
+    def finish(self, checked: _Checked, certificate: x509.Certificate) -> SNSMessage:
+        """The certificate's validity and the signature itself (CPU only, ~0.1 ms)."""
+        self._check_cert_validity(certificate, checked.timestamp)
+        data = string_to_sign(checked.envelope)
+        self._check_signature(certificate, checked.signature, data, checked.version)
+        return self._message(checked.envelope, checked.timestamp)
 
     # -- one check each -------------------------------------------------------------
 
@@ -247,8 +272,11 @@ class SNSVerifier:
             raise VerificationError(
                 f"SigningCertURL host is not sns.<region>.amazonaws.com: {url!r}"
             )
-        if parts.query or parts.fragment or not _CERT_NAME.fullmatch(_last_segment(parts.path)):
-            raise VerificationError(f"SigningCertURL is not a .pem file: {url!r}")
+        if parts.query or parts.fragment or not _CERT_PATH.fullmatch(parts.path):
+            raise VerificationError(
+                "SigningCertURL is not a .pem file of SNS's form "
+                f"(/SimpleNotificationService-<32 hex>.pem): {url!r}"
+            )
 
     def _decode_signature(self, text: str) -> bytes:
         try:
@@ -280,55 +308,17 @@ class SNSVerifier:
 
     # -- certificates -----------------------------------------------------------------
 
-    def _certificate(self, url: str) -> x509.Certificate:
-        """From the in-memory cache, else the cert dir, else the fetcher (once per URL)."""
-        cached = self._certs.get(url)
-        if cached is not None:
-            return cached
-        with self._lock:
-            cached = self._certs.get(url)
-            if cached is not None:
-                return cached
-            certificate = self._load_certificate(url)
-            if len(self._certs) >= _CACHE_LIMIT:
-                self._certs.pop(next(iter(self._certs)))
-            self._certs[url] = certificate
-            return certificate
-
-    def _load_certificate(self, url: str) -> x509.Certificate:
-        pem = self._pem_from_dir(url)
-        if pem is None:
-            self.fetches += 1
-            try:
-                pem = self.fetch_cert(url)
-            except Exception as err:  # any fetch failure is a verification failure
-                raise VerificationError(
-                    f"could not fetch signing certificate {url}: {err}"
-                ) from err
-        try:
-            return x509.load_pem_x509_certificate(pem)
-        except ValueError as err:
-            raise VerificationError(f"signing certificate {url} is not a PEM certificate") from err
-
-    def _pem_from_dir(self, url: str) -> bytes | None:
-        if self.cert_dir is None:
-            return None
-        path = self.cert_dir / _last_segment(urlsplit(url).path)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as err:
-            raise VerificationError(f"cannot read pre-seeded certificate {path}: {err}") from err
-
     def has_certificate(self, url: object) -> bool:
         """True when verifying a message signed under ``url`` needs no I/O (cached)."""
-        return isinstance(url, str) and url in self._certs
+        return self.certificates.has(url)
 
     def clear_cache(self) -> None:
-        """Forget every cached certificate (tests, benchmarks, certificate rotation)."""
-        with self._lock:
-            self._certs.clear()
+        """Forget every cached certificate and failure (tests, benchmarks, rotation)."""
+        self.certificates.clear()
+
+    def close(self) -> None:
+        """Stop the certificate fetch pool."""
+        self.certificates.close()
 
     # -- result -------------------------------------------------------------------------
 
@@ -350,18 +340,15 @@ class SNSVerifier:
         )
 
 
-def _last_segment(path: str) -> str:
-    return path.rsplit("/", 1)[-1]
-
-
 def _optional_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
 def _httpx_get(url: str) -> str:
+    # Imported here: ~100 ms (-X importtime) that only a SubscriptionConfirmation needs.
     import httpx
 
-    response = httpx.get(url, timeout=_FETCH_TIMEOUT, follow_redirects=False)
+    response = httpx.get(url, timeout=_CONFIRM_TIMEOUT, follow_redirects=False)
     response.raise_for_status()
     return response.text
 

@@ -25,8 +25,9 @@ from cryptography.x509.oid import NameOID
 
 REGION = "us-east-1"
 TOPIC_ARN = f"arn:aws:sns:{REGION}:123456789012:ses-feedback"
-CERT_URL = f"https://sns.{REGION}.amazonaws.com/SimpleNotificationService-0000test.pem"
-EXPIRED_CERT_URL = f"https://sns.{REGION}.amazonaws.com/SimpleNotificationService-expired.pem"
+# SNS's real shape: SimpleNotificationService-<32 hex>.pem (the verifier accepts no other).
+CERT_URL = f"https://sns.{REGION}.amazonaws.com/SimpleNotificationService-{'7e57' * 8}.pem"
+EXPIRED_CERT_URL = f"https://sns.{REGION}.amazonaws.com/SimpleNotificationService-{'dead' * 8}.pem"
 
 _HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
 
