@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from mailer.errors import TransportError
 
@@ -66,6 +66,15 @@ class SendResult:
         return self.error is None
 
 
+class SendQuota(NamedTuple):
+    """What the provider allows (SES's GetAccount): messages per second and per 24 hours (-1:
+    no daily limit), and how many were sent in the last 24 hours."""
+
+    max_send_rate: float
+    max_24h_send: float
+    sent_last_24h: float
+
+
 class Transport(Protocol):
     """A way to send. Implementations must be safe to call from several threads."""
 
@@ -81,5 +90,10 @@ class Transport(Protocol):
     def send(
         self, campaign: CampaignMessage, batch: Sequence[OutgoingMessage]
     ) -> list[SendResult]: ...
+
+    def quota(self) -> SendQuota | None:
+        """The provider's limits, read before each campaign run (the engine paces to the
+        rate and pauses before the daily quota runs out); None where there are none."""
+        ...
 
     def close(self) -> None: ...

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mailer.config import Settings
 from mailer.errors import FatalSendError, RetryableSendError
-from mailer.transports.base import CampaignMessage, OutgoingMessage, SendResult
+from mailer.transports.base import CampaignMessage, OutgoingMessage, SendQuota, SendResult
 
 
 class OutboxTransport:
@@ -58,6 +58,10 @@ class OutboxTransport:
                 error=RetryableSendError(f"outbox: cannot write {final}: {err.strerror}")
             )
         return SendResult(message_id=name)
+
+    def quota(self) -> SendQuota | None:
+        """None: files have no rate or daily limit (``MAILER_SEND_RATE`` still paces)."""
+        return None
 
     def close(self) -> None:
         """Nothing to release."""

@@ -41,7 +41,7 @@ from mailer.errors import (
     TransportError,
 )
 from mailer.render.compiler import split_template
-from mailer.transports.base import CampaignMessage, OutgoingMessage, SendResult
+from mailer.transports.base import CampaignMessage, OutgoingMessage, SendQuota, SendResult
 from mailer.transports.ses_errors import classify, classify_bulk_status
 from mailer.transports.ses_http import RawSend, SesHttp, bulk_base
 from mailer.transports.ses_template import SesTemplate, SplitFn, build_template
@@ -110,7 +110,7 @@ def make_ses_client(settings: Settings, *, session: Any = None) -> SESV2Client:
     return client
 
 
-def ses_send_quota(client: SESV2Client) -> tuple[float, float, float]:
+def ses_send_quota(client: SESV2Client) -> SendQuota:
     """``(max_send_rate, max_24h_send, sent_last_24h)`` from GetAccount, for the limiter.
 
     Values are SES's own: a max_24h of -1 means "no daily limit"."""
@@ -119,7 +119,7 @@ def ses_send_quota(client: SESV2Client) -> tuple[float, float, float]:
     except Exception as err:
         raise classify(err) from err
     quota = account.get("SendQuota", {})
-    return (
+    return SendQuota(
         float(quota.get("MaxSendRate", 0.0)),
         float(quota.get("Max24HourSend", 0.0)),
         float(quota.get("SentLast24Hours", 0.0)),
@@ -203,7 +203,7 @@ class _SesBase:
         # the per-reader calls; the client keeps GetAccount and the rest (see ses_http)
         self.http = SesHttp(client, concurrency=concurrency)
 
-    def quota(self) -> tuple[float, float, float]:
+    def quota(self) -> SendQuota:
         """See :func:`ses_send_quota`."""
         return ses_send_quota(self.client)
 

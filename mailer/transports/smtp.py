@@ -38,7 +38,7 @@ from mailer.errors import (
     RetryableSendError,
     TransportError,
 )
-from mailer.transports.base import CampaignMessage, OutgoingMessage, SendResult
+from mailer.transports.base import CampaignMessage, OutgoingMessage, SendQuota, SendResult
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -240,6 +240,10 @@ class SmtpTransport:
             self._all.discard(conn)
         with contextlib.suppress(OSError):
             conn.close()
+
+    def quota(self) -> SendQuota | None:
+        """None: a relay publishes no rate or daily limit (``MAILER_SEND_RATE`` still paces)."""
+        return None
 
     def close(self) -> None:
         """Say QUIT on every pooled connection."""
