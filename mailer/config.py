@@ -64,6 +64,9 @@ class Settings:
     subscribe_address_limit: int = 3
     subscribe_window: float = 3600.0
     max_body_bytes: int = 1024 * 1024
+    rate_limit_storage: str = "memory://"
+    header_timeout: float = 10.0
+    max_connections: int = 1000
     # sending
     transport: str = "outbox"
     outbox_dir: Path = field(default_factory=lambda: Path.cwd() / "outbox")
@@ -136,6 +139,10 @@ class Settings:
             )
         if self.max_body_bytes < 1024:
             raise ConfigError("MAILER_MAX_BODY_BYTES must be >= 1024")
+        if self.header_timeout <= 0:
+            raise ConfigError("MAILER_HEADER_TIMEOUT must be > 0")
+        if self.max_connections < 1:
+            raise ConfigError("MAILER_MAX_CONNECTIONS must be >= 1")
 
     def require_secret_key(self) -> str:
         """The signing key; in production a missing key is a hard error."""
@@ -172,6 +179,8 @@ def _converter(name: str) -> Callable[[str], Any]:
         "subscribe_address_limit": int,
         "subscribe_window": parse_duration,
         "max_body_bytes": int,
+        "header_timeout": parse_duration,
+        "max_connections": int,
     }
     return kinds.get(name, str)
 

@@ -26,12 +26,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from mailer.config import Settings
+from mailer.feedback.sns import SNSVerifier
 from mailer.render.tokens import Signer
 from mailer.transports.base import Transport
+from mailer.web import admin, archive, metrics, preferences, subscribe, unsubscribe, webhooks
 from mailer.web.csrf import CsrfGuard
 from mailer.web.errors import install_error_handlers
 from mailer.web.pages import STATIC_DIR, Pages
-from mailer.web.ratelimit import SlidingWindow
+from mailer.web.ratelimit import SlidingWindow, make_storage
 from mailer.web.security import BodyLimit, SecurityHeaders
 from mailer.web.state import WebState, system_clock, web_state
 from subscribers.db import make_engine, session_factory
@@ -46,15 +48,19 @@ def create_app(
     *,
     transport: Transport | None = None,
     clock: Callable[[], datetime] | None = None,
+    sns_verifier: SNSVerifier | None = None,
 ) -> FastAPI:
     """The ASGI app for ``mailer serve``.
 
     Raises ConfigError when the settings cannot work (production without
     MAILER_SECRET_KEY). ``transport`` replaces MAILER_TRANSPORT (tests); ``clock`` returns
-    the aware current time (tests move it to expire tokens and rate-limit windows).
+    the aware current time (tests move it to expire tokens and rate-limit windows);
+    ``sns_verifier`` replaces the webhook's (tests and benchmarks inject its certificate
+    fetcher).
     """
     secret = settings.require_secret_key()  # ConfigError in production without a key
     settings.validate()
+    limits_storage = make_storage(settings.rate_limit_storage)  # ConfigError if unusable
     engine = make_engine(settings.database_url)
     state = WebState(
         settings=settings,
@@ -63,17 +69,30 @@ def create_app(
         signer=Signer.from_settings(settings),
         pages=Pages(settings),
         csrf=CsrfGuard(secret, secure=settings.base_url.startswith("https://")),
-        ip_limiter=SlidingWindow(settings.subscribe_ip_limit, settings.subscribe_window),
-        address_limiter=SlidingWindow(settings.subscribe_address_limit, settings.subscribe_window),
+        ip_limiter=SlidingWindow(
+            settings.subscribe_ip_limit,
+            settings.subscribe_window,
+            storage=limits_storage,
+            name="subscribe-ip",
+        ),
+        address_limiter=SlidingWindow(
+            settings.subscribe_address_limit,
+            settings.subscribe_window,
+            storage=limits_storage,
+            name="subscribe-address",
+        ),
         clock=clock or system_clock,
         injected_transport=transport,
     )
+
+    sns = sns_verifier or SNSVerifier(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            sns.close()
             state.close()
 
     app = FastAPI(
@@ -95,19 +114,17 @@ def create_app(
     app.add_middleware(SecurityHeaders, base_url=settings.public_base)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
-    _include_routers(app, state)
+    _include_routers(app, state, sns)
     return app
 
 
-def _include_routers(app: FastAPI, state: WebState) -> None:
+def _include_routers(app: FastAPI, state: WebState, sns: SNSVerifier) -> None:
     """Every router of the app: one line each."""
-    from mailer.web import admin, archive, metrics, preferences, subscribe, unsubscribe, webhooks
-
     app.include_router(subscribe.router)
     app.include_router(unsubscribe.router)
     app.include_router(preferences.router)
     app.include_router(archive.router)
-    app.include_router(webhooks.ses_webhook_router(state.settings, state.sessions))
+    app.include_router(webhooks.ses_webhook_router(state.settings, state.sessions, verifier=sns))
     app.include_router(admin.admin_router())
     app.include_router(metrics.metrics_router())
 

@@ -8,6 +8,8 @@
     TransportError, ConfigError        503   (the service, not the reader, is at fault)
     other MailerError                  500
     HTTPException                      its own status (403 CSRF, 413, 429 ...)
+    database unreachable or locked     503 + Retry-After   (mailer.web.unavailable; also when
+                                                            another error was raised from it)
     request validation                 400
     anything else                      500, logged
 
@@ -37,6 +39,7 @@ from mailer.errors import (
     TransportError,
 )
 from mailer.web.pages import Pages
+from mailer.web.unavailable import RETRY_AFTER, UNAVAILABLE_ERRORS, database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,8 @@ def error_response(
 
 async def _mailer_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MailerError)
+    if database_unavailable(exc):
+        return await _database_unavailable(request, exc)
     status = status_for(exc)
     if status >= 500:
         log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
@@ -128,7 +133,17 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return error_response(request, 400, "Some part of that request is not valid.")
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """The service, not the request, is at fault: come back later (no traceback, one line)."""
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    log.warning("database unavailable (%s): %s", type(exc).__name__, first_line[:200])
+    headers = {"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"}
+    return error_response(request, 503, headers=headers)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
+    if database_unavailable(exc):
+        return await _database_unavailable(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(request, 500)
 
@@ -137,4 +152,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MailerError, _mailer_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for unavailable in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
