@@ -43,6 +43,28 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
+#: What links are signed with when MAILER_SECRET_KEY is unset: fine on a laptop, never for
+#: links that leave it (anyone can compute every reader's links with a published key).
+DEV_SECRET_KEY = "insecure-development-key"  # noqa: S105 - published on purpose, refused below
+#: Production keys: at least this many characters (``mailer keygen`` makes 43 random ones).
+MIN_SECRET_KEY_LEN = 32
+_MIN_DISTINCT_KEY_CHARS = 8
+KEYGEN_HINT = "make one with `mailer keygen`"
+
+
+def weak_key_reason(key: str) -> str | None:
+    """Why ``key`` is too weak to sign links in production, or None when it is fine."""
+    if not key:
+        return "is not set"
+    if key == DEV_SECRET_KEY:
+        return "is the built-in development key"
+    if len(key) < MIN_SECRET_KEY_LEN:
+        return f"is shorter than {MIN_SECRET_KEY_LEN} characters"
+    if len(set(key)) < _MIN_DISTINCT_KEY_CHARS:
+        return "repeats too few characters to be random"
+    return None
+
+
 def default_database_url() -> str:
     """SQLite file in the working directory: the embedded default."""
     return f"sqlite:///{Path.cwd() / 'brief-mailer.db'}"
@@ -60,6 +82,7 @@ class Settings:
     postal_address: str = ""
     # reader web (mailer serve)
     confirm_ttl: float = 7 * 86400.0
+    preferences_ttl: float = 30 * 86400.0
     subscribe_ip_limit: int = 20
     subscribe_address_limit: int = 3
     subscribe_window: float = 3600.0
@@ -143,6 +166,35 @@ class Settings:
             raise ConfigError("MAILER_HEADER_TIMEOUT must be > 0")
         if self.max_connections < 1:
             raise ConfigError("MAILER_MAX_CONNECTIONS must be >= 1")
+        if self.preferences_ttl <= 0:
+            raise ConfigError("MAILER_PREFERENCES_TTL must be > 0")
+        if self.production:
+            self._check_production_keys()
+
+    def _check_production_keys(self) -> None:
+        """A weak key lets anyone compute (or brute-force) every reader's links."""
+        if self.secret_key:
+            reason = weak_key_reason(self.secret_key)
+            if reason is not None:
+                raise ConfigError(
+                    f"MAILER_SECRET_KEY {reason}: production refuses a weak key ({KEYGEN_HINT})"
+                )
+        for old in self.old_secret_keys:
+            if weak_key_reason(old) is not None:
+                raise ConfigError(
+                    "MAILER_OLD_SECRET_KEYS holds a weak key: links signed with it can be "
+                    "forged, so production refuses it (drop it)"
+                )
+
+    def require_real_key(self, doing: str) -> None:
+        """ConfigError unless a key of our own is set: with none, links are signed with the
+        published development key. ``doing`` says what was refused ("send through smtp")."""
+        if not self.secret_key or self.secret_key == DEV_SECRET_KEY:
+            state = "is not set" if not self.secret_key else "is the built-in development key"
+            raise ConfigError(
+                f"MAILER_SECRET_KEY {state}: refusing to {doing}, where anyone could forge "
+                f"readers' links; set it to a random key ({KEYGEN_HINT})"
+            )
 
     def require_secret_key(self) -> str:
         """The signing key; in production a missing key is a hard error."""
@@ -151,8 +203,9 @@ class Settings:
         if self.production:
             raise ConfigError(
                 "MAILER_SECRET_KEY is not set: production mode refuses to sign links without it"
+                f" ({KEYGEN_HINT})"
             )
-        return "insecure-development-key"
+        return DEV_SECRET_KEY
 
     @property
     def public_base(self) -> str:
@@ -175,6 +228,7 @@ def _converter(name: str) -> Callable[[str], Any]:
         "guard_bounce_rate": float,
         "guard_complaint_rate": float,
         "confirm_ttl": parse_duration,
+        "preferences_ttl": parse_duration,
         "subscribe_ip_limit": int,
         "subscribe_address_limit": int,
         "subscribe_window": parse_duration,

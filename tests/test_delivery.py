@@ -78,7 +78,7 @@ def test_outbox_every_reader_once_with_exact_bodies(db: Database) -> None:
         seen.add(to)
         sid = ids[to]
         unsub = f"https://news.example.org/unsubscribe/{signer.sign('unsubscribe', sid, list_id)}"
-        prefs = f"https://news.example.org/preferences/{signer.sign('preferences', sid, list_id)}"
+        prefs = f"https://news.example.org/preferences/{signer.preferences_token(sid, list_id)}"
         assert msg["List-Unsubscribe"] == f"<{unsub}>"
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert msg["Subject"] == rendered.subject

@@ -1,7 +1,11 @@
-"""Signed tokens: round trips, every kind of tampering, purpose, expiry and key rotation."""
+"""Signed tokens: round trips, every kind of tampering, purpose, expiry and key rotation;
+confirm tokens bound to a consent version, preferences tokens that always expire."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -37,27 +41,82 @@ def test_unsubscribe_round_trip_never_expires(signer: Signer) -> None:
     assert claims == Claims("unsubscribe", 123456, 7, None, 0)
 
 
+def _legacy(key: str, payload: str) -> str:
+    """A token as signed before confirm carried a version and preferences an expiry."""
+    mac = hmac.new(key.encode(), payload.encode(), hashlib.sha256).digest()[:16]
+    return f"{payload}.{base64.urlsafe_b64encode(mac)[:22].decode()}"
+
+
 def test_confirm_round_trip_and_expiry(signer: Signer) -> None:
     expires = NOW + timedelta(hours=1)
-    token = signer.sign("confirm", 5, 9, expires_at=expires)
+    token = signer.sign("confirm", 5, 9, expires_at=expires, version=3)
     claims = signer.verify(token, "confirm", now=NOW)
     assert (claims.purpose, claims.subscriber_id, claims.list_id) == ("confirm", 5, 9)
     assert claims.expires_at == expires.replace(microsecond=0)
+    assert claims.version == 3
     with pytest.raises(TokenError, match="expired"):
         signer.verify(token, "confirm", now=expires + timedelta(seconds=1))
 
 
-def test_preferences_may_expire_or_not(signer: Signer) -> None:
-    plain = signer.sign("preferences", 1, 2)
-    assert signer.verify(plain, "preferences", now=NOW).expires_at is None
+def test_confirm_version_is_signed(signer: Signer) -> None:
+    token = signer.sign("confirm", 5, 9, expires_at=NOW + timedelta(hours=1), version=3)
+    c, sub, lst, version, exp, sig = token.split(".")
+    assert version == "3"
+    with pytest.raises(TokenError, match="bad token signature"):
+        signer.verify(f"{c}.{sub}.{lst}.4.{exp}.{sig}", "confirm", now=NOW)
+
+
+def test_confirm_without_version_counts_as_expired() -> None:
+    """A link from before confirm tokens carried the subscription's version cannot be
+    bound to it: it is refused as expired (the page offers to ask again)."""
+    exp = int((NOW + timedelta(days=3)).timestamp())
+    legacy = _legacy("current-key", f"c.5.9.{exp:x}")
+    signer = Signer("current-key")
+    with pytest.raises(TokenError, match="expired"):
+        signer.verify(legacy, "confirm", now=NOW)
+    assert signer.list_hint(legacy, "confirm") == 9
+
+
+def test_preferences_always_expire(signer: Signer) -> None:
+    with pytest.raises(ValueError, match="preferences tokens need expires_at"):
+        signer.sign("preferences", 1, 2)
+    fresh = signer.preferences_token(1, 2, now=NOW)  # NOW is 12:00 UTC
+    claims = signer.verify(fresh, "preferences", now=NOW + timedelta(days=30))
+    midnight = datetime(2026, 4, 1, tzinfo=UTC)  # 30 days on, rounded up to midnight
+    assert claims.expires_at == midnight
+    assert signer.preferences_token(1, 2, now=NOW + timedelta(hours=11)) == fresh
+    with pytest.raises(TokenError, match="expired"):
+        signer.verify(fresh, "preferences", now=midnight)
     short = signer.sign("preferences", 1, 2, expires_at=NOW - timedelta(seconds=1))
     with pytest.raises(TokenError, match="expired"):
         signer.verify(short, "preferences", now=NOW)
 
 
+def test_preferences_link_that_never_expired_now_has() -> None:
+    """Links signed when preferences tokens had no expiry are genuine, and expired."""
+    legacy = _legacy("current-key", "p.1.2")
+    signer = Signer("current-key")
+    with pytest.raises(TokenError, match="expired"):
+        signer.verify(legacy, "preferences", now=NOW)
+    assert signer.list_hint(legacy, "preferences") == 2
+    assert signer.list_hint(legacy, "unsubscribe") is None
+    assert Signer("other-key").list_hint(legacy, "preferences") is None
+
+
+def test_preferences_ttl_follows_the_setting() -> None:
+    signer = Signer.from_settings(Settings(secret_key="k", preferences_ttl=86400.0))
+    token = signer.preferences_token(1, 2, now=NOW)
+    expires = signer.verify(token, "preferences", now=NOW).expires_at
+    assert expires == datetime(2026, 3, 3, tzinfo=UTC)
+
+
 def test_sign_refuses_inconsistent_requests(signer: Signer) -> None:
     with pytest.raises(ValueError, match="confirm tokens need expires_at"):
-        signer.sign("confirm", 1, 1)
+        signer.sign("confirm", 1, 1, version=0)
+    with pytest.raises(ValueError, match="version"):
+        signer.sign("confirm", 1, 1, expires_at=NOW)
+    with pytest.raises(ValueError, match="only confirm tokens carry a version"):
+        signer.sign("preferences", 1, 1, expires_at=NOW, version=1)
     with pytest.raises(ValueError, match="never expire"):
         signer.sign("unsubscribe", 1, 1, expires_at=NOW)
     with pytest.raises(ValueError, match="timezone-aware"):
@@ -74,7 +133,7 @@ def test_wrong_purpose_is_named(signer: Signer) -> None:
     token = signer.sign("unsubscribe", 1, 2)
     with pytest.raises(TokenError, match="token is for unsubscribe, not confirm"):
         signer.verify(token, "confirm", now=NOW)
-    confirm = signer.sign("confirm", 1, 2, expires_at=NOW + timedelta(days=1))
+    confirm = signer.sign("confirm", 1, 2, expires_at=NOW + timedelta(days=1), version=0)
     with pytest.raises(TokenError, match="token is for confirm, not unsubscribe"):
         signer.verify(confirm, "unsubscribe", now=NOW)
 
@@ -170,7 +229,7 @@ def test_from_settings_and_url_helpers() -> None:
     assert purl.startswith("https://brief.example.org/preferences/")
     assert signer.verify(purl.rsplit("/", 1)[1], "preferences").list_id == 3
 
-    curl = confirm_url(settings, signer, 77, 3, ttl=timedelta(hours=2), now=NOW)
+    curl = confirm_url(settings, signer, 77, 3, version=1, ttl=timedelta(hours=2), now=NOW)
     assert curl.startswith("https://brief.example.org/confirm/")
     ctoken = curl.rsplit("/", 1)[1]
     assert signer.verify(ctoken, "confirm", now=NOW + timedelta(hours=1)).subscriber_id == 77
@@ -193,7 +252,10 @@ def test_production_without_key_refuses_to_sign() -> None:
 )
 def test_round_trip_any_ids(purpose: str, subscriber_id: int, list_id: int) -> None:
     signer = Signer("prop-key")
-    token = signer.sign(purpose, subscriber_id, list_id)  # type: ignore[arg-type]
-    assert URL_SAFE.match(token)
-    claims = signer.verify(token, purpose)  # type: ignore[arg-type]
+    if purpose == "preferences":
+        token = signer.preferences_token(subscriber_id, list_id, now=NOW)
+    else:
+        token = signer.sign("unsubscribe", subscriber_id, list_id)
+    assert URL_SAFE.match(token) and len(token) <= 100
+    claims = signer.verify(token, purpose, now=NOW)  # type: ignore[arg-type]
     assert (claims.subscriber_id, claims.list_id) == (subscriber_id, list_id)

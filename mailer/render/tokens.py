@@ -1,9 +1,9 @@
 """Signed tokens for the links a reader clicks: confirm, unsubscribe, preferences.
 
-A token is ``<purpose>.<subscriber>.<list>[.<expiry>].<signature>``:
+A token is ``<purpose>.<subscriber>.<list>[.<version>][.<expiry>].<signature>``:
 
 * ``purpose`` one letter: ``c`` confirm, ``u`` unsubscribe, ``p`` preferences;
-* ``subscriber``, ``list`` and ``expiry`` (Unix seconds) in lowercase hex;
+* ``subscriber``, ``list``, ``version`` and ``expiry`` (Unix seconds) in lowercase hex;
 * ``signature`` the first 16 bytes (128 bits) of HMAC-SHA256 over everything before it,
   base64url without padding (22 characters).
 
@@ -11,10 +11,16 @@ So ``u.3e8.1.Zq3...`` is about 35 characters: short enough for a ``List-Unsubscr
 header and every link of every email, and URL-safe as it stands. Only lowercase hex, dots
 and the base64url alphabet appear, so a token never needs quoting in a path.
 
-Why these rules:
+Why these rules (DESIGN.md principle 9: consent only moves forward by the reader's act):
 
-* Confirm tokens must carry an expiry; unsubscribe tokens never expire (a one-click link in
-  a years-old email must still work); preferences tokens may expire.
+* Unsubscribe tokens never expire (a one-click link in a years-old email must still work),
+  and can only ever unsubscribe.
+* Preferences tokens always expire (``MAILER_PREFERENCES_TTL``, rounded up to midnight
+  UTC); a genuine one without an expiry (signed before links expired) counts as expired.
+* Confirm tokens expire and carry the subscription's ``consent_version``, which every status
+  change bumps: a confirm link works once, and never after a later unsubscribe.
+* Tokens name the subscriber by id, and ids are never reused (AUTOINCREMENT on SQLite), so
+  an erased reader's link cannot open the next reader's page.
 * Key rotation: new tokens are signed with ``MAILER_SECRET_KEY``; tokens signed with any of
   ``MAILER_OLD_SECRET_KEYS`` still verify (``Claims.key_index`` says which key matched, 0
   being the current one), so rotating the key does not break links already in inboxes.
@@ -40,49 +46,79 @@ Purpose = Literal["confirm", "unsubscribe", "preferences"]
 
 _CODE: dict[str, str] = {"confirm": "c", "unsubscribe": "u", "preferences": "p"}
 _PURPOSE: dict[str, Purpose] = {"c": "confirm", "u": "unsubscribe", "p": "preferences"}
+#: How many hex fields follow subscriber and list: confirm (version, expiry), preferences
+#: (expiry), unsubscribe (none); and the counts a well-formed token may have: those of
+#: links signed before confirm carried a version, and one field for any purpose (as ever).
+_EXTRA: dict[str, int] = {"c": 2, "p": 1, "u": 0}
+_SHAPES: dict[str, tuple[int, ...]] = {"c": (1, 2), "p": (0, 1), "u": (0, 1)}
 _SIG_BYTES = 16
 _SIG_CHARS = 22  # base64url length of 16 bytes without padding
 _MAX_INT = (1 << 63) - 1
 #: Shape of a well-formed token; anything else is "malformed" before any HMAC is computed.
 #: The last of the 22 signature characters carries 2 bits, so only A, Q, g, w are canonical.
 _TOKEN = re.compile(
-    r"([a-z])\.([0-9a-f]{1,16})\.([0-9a-f]{1,16})(?:\.([0-9a-f]{1,16}))?"
+    r"([a-z])\.([0-9a-f]{1,16})\.([0-9a-f]{1,16})((?:\.[0-9a-f]{1,16}){0,2})"
     r"\.([A-Za-z0-9_-]{21}[AQgw])"
 )
 _MAX_TOKEN_LEN = 100
 
 #: How long a confirmation link stays valid unless told otherwise.
 DEFAULT_CONFIRM_TTL = timedelta(days=7)
+#: How long a preferences link stays valid unless told otherwise (MAILER_PREFERENCES_TTL).
+DEFAULT_PREFERENCES_TTL = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
 class Claims:
-    """What a verified token says. ``key_index`` 0 = current key, >0 = an old key."""
+    """What a verified token says. ``key_index`` 0 = current key, >0 = an old key;
+    ``version`` is the subscription's consent version (confirm tokens only)."""
 
     purpose: Purpose
     subscriber_id: int
     list_id: int
     expires_at: datetime | None = None
     key_index: int = 0
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    code: str
+    subscriber_id: int
+    list_id: int
+    extras: tuple[int, ...]
+    key_index: int
 
 
 class Signer:
     """Signs and verifies tokens with a current key and any number of old keys."""
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_keys", "preferences_ttl")
 
-    def __init__(self, key: str | bytes, old_keys: tuple[str | bytes, ...] = ()) -> None:
+    def __init__(
+        self,
+        key: str | bytes,
+        old_keys: tuple[str | bytes, ...] = (),
+        *,
+        preferences_ttl: timedelta = DEFAULT_PREFERENCES_TTL,
+    ) -> None:
         keys = [key, *old_keys]
         if any(not k for k in keys):
             raise ValueError("token signing keys must not be empty")
         self._keys = tuple(
             hmac.new(k.encode() if isinstance(k, str) else k, digestmod=sha256) for k in keys
         )
+        self.preferences_ttl = preferences_ttl
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Signer:
-        """Current key from ``MAILER_SECRET_KEY``, rotation keys from ``MAILER_OLD_SECRET_KEYS``."""
-        return cls(settings.require_secret_key(), tuple(settings.old_secret_keys))
+        """Current key from ``MAILER_SECRET_KEY``, rotation keys from ``MAILER_OLD_SECRET_KEYS``,
+        preferences links valid for ``MAILER_PREFERENCES_TTL``."""
+        return cls(
+            settings.require_secret_key(),
+            tuple(settings.old_secret_keys),
+            preferences_ttl=timedelta(seconds=settings.preferences_ttl),
+        )
 
     def _mac(self, index: int, payload: bytes) -> bytes:
         mac = self._keys[index].copy()
@@ -96,10 +132,12 @@ class Signer:
         list_id: int,
         *,
         expires_at: datetime | None = None,
+        version: int | None = None,
     ) -> str:
         """A token for ``purpose``.
 
-        Confirm tokens need ``expires_at``; unsubscribe tokens refuse one (they never expire)."""
+        Confirm tokens need ``version`` and ``expires_at``, preferences tokens ``expires_at``;
+        unsubscribe tokens refuse both (they never expire)."""
         code = _CODE.get(purpose)
         if code is None:
             raise ValueError(
@@ -108,58 +146,107 @@ class Signer:
         if not (0 <= subscriber_id <= _MAX_INT and 0 <= list_id <= _MAX_INT):
             raise ValueError("subscriber_id and list_id must be non-negative 63-bit integers")
         payload = f"{code}.{subscriber_id:x}.{list_id:x}"
-        if expires_at is not None:
-            if code == "u":
-                raise ValueError("unsubscribe tokens never expire: do not pass expires_at")
+        if code == "u" and (expires_at is not None or version is not None):
+            raise ValueError("unsubscribe tokens never expire: do not pass expires_at or version")
+        if code == "c":
+            if version is None or not 0 <= version <= _MAX_INT:
+                raise ValueError("confirm tokens need the subscription's version (>= 0)")
+            payload += f".{version:x}"
+        elif version is not None:
+            raise ValueError("only confirm tokens carry a version")
+        if code != "u":
+            if expires_at is None:
+                raise ValueError(f"{purpose} tokens need expires_at")
             if expires_at.tzinfo is None:
                 raise ValueError("expires_at must be timezone-aware")
             payload += f".{max(0, int(expires_at.timestamp())):x}"
-        elif code == "c":
-            raise ValueError("confirm tokens need expires_at")
         raw = payload.encode("ascii")
         sig = base64.urlsafe_b64encode(self._mac(0, raw))[:_SIG_CHARS].decode("ascii")
         return f"{payload}.{sig}"
 
+    def preferences_token(
+        self, subscriber_id: int, list_id: int, *, now: datetime | None = None
+    ) -> str:
+        """A preferences token valid for ``preferences_ttl`` from ``now``, rounded up to the
+        next midnight UTC: a reader's link is the same all day, in every message of it."""
+        return self.sign(
+            "preferences",
+            subscriber_id,
+            list_id,
+            expires_at=_next_midnight((now or datetime.now(UTC)) + self.preferences_ttl),
+        )
+
     def verify(self, token: str, purpose: Purpose, *, now: datetime | None = None) -> Claims:
         """The token's claims, or TokenError saying whether it is malformed, forged,
         for another purpose, or expired."""
+        parsed = self._genuine(token)
+        actual = _PURPOSE[parsed.code]
+        if actual != purpose:
+            raise TokenError(f"token is for {actual}, not {purpose}")
+        if len(parsed.extras) != _EXTRA[parsed.code]:
+            # ours, but from before this purpose carried its expiry (and version): a
+            # preferences or confirm link of that age counts as expired
+            raise TokenError("token expired")
+        expires_at = None
+        if parsed.extras:
+            try:
+                expires_at = datetime.fromtimestamp(parsed.extras[-1], UTC)
+            except (OverflowError, OSError, ValueError) as err:
+                raise TokenError("malformed token") from err
+            if (now or datetime.now(UTC)) >= expires_at:
+                raise TokenError("token expired")
+        version = parsed.extras[0] if parsed.code == "c" else None
+        return Claims(
+            actual,
+            parsed.subscriber_id,
+            parsed.list_id,
+            expires_at,
+            parsed.key_index,
+            version,
+        )
+
+    def list_hint(self, token: str, purpose: Purpose) -> int | None:
+        """The list id of a genuine token for ``purpose``, expired or not (so a page can
+        offer to ask again for that list); None for anything forged or malformed."""
+        try:
+            parsed = self._genuine(token)
+        except TokenError:
+            return None
+        return parsed.list_id if _PURPOSE[parsed.code] == purpose else None
+
+    def _genuine(self, token: str) -> _Parsed:
+        """Parse and check the signature, or TokenError (malformed, bad signature)."""
         if not isinstance(token, str) or len(token) > _MAX_TOKEN_LEN:
             raise TokenError("malformed token")
         m = _TOKEN.fullmatch(token)
         if m is None or m.group(1) not in _PURPOSE:
             raise TokenError("malformed token")
-        code, sub_hex, list_hex, exp_hex, sig_text = m.groups()
+        code, sub_hex, list_hex, extra_text, sig_text = m.groups()
         try:
             sig = base64.urlsafe_b64decode(sig_text + "==")
         except ValueError as err:  # pragma: no cover - the regex admits only valid base64url
             raise TokenError("malformed token") from err
-        if len(sig) != _SIG_BYTES:
+        extras = tuple(int(x, 16) for x in extra_text.split(".")[1:])
+        if len(sig) != _SIG_BYTES or len(extras) not in _SHAPES[code]:
             raise TokenError("malformed token")
         payload = token[: m.start(5) - 1].encode("ascii")
         key_index = self._match_key(payload, sig)
         if key_index is None:
             raise TokenError("bad token signature")
-        actual = _PURPOSE[code]
-        if actual != purpose:
-            raise TokenError(f"token is for {actual}, not {purpose}")
-        expires_at = None
-        if exp_hex is not None:
-            try:
-                expires_at = datetime.fromtimestamp(int(exp_hex, 16), UTC)
-            except (OverflowError, OSError, ValueError) as err:
-                raise TokenError("malformed token") from err
-            current = now or datetime.now(UTC)
-            if current >= expires_at:
-                raise TokenError("token expired")
-        elif code == "c":
-            raise TokenError("malformed token")  # signed by us, but confirm without expiry
-        return Claims(actual, int(sub_hex, 16), int(list_hex, 16), expires_at, key_index)
+        return _Parsed(code, int(sub_hex, 16), int(list_hex, 16), extras, key_index)
 
     def _match_key(self, payload: bytes, sig: bytes) -> int | None:
         for index in range(len(self._keys)):
             if hmac.compare_digest(self._mac(index, payload), sig):
                 return index
         return None
+
+
+def _next_midnight(at: datetime) -> datetime:
+    """``at`` if it is midnight UTC, else the midnight UTC after it."""
+    at = at.astimezone(UTC)
+    day = datetime(at.year, at.month, at.day, tzinfo=UTC)
+    return day if day == at else day + timedelta(days=1)
 
 
 def _url(settings: Settings, path: str, token: str) -> str:
@@ -177,11 +264,10 @@ def preferences_url(
     subscriber_id: int,
     list_id: int,
     *,
-    expires_at: datetime | None = None,
+    now: datetime | None = None,
 ) -> str:
-    """``{base}/preferences/{token}``."""
-    token = signer.sign("preferences", subscriber_id, list_id, expires_at=expires_at)
-    return _url(settings, "preferences", token)
+    """``{base}/preferences/{token}``, valid for the signer's ``preferences_ttl``."""
+    return _url(settings, "preferences", signer.preferences_token(subscriber_id, list_id, now=now))
 
 
 def confirm_url(
@@ -190,10 +276,11 @@ def confirm_url(
     subscriber_id: int,
     list_id: int,
     *,
+    version: int,
     ttl: timedelta = DEFAULT_CONFIRM_TTL,
     now: datetime | None = None,
 ) -> str:
-    """``{base}/confirm/{token}``, valid for ``ttl`` from ``now``."""
+    """``{base}/confirm/{token}`` for the subscription at ``version``, valid for ``ttl``."""
     expires_at = (now or datetime.now(UTC)) + ttl
-    token = signer.sign("confirm", subscriber_id, list_id, expires_at=expires_at)
+    token = signer.sign("confirm", subscriber_id, list_id, expires_at=expires_at, version=version)
     return _url(settings, "confirm", token)

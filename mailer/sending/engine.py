@@ -830,7 +830,7 @@ def reader_message(
     """One reader's message: signed links, cleaned fields, spliced MIME (the per-reader path;
     the engine and `send --test-to` both build messages here)."""
     unsub = f"{base_url}/unsubscribe/{signer.sign('unsubscribe', subscriber_id, list_id)}"
-    prefs = f"{base_url}/preferences/{signer.sign('preferences', subscriber_id, list_id)}"
+    prefs = f"{base_url}/preferences/{signer.preferences_token(subscriber_id, list_id)}"
     fields = {"unsubscribe_url": unsub, "preferences_url": prefs, "name": clean_field(name)}
     message_id = template.message_id(delivery_id)
     headers = template.reader_headers(email, unsub, message_id)
