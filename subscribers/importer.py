@@ -413,6 +413,8 @@ class _ChunkWriter:
                     status=bindparam("b_status"),
                     confirmed_at=bindparam("b_at"),
                     unsubscribed_at=None,
+                    # a status change retires confirm links sent before it (store._set_status)
+                    consent_version=Subscription.consent_version + 1,
                 ),
                 to_update,
             )

@@ -8,6 +8,7 @@ person agreed to writes a ConsentEvent.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
 import secrets
@@ -213,22 +214,22 @@ def subscribe(
 ) -> SubscribeResult:
     """Subscribe ``email`` to ``mlist``.
 
-    ``confirmed`` (operator vouches for consent) or a list without double opt-in makes the
-    subscription active at once; otherwise it is pending until confirmed. A suppressed,
-    erased or unsubscribed address is refused unless ``resubscribe`` (operator) or
-    ``self_service`` (the person asked through the form: stays pending until they confirm).
+    Operator: ``confirmed`` (they vouch for consent) or a list without double opt-in makes
+    the subscription active at once, otherwise it is pending until confirmed; a suppressed,
+    erased or unsubscribed address is refused unless ``resubscribe``.
+
+    ``self_service`` (the person asked, through a form or one of our links): a new
+    subscription to a single opt-in list starts active; coming back after an unsubscribe, or
+    while suppressed, always starts a fresh double opt-in (pending, a confirmation mail is
+    due), and the suppression lifts only when that mail is confirmed (principle 9).
     """
     address = normalize_email(email)
     suppression = find_suppression(session, address)
-    if suppression is not None and not resubscribe:
-        if self_service:
-            # The person asked again themselves; the suppression lifts only when they confirm.
-            confirmed = False
-        else:
-            what = "erased" if suppression.reason == SuppressionReason.ERASED else "suppressed"
-            raise SuppressedError(
-                f"{address} is {what} ({suppression.reason}); pass --resubscribe to override"
-            )
+    if suppression is not None and not (resubscribe or self_service):
+        what = "erased" if suppression.reason == SuppressionReason.ERASED else "suppressed"
+        raise SuppressedError(
+            f"{address} is {what} ({suppression.reason}); pass --resubscribe to override"
+        )
     sub = session.scalar(select(Subscriber).where(Subscriber.email == address))
     created = sub is None
     if sub is None:
@@ -240,31 +241,37 @@ def subscribe(
     if suppression is not None and resubscribe:
         unsuppress(session, address, actor=actor)
         record(session, "resubscribe", actor, subscriber_id=sub.id, list_id=mlist.id)
+        suppression = None
     subn = session.scalar(
         select(Subscription).where(
             Subscription.subscriber_id == sub.id, Subscription.list_id == mlist.id
         )
     )
-    active_now = confirmed or not mlist.double_opt_in
-    if (
-        subn is not None
-        and subn.status == Status.UNSUBSCRIBED
-        and not (resubscribe or self_service)
-    ):
+    previous = subn.status if subn is not None else None
+    if previous == Status.UNSUBSCRIBED and not (resubscribe or self_service):
         raise SuppressedError(
             f"{address} unsubscribed from {mlist.slug}; pass --resubscribe to override"
         )
     if subn is None:
-        subn = Subscription(subscriber_id=sub.id, list_id=mlist.id, source=actor.source[:64])
+        subn = Subscription(
+            subscriber_id=sub.id,
+            list_id=mlist.id,
+            source=actor.source[:64],
+            status=Status.PENDING,
+            consent_version=0,
+        )
         session.add(subn)
-        subn.status = Status.PENDING
-    if subn.status != Status.ACTIVE:
-        # A self-service request for a suppressed address waits for the person's confirm.
-        if active_now and (suppression is None or resubscribe):
+    active_now = confirmed or not mlist.double_opt_in
+    if self_service and not resubscribe:
+        if previous == Status.UNSUBSCRIBED or suppression is not None:
+            _set_status(subn, Status.PENDING)  # a fresh double opt-in, whatever the list
+        elif subn.status != Status.ACTIVE and active_now:
+            _activate(subn)
+    elif subn.status != Status.ACTIVE:
+        if active_now:
             _activate(subn)
         else:
-            subn.status = Status.PENDING
-            subn.unsubscribed_at = None
+            _set_status(subn, Status.PENDING)
     record(
         session,
         "subscribe",
@@ -277,14 +284,38 @@ def subscribe(
     return SubscribeResult(subn, sub, created, subn.status == Status.PENDING)
 
 
+def _set_status(subn: Subscription, status: Status) -> None:
+    """Every status change goes through here: it bumps ``consent_version``, which retires
+    every confirm link sent before the change."""
+    if subn.status == status:
+        return
+    subn.status = status
+    subn.consent_version = (subn.consent_version or 0) + 1
+    if status == Status.UNSUBSCRIBED:
+        subn.unsubscribed_at = utcnow()
+    elif status == Status.PENDING:
+        subn.unsubscribed_at = None
+
+
 def _activate(subn: Subscription) -> None:
-    subn.status = Status.ACTIVE
+    _set_status(subn, Status.ACTIVE)
     subn.confirmed_at = utcnow()
     subn.unsubscribed_at = None
 
 
-def confirm(session: Session, subscriber_id: int, list_id: int, *, actor: Actor) -> Subscription:
-    """Double opt-in confirmation: pending -> active (idempotent for active)."""
+class ConfirmOutcome(enum.StrEnum):
+    CONFIRMED = "confirmed"
+    #: this very link confirmed it already (a second press of the button): nothing changed
+    ALREADY = "already"
+
+
+def confirm(
+    session: Session, subscriber_id: int, list_id: int, *, version: int, actor: Actor
+) -> ConfirmOutcome:
+    """Double opt-in: the pending subscription at ``version`` (the one the confirm link was
+    sent for) becomes active, and a suppression of the address lifts (the person confirmed
+    themselves). Each link works once: confirming bumps the version, and so does any later
+    unsubscribe or new opt-in. A stale link raises ConflictError and changes nothing."""
     subn = session.scalar(
         select(Subscription).where(
             Subscription.subscriber_id == subscriber_id, Subscription.list_id == list_id
@@ -292,16 +323,18 @@ def confirm(session: Session, subscriber_id: int, list_id: int, *, actor: Actor)
     )
     if subn is None:
         raise NotFoundError("no such subscription (it may have been erased)")
-    if subn.status != Status.ACTIVE:
-        sub = session.get(Subscriber, subscriber_id)
-        assert sub is not None
-        if find_suppression(session, sub.email) is not None:
-            # The person confirmed themselves: that is consent to receive mail again.
-            unsuppress(session, sub.email, actor=actor)
-        _activate(subn)
-        record(session, "confirm", actor, subscriber_id=subscriber_id, list_id=list_id)
+    if subn.status == Status.ACTIVE and subn.consent_version == version + 1:
+        return ConfirmOutcome.ALREADY
+    if subn.status != Status.PENDING or subn.consent_version != version:
+        raise ConflictError("this confirmation link was used, or a later change replaced it")
+    sub = session.get(Subscriber, subscriber_id)
+    assert sub is not None
+    if find_suppression(session, sub.email) is not None:
+        unsuppress(session, sub.email, actor=actor)
+    _activate(subn)
+    record(session, "confirm", actor, subscriber_id=subscriber_id, list_id=list_id)
     session.flush()
-    return subn
+    return ConfirmOutcome.CONFIRMED
 
 
 def unsubscribe(
@@ -314,8 +347,7 @@ def unsubscribe(
     changed = []
     for subn in session.scalars(query):
         if subn.status != Status.UNSUBSCRIBED:
-            subn.status = Status.UNSUBSCRIBED
-            subn.unsubscribed_at = utcnow()
+            _set_status(subn, Status.UNSUBSCRIBED)
             record(session, "unsubscribe", actor, subscriber_id=subscriber_id, list_id=subn.list_id)
             changed.append(subn)
     session.flush()

@@ -358,7 +358,7 @@ def test_preferences_page_escapes_the_stored_name(web: Web) -> None:
         sid = store.subscribe(
             s, "p@example.com", store.get_list(s, "brief"), confirmed=True, name=XSS
         ).subscriber.id
-    token = web.signer.sign("preferences", sid, web.brief_id)
+    token = web.signer.preferences_token(sid, web.brief_id, now=web.clock.now)
     page = web.client.get(f"/preferences/{token}")
     assert page.status_code == 200
     assert "<script>alert(1)</script>" not in page.text
@@ -503,9 +503,13 @@ def test_unsubscribe_refuses_other_purposes_keys_and_lists(web: Web) -> None:
     sid = _active_reader(web)
     other_key = Signer.from_settings(web.db.settings(secret_key="another-key"))
     forged = {
-        "preferences token": web.signer.sign("preferences", sid, web.brief_id),
+        "preferences token": web.signer.preferences_token(sid, web.brief_id, now=web.clock.now),
         "confirm token": web.signer.sign(
-            "confirm", sid, web.brief_id, expires_at=web.clock.now + dt.timedelta(days=1)
+            "confirm",
+            sid,
+            web.brief_id,
+            expires_at=web.clock.now + dt.timedelta(days=1),
+            version=0,
         ),
         "another key": other_key.sign("unsubscribe", sid, web.brief_id),
         "list id swapped": _swap_list(web.signer.sign("unsubscribe", sid, web.other_id), sid),

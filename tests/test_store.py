@@ -61,9 +61,10 @@ def test_double_opt_in_flow(db: Database) -> None:
         r = store.subscribe(s, "New@Example.com", store.get_list(s, "brief"), name="New")
         assert r.created and r.needs_confirmation
         assert r.subscription.status == "pending"
-        sid, lid = r.subscriber.id, r.subscription.list_id
+        sid, lid, version = r.subscriber.id, r.subscription.list_id, r.subscription.consent_version
     with db.sessions.begin() as s:
-        assert store.confirm(s, sid, lid, actor=store.Actor("web", "203.0.113.9", "UA")).status == (
+        store.confirm(s, sid, lid, version=version, actor=store.Actor("web", "203.0.113.9", "UA"))
+        assert store.describe_subscriber(s, "new@example.com")["subscriptions"][0]["status"] == (
             "active"
         )
     with db.sessions.begin() as s:

@@ -81,7 +81,20 @@ def test_subscribe_then_confirm_from_the_mail(web: Web) -> None:
     assert f'href="{link}"' in html_body(mail)
     assert "Yes, subscribe me" in html_body(mail)
 
-    confirmed = web.client.get(link.removeprefix(BASE), headers={"user-agent": "Reader/1.0"})
+    # opening the link (what a mail scanner does too) only shows the button
+    for _ in range(2):
+        button = web.client.get(link.removeprefix(BASE))
+        assert button.status_code == 200
+        assert "Confirm my subscription" in button.text
+        assert button.text.count("<button") == 1
+    assert status_of(web, "reader.one@example.com") == "pending"
+    assert events(web, "confirm") == []
+
+    confirmed = web.client.post(
+        link.removeprefix(BASE),
+        data={"csrf_token": csrf_of(button.text)},
+        headers={"user-agent": "Reader/1.0"},
+    )
     assert confirmed.status_code == 200
     assert "You are subscribed" in confirmed.text
     assert status_of(web, "reader.one@example.com") == "active"
@@ -90,8 +103,10 @@ def test_subscribe_then_confirm_from_the_mail(web: Web) -> None:
     with web.db.sessions() as s:
         assert store.get_subscriber(s, "reader.one@example.com").name == "Reader One"
 
-    again = web.client.get(link.removeprefix(BASE))  # a second click: still fine, no new event
+    # a second press: still fine, no new event
+    again = web.client.post(link.removeprefix(BASE), data={"csrf_token": csrf_of(button.text)})
     assert again.status_code == 200
+    assert "You are subscribed" in again.text
     assert len(events(web, "confirm")) == 1
 
 
@@ -321,7 +336,7 @@ def test_tokens_of_others_and_for_other_things_are_refused(web: Web) -> None:
         == 400
     )
     # a preferences token is not an unsubscribe token, and the reverse
-    prefs = web.signer.sign("preferences", bob, web.brief_id)
+    prefs = web.signer.preferences_token(bob, web.brief_id, now=web.clock.now)
     assert (
         web.client.post(f"/unsubscribe/{prefs}", data={"List-Unsubscribe": "One-Click"}).status_code
         == 400
@@ -368,13 +383,17 @@ def test_unsubscribe_form_this_list_then_resubscribe_then_all(web: Web) -> None:
     assert status_of(web, "reader@example.com") == "unsubscribed"
     assert status_of(web, "reader@example.com", web.other_id) == "active"
 
+    # "subscribe again" only starts a fresh double opt-in: pending, and a confirmation mail
     again = web.client.post(
         f"/unsubscribe/{token}", data={"csrf_token": csrf_of(r.text), "action": "resubscribe"}
     )
     assert again.status_code == 200
-    assert "Welcome back" in again.text
-    assert status_of(web, "reader@example.com") == "active"
-    assert [e.source for e in events(web, "confirm")] == ["web:resubscribe"]
+    assert "Check your inbox" in again.text
+    assert status_of(web, "reader@example.com") == "pending"
+    assert events(web, "confirm") == []
+    [mail] = web.mails()
+    assert mail["To"] == "reader@example.com"
+    assert link_in(text_body(mail), "confirm").startswith(f"{BASE}/confirm/c.")
 
     page = web.client.get(f"/unsubscribe/{token}")
     assert 'value="all"' in page.text
@@ -456,11 +475,12 @@ def test_preferences_change_lists_and_name_with_a_ledger(web: Web) -> None:
         sid = store.subscribe(
             s, "pref@example.com", store.get_list(s, "brief"), confirmed=True, name="Old"
         ).subscriber.id
-    token = web.signer.sign("preferences", sid, web.brief_id)
+        store.subscribe(s, "pref@example.com", store.get_list(s, "other"), confirmed=True)
+    token = web.signer.preferences_token(sid, web.brief_id, now=web.clock.now)
     page = web.client.get(f"/preferences/{token}")
     assert page.status_code == 200
     assert 'id="list-brief" name="list" value="brief" checked' in page.text
-    assert 'id="list-other" name="list" value="other">' in page.text
+    assert 'id="list-other" name="list" value="other" checked' in page.text
     assert 'value="Old"' in page.text
 
     r = web.client.post(
@@ -476,7 +496,6 @@ def test_preferences_change_lists_and_name_with_a_ledger(web: Web) -> None:
     [changed] = events(web, "preferences")
     assert changed.detail == {"changed": ["name"]}
     assert changed.source == "web:preferences" and changed.ip == "203.0.113.10"
-    assert [e.source for e in events(web, "confirm")] == ["web:preferences"]
     assert [e.source for e in events(web, "unsubscribe")] == ["web:preferences"]
 
     # saving the same choices again changes nothing and writes nothing
@@ -485,7 +504,19 @@ def test_preferences_change_lists_and_name_with_a_ledger(web: Web) -> None:
         data={"csrf_token": csrf_of(r.text), "name": "New Name", "list": ["other"]},
     )
     assert r2.status_code == 200
-    assert len(events(web, "preferences")) == 1 and len(events(web, "confirm")) == 1
+    assert len(events(web, "preferences")) == 1 and len(events(web, "unsubscribe")) == 1
+    assert web.mails() == []
+
+    # ticking the list again starts a fresh double opt-in: pending, a mail, no confirm
+    r3 = web.client.post(
+        f"/preferences/{token}",
+        data={"csrf_token": csrf_of(r2.text), "name": "New Name", "list": ["brief", "other"]},
+    )
+    assert "We have sent you an email to confirm The Test Brief" in r3.text
+    assert status_of(web, "pref@example.com") == "pending"
+    assert events(web, "confirm") == []
+    [mail] = web.mails()
+    assert mail["To"] == "pref@example.com"
 
 
 def test_preferences_refuse_bad_names_missing_csrf_and_expired_links(web: Web) -> None:
@@ -493,7 +524,7 @@ def test_preferences_refuse_bad_names_missing_csrf_and_expired_links(web: Web) -
         sid = store.subscribe(
             s, "pref@example.com", store.get_list(s, "brief"), confirmed=True
         ).subscriber.id
-    token = web.signer.sign("preferences", sid, web.brief_id)
+    token = web.signer.preferences_token(sid, web.brief_id, now=web.clock.now)
     page = web.client.get(f"/preferences/{token}")
     bad = web.client.post(
         f"/preferences/{token}",
@@ -510,6 +541,12 @@ def test_preferences_refuse_bad_names_missing_csrf_and_expired_links(web: Web) -
     r = web.client.get(f"/preferences/{short}")
     assert r.status_code == 410
     assert "expired" in r.text
+    assert "Preferences links work for 30 days" in r.text  # and how to get a fresh one
+    assert "every issue carries a fresh one" in r.text
+
+    # the setting's days later, the link that worked above has expired too
+    web.clock.advance(days=31)
+    assert web.client.get(f"/preferences/{token}").status_code == 410
 
 
 def test_the_app_can_be_built_twice_in_one_process(db: Database) -> None:

@@ -29,7 +29,7 @@ def web(db: Database) -> Iterator[Web]:
 def _pages(web: Web) -> list[str]:
     sid = add_active(web.db.sessions, "h@example.com")
     unsub = web.signer.sign("unsubscribe", sid, web.brief_id)
-    prefs = web.signer.sign("preferences", sid, web.brief_id)
+    prefs = web.signer.preferences_token(sid, web.brief_id, now=web.clock.now)
     return [
         "/subscribe",
         "/subscribe/brief",

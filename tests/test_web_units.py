@@ -161,6 +161,7 @@ def test_names_and_masks() -> None:
 def _mail() -> ConfirmationMail:
     return ConfirmationMail(
         to="new@example.com",
+        subscriber_id=1,
         list_name="The Test Brief",
         from_address="The Test Brief <news@example.org>",
         reply_to="editor@example.org",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -15,8 +13,6 @@ from mailer.web.state import WebState, client_ip
 from mailer.web.urls import subscribe_url
 from subscribers.models import MailingList
 from subscribers.store import SLUG, Actor
-
-_EPOCH = datetime(1970, 1, 2, tzinfo=UTC)
 
 
 def actor(request: Request, source: str) -> Actor:
@@ -38,13 +34,17 @@ def all_lists(session: Session) -> list[MailingList]:
     return list(session.scalars(select(MailingList).order_by(MailingList.name)))
 
 
-def token_list_hint(state: WebState, token: str, purpose: Purpose) -> int | None:
-    """The list id of a token that is genuine but expired (so the page can offer to ask
-    again for that list); None for anything forged or malformed."""
-    try:
-        return state.signer.verify(token, purpose, now=_EPOCH).list_id
-    except TokenError:
-        return None
+def _problems(state: WebState) -> dict[str, tuple[str, str]]:
+    days = max(1, round(state.settings.preferences_ttl / 86400))
+    return {
+        **_PROBLEMS,
+        "preferences": (
+            "This preferences link has expired",
+            f"Preferences links work for {days} days. Use the preferences link in a more "
+            "recent email from us (every issue carries a fresh one). To stop our emails, "
+            "the unsubscribe link in any of them always works.",
+        ),
+    }
 
 
 _PROBLEMS: dict[str, tuple[str, str]] = {
@@ -57,10 +57,6 @@ _PROBLEMS: dict[str, tuple[str, str]] = {
         "This unsubscribe link has expired",
         "Use the unsubscribe link in a more recent email from us.",
     ),
-    "preferences": (
-        "This preferences link has expired",
-        "Use the preferences link in a more recent email from us.",
-    ),
 }
 
 
@@ -68,13 +64,13 @@ def link_problem(
     state: WebState, request: Request, token: str, purpose: Purpose, err: TokenError
 ) -> Response:
     """A clear page for an expired, forged or mangled link, with a way forward; never a 500."""
-    list_id = token_list_hint(state, token, purpose)
+    list_id = state.signer.list_hint(token, purpose)
     expired = "expired" in str(err) and list_id is not None
     with state.sessions() as session:
         lists = all_lists(session)
         hinted = session.get(MailingList, list_id) if list_id is not None else None
     if expired:
-        title, message = _PROBLEMS[purpose]
+        title, message = _problems(state)[purpose]
         status = 410
     else:
         title = "This link is not valid"

@@ -1,9 +1,13 @@
 """``/preferences/{token}``: which lists, and the name we greet the reader by.
 
 The token (from an email's footer, or from our own pages) names the subscriber; the form
-can only change that subscriber. Ticking a list makes it active at once — the reader opened
-a link from their own inbox — and unticking unsubscribes; each change goes through the
-store, which writes the consent ledger, and a name change is recorded as ``preferences``.
+can only change that subscriber, and only the lists it may touch: those they are
+subscribed to (active or pending) and the one the link was sent for. Unticking
+unsubscribes. Ticking a list they are not on only *starts* a fresh double opt-in
+(pending, and a confirmation mail): a link never activates anyone, nor lifts a suppression
+(DESIGN.md principle 9). Preferences links expire (``MAILER_PREFERENCES_TTL``); every
+issue carries a fresh one. Each change goes through the store, which writes the consent
+ledger; a name change is recorded as ``preferences``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,10 +25,11 @@ from starlette.responses import Response
 from mailer.errors import TokenError
 from mailer.render.tokens import Claims
 from mailer.web.common import actor, all_lists, link_problem
+from mailer.web.confirm_mail import ConfirmationMail, confirmation_for, deliver_all
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import FieldError, Form, clean_name, read_form
 from mailer.web.state import WebState, web_state
-from mailer.web.urls import archive_index_url
+from mailer.web.urls import archive_index_url, subscribe_url
 from subscribers import store
 from subscribers.models import MailingList, Subscriber, Subscription, SubscriptionStatus
 from subscribers.store import Actor
@@ -37,12 +43,12 @@ Status = SubscriptionStatus
 class Choice:
     slug: str
     name: str
-    status: str | None  # None: never subscribed
+    status: str | None  # None: not on it (the list this link was sent for)
     archive_url: str
 
     @property
     def checked(self) -> bool:
-        return self.status == Status.ACTIVE
+        return self.status in (Status.ACTIVE, Status.PENDING)
 
 
 def _path(token: str) -> str:
@@ -53,12 +59,28 @@ def _verify(state: WebState, token: str) -> Claims:
     return state.signer.verify(token, "preferences", now=state.now())
 
 
+def _touchable(
+    session: Session, sub: Subscriber, claims: Claims
+) -> list[tuple[MailingList, str | None]]:
+    """(list, status) of every list this link may change, by name."""
+    statuses = {
+        s.list_id: s.status
+        for s in session.scalars(select(Subscription).where(Subscription.subscriber_id == sub.id))
+    }
+    return [
+        (m, statuses.get(m.id))
+        for m in all_lists(session)
+        if m.id == claims.list_id or statuses.get(m.id) in (Status.ACTIVE, Status.PENDING)
+    ]
+
+
 def _page(
     state: WebState,
     token: str,
     claims: Claims,
     *,
     saved: bool = False,
+    confirm_sent: tuple[str, ...] = (),
     errors: dict[str, str] | None = None,
     name_value: str | None = None,
     status: int = 200,
@@ -76,15 +98,16 @@ def _page(
                 status=404,
                 private=True,
             )
-        statuses = {
-            s.list_id: s.status
-            for s in session.scalars(
-                select(Subscription).where(Subscription.subscriber_id == sub.id)
-            )
-        }
+        touchable = _touchable(session, sub, claims)
         choices = [
-            Choice(m.slug, m.name, statuses.get(m.id), archive_index_url(state.settings, m.slug))
+            Choice(m.slug, m.name, st, archive_index_url(state.settings, m.slug))
+            for m, st in touchable
+        ]
+        shown = {m.id for m, _ in touchable}
+        others = [
+            (m.name, subscribe_url(state.settings, m.slug))
             for m in all_lists(session)
+            if m.id not in shown
         ]
         home = session.get(MailingList, claims.list_id)
         email, name = sub.email, sub.name or ""
@@ -95,7 +118,9 @@ def _page(
             "email": email,
             "name": name if name_value is None else name_value,
             "choices": choices,
+            "others": others,
             "saved": saved,
+            "confirm_sent": confirm_sent,
             "errors": errors or {},
             "action": state.settings.public_base + _path(token),
             "csrf_field": CSRF_FIELD,
@@ -139,30 +164,43 @@ def _save(state: WebState, request: Request, token: str, form: Form) -> Response
         )
     wanted = set(form.getlist("list"))
     who = actor(request, "web:preferences")
+    mails: list[ConfirmationMail] = []
     with state.sessions.begin() as session:
         sub = session.get(Subscriber, claims.subscriber_id)
         if sub is not None:
-            _apply(session, sub, wanted, name, who)
-    return _page(state, token, claims, saved=True)
+            mails = _apply(state, session, sub, claims, wanted, name, who)
+    response = _page(
+        state, token, claims, saved=True, confirm_sent=tuple(m.list_name for m in mails)
+    )
+    if mails:
+        response.background = BackgroundTask(deliver_all, state, mails)
+    return response
 
 
 def _apply(
-    session: Session, sub: Subscriber, wanted: set[str], name: str | None, who: Actor
-) -> None:
+    state: WebState,
+    session: Session,
+    sub: Subscriber,
+    claims: Claims,
+    wanted: set[str],
+    name: str | None,
+    who: Actor,
+) -> list[ConfirmationMail]:
+    """Apply the form to the lists this link may touch; the confirmation mails now due."""
     if (sub.name or None) != name:
         sub.name = name
         store.record(
             session, "preferences", who, subscriber_id=sub.id, detail={"changed": ["name"]}
         )
-    statuses = {
-        s.list_id: s.status
-        for s in session.scalars(select(Subscription).where(Subscription.subscriber_id == sub.id))
-    }
-    for mlist in all_lists(session):
-        active = statuses.get(mlist.id) == Status.ACTIVE
-        if mlist.slug in wanted and not active:
-            store.subscribe(session, sub.email, mlist, actor=who, self_service=True)
-            store.confirm(session, sub.id, mlist.id, actor=who)
-        elif mlist.slug not in wanted and statuses.get(mlist.id) in (Status.ACTIVE, Status.PENDING):
+    mails = []
+    for mlist, status in _touchable(session, sub, claims):
+        on = status in (Status.ACTIVE, Status.PENDING)
+        if mlist.slug in wanted and not on:
+            result = store.subscribe(session, sub.email, mlist, actor=who, self_service=True)
+            limited = state.address_limiter.hit(sub.email, state.timestamp()) is not None
+            if result.needs_confirmation and not limited:
+                mails.append(confirmation_for(state, mlist, result.subscription, sub.email))
+        elif mlist.slug not in wanted and on:
             store.unsubscribe(session, sub.id, mlist.id, actor=who)
     session.flush()
+    return mails

@@ -1,10 +1,14 @@
-"""``/subscribe/{list}`` (double opt-in) and ``/confirm/{token}``.
+"""``/subscribe/{list}`` (double opt-in) and ``/confirm/{token}`` (a page with a button).
 
 The answer to a subscribe post depends only on the list and what was typed, never on
 whether the address was new, pending, active, unsubscribed or suppressed: no address
 enumeration. Mail goes out after the response (a background task), so timing does not
 tell either. Abuse limits: per IP (429 page) and per address (silently no mail, so a
 stranger cannot bomb an inbox), plus a honeypot field bots fill in.
+
+``GET /confirm/{token}`` only shows a button: mail scanners follow links, and a GET must
+never subscribe anyone. The ``POST`` (CSRF-checked) confirms, once: the token carries the
+subscription's consent version, which the confirm itself and any later change bump.
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from datetime import timedelta
 
 from fastapi import APIRouter
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -22,17 +26,17 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailer.errors import InvalidAddressError, MailerError, NotFoundError, TokenError
-from mailer.render.tokens import preferences_url
+from mailer.errors import ConflictError, InvalidAddressError, NotFoundError, TokenError
+from mailer.render.tokens import Claims, preferences_url
 from mailer.web.common import actor, all_lists, link_problem, list_by_slug
-from mailer.web.confirm_mail import ConfirmationMail, send_confirmation
+from mailer.web.confirm_mail import ConfirmationMail, confirmation_for, deliver
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import EMAIL_MAX, FieldError, Form, clean_name, read_form
 from mailer.web.state import WebState, client_ip, web_state
 from mailer.web.urls import archive_index_url, subscribe_url
 from subscribers import store
 from subscribers.addresses import normalize_email
-from subscribers.models import MailingList
+from subscribers.models import MailingList, Subscriber, Subscription, SubscriptionStatus
 from subscribers.store import Actor
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 HONEYPOT = "website"
+Status = SubscriptionStatus
 
 
 @dataclass(frozen=True)
@@ -172,7 +177,7 @@ def _subscribe(state: WebState, request: Request, slug: str, form: Form) -> Resp
         mail = _record(state, info, address, name, who)
     response = _done_page(state, info, address)
     if mail is not None:
-        response.background = BackgroundTask(_send, state, mail)
+        response.background = BackgroundTask(deliver, state, mail)
     return response
 
 
@@ -189,64 +194,113 @@ def _record(
         )
         if not result.needs_confirmation:
             return None
-        return _confirmation(state, mlist, result.subscriber.id, address)
+        return confirmation_for(state, mlist, result.subscription, address)
 
 
-def _confirmation(
-    state: WebState, mlist: MailingList, subscriber_id: int, address: str
-) -> ConfirmationMail:
-    expires_at = state.now() + timedelta(seconds=state.settings.confirm_ttl)
-    token = state.signer.sign("confirm", subscriber_id, mlist.id, expires_at=expires_at)
-    return ConfirmationMail(
-        to=address,
-        list_name=mlist.name,
-        from_address=mlist.from_address,
-        reply_to=mlist.reply_to,
-        confirm_url=f"{state.settings.public_base}/confirm/{token}",
-        expires_at=expires_at,
-    )
+# -- confirm: GET shows a button and changes nothing (scanners follow links); POST confirms --
 
 
-def _send(state: WebState, mail: ConfirmationMail) -> None:
-    try:
-        message_id = send_confirmation(mail, state.settings, state.transport())
-    except MailerError as err:
-        log.error("confirmation mail for a subscribe to %r not sent: %s", mail.list_name, err)
-        return
-    log.info("confirmation mail sent (%s)", message_id)
+def _confirm_path(token: str) -> str:
+    return f"/confirm/{token}"
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """What a confirm link points at, read without changing anything."""
+
+    info: ListInfo
+    email: str
+    stage: str  # "pending" (the button), "already" (this link did it), "stale"
+
+
+def _look(state: WebState, claims: Claims) -> _Pending | None:
+    with state.sessions() as session:
+        mlist = session.get(MailingList, claims.list_id)
+        sub = session.get(Subscriber, claims.subscriber_id)
+        subn = session.scalar(
+            select(Subscription).where(
+                Subscription.subscriber_id == claims.subscriber_id,
+                Subscription.list_id == claims.list_id,
+            )
+        )
+        if mlist is None or sub is None or subn is None:
+            return None
+        if subn.status == Status.PENDING and subn.consent_version == claims.version:
+            kind = "pending"
+        elif subn.status == Status.ACTIVE and subn.consent_version == (claims.version or 0) + 1:
+            kind = "already"
+        else:
+            kind = "stale"
+        return _Pending(ListInfo.of(mlist), sub.email, kind)
 
 
 @router.get("/confirm/{token}")
-def confirm(request: Request, token: str) -> Response:
-    """Activates the subscription (recording IP, user agent and source) and says thanks."""
+def confirm_page(request: Request, token: str) -> Response:
+    """The page with the button; a GET never confirms anyone."""
     state = web_state(request)
     try:
         claims = state.signer.verify(token, "confirm", now=state.now())
     except TokenError as err:
         return link_problem(state, request, token, "confirm", err)
+    found = _look(state, claims)
+    if found is None:
+        return _gone(state)
+    if found.stage == "stale":
+        return _stale(state, found.info)
+    if found.stage == "already":
+        return _confirmed(state, found.info, claims)
+    return state.pages.response(
+        "confirm.html",
+        {
+            "brand": found.info.name,
+            "mlist": found.info,
+            "email": found.email,
+            "action": state.settings.public_base + _confirm_path(token),
+            "csrf_field": CSRF_FIELD,
+            "csrf_token": state.csrf.issue(_confirm_path(token), state.timestamp()),
+        },
+        private=True,
+        headers={"X-Robots-Tag": "noindex"},
+    )
+
+
+@router.post("/confirm/{token}")
+async def confirm_post(request: Request, token: str) -> Response:
+    state = web_state(request)
+    form = await read_form(request)
+    state.csrf.check(form.get(CSRF_FIELD), _confirm_path(token), state.timestamp())
+    return await run_in_threadpool(_confirm, state, request, token)
+
+
+def _confirm(state: WebState, request: Request, token: str) -> Response:
+    """Activates the subscription the link was sent for (recording IP, user agent and
+    source), once; a link replaced by a later change (unsubscribe, newer opt-in) does not."""
+    try:
+        claims = state.signer.verify(token, "confirm", now=state.now())
+    except TokenError as err:
+        return link_problem(state, request, token, "confirm", err)
+    assert claims.version is not None  # verify() guarantees it for confirm tokens
     try:
         with state.sessions.begin() as session:
             mlist = session.get(MailingList, claims.list_id)
             if mlist is None:
                 raise NotFoundError("the list no longer exists")
-            store.confirm(
-                session, claims.subscriber_id, claims.list_id, actor=actor(request, "web:confirm")
-            )
             info = ListInfo.of(mlist)
+            store.confirm(
+                session,
+                claims.subscriber_id,
+                claims.list_id,
+                version=claims.version,
+                actor=actor(request, "web:confirm"),
+            )
     except NotFoundError:
-        with state.sessions() as session:
-            lists = all_lists(session)
-        return state.pages.response(
-            "link_problem.html",
-            {
-                "title": "This subscription no longer exists",
-                "message": "It may have been removed in the meantime. You can subscribe again.",
-                "offers": [(m.name, subscribe_url(state.settings, m.slug)) for m in lists],
-                "ask_again": True,
-            },
-            status=404,
-            private=True,
-        )
+        return _gone(state)
+    except ConflictError:
+        return _stale(state, info)
+    return _confirmed(state, info, claims)
+
+
+def _confirmed(state: WebState, info: ListInfo, claims: Claims) -> Response:
     return state.pages.response(
         "confirmed.html",
         {
@@ -254,8 +308,44 @@ def confirm(request: Request, token: str) -> Response:
             "mlist": info,
             "archive_url": archive_index_url(state.settings, info.slug),
             "preferences_url": preferences_url(
-                state.settings, state.signer, claims.subscriber_id, claims.list_id
+                state.settings,
+                state.signer,
+                claims.subscriber_id,
+                claims.list_id,
+                now=state.now(),
             ),
         },
+        private=True,
+    )
+
+
+def _stale(state: WebState, info: ListInfo) -> Response:
+    return state.pages.response(
+        "link_problem.html",
+        {
+            "title": "This confirmation link can no longer be used",
+            "message": "It was used already, or something changed since it was sent (you "
+            "unsubscribed, or asked again and got a newer link). Nothing was changed.",
+            "brand": info.name,
+            "offers": [(info.name, subscribe_url(state.settings, info.slug))],
+            "ask_again": True,
+        },
+        status=409,
+        private=True,
+    )
+
+
+def _gone(state: WebState) -> Response:
+    with state.sessions() as session:
+        lists = all_lists(session)
+    return state.pages.response(
+        "link_problem.html",
+        {
+            "title": "This subscription no longer exists",
+            "message": "It may have been removed in the meantime. You can subscribe again.",
+            "offers": [(m.name, subscribe_url(state.settings, m.slug)) for m in lists],
+            "ask_again": True,
+        },
+        status=404,
         private=True,
     )

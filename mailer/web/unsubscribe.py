@@ -7,10 +7,12 @@
   token's list at once, with no cookie or CSRF token, and answers 200 with a short text
   body, however often it is repeated.
 * Any other ``POST`` is the page's form: CSRF-checked; ``scope`` = ``list`` (this list) or
-  ``all``; ``action=resubscribe`` undoes it for this list from the result page.
+  ``all``; ``action=resubscribe`` (from the result page) only *starts* a fresh double
+  opt-in for this list: the reader is pending and gets a confirmation mail (principle 9:
+  a link never re-activates anyone, nor lifts a suppression).
 
 The signed token alone names the subscriber and the list; no form field can point the
-action at anyone else.
+action at anyone else. The token never expires, so it can only ever unsubscribe.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter
 from sqlalchemy import select
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -26,6 +29,7 @@ from starlette.responses import PlainTextResponse, Response
 from mailer.errors import TokenError
 from mailer.render.tokens import Claims, preferences_url
 from mailer.web.common import actor, link_problem
+from mailer.web.confirm_mail import confirmation_for, deliver
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import Form, read_form
 from mailer.web.state import WebState, web_state
@@ -174,7 +178,11 @@ def _form_post(state: WebState, request: Request, token: str, form: Form) -> Res
             "csrf_field": CSRF_FIELD,
             "csrf_token": state.csrf.issue(_path(token), state.timestamp()),
             "preferences_url": preferences_url(
-                state.settings, state.signer, claims.subscriber_id, claims.list_id
+                state.settings,
+                state.signer,
+                claims.subscriber_id,
+                claims.list_id,
+                now=state.now(),
             )
             if target.email
             else None,
@@ -184,17 +192,21 @@ def _form_post(state: WebState, request: Request, token: str, form: Form) -> Res
 
 
 def _resubscribe(state: WebState, request: Request, token: str, claims: Claims) -> Response:
-    """Undo from the result page: the reader holds a link from their own inbox, which is
-    proof enough to make this list active again (recorded as subscribe + confirm)."""
+    """Subscribe again, from the result page: a fresh double opt-in, never an activation.
+    The subscription turns pending and a confirmation mail goes out (unless the address
+    had too many lately); only the reader's press of its button makes it active again."""
     who = actor(request, "web:resubscribe")
+    mail = None
     with state.sessions.begin() as session:
         sub = session.get(Subscriber, claims.subscriber_id)
         mlist = session.get(MailingList, claims.list_id)
         if sub is not None and mlist is not None:
-            store.subscribe(session, sub.email, mlist, actor=who, self_service=True)
-            store.confirm(session, sub.id, mlist.id, actor=who)
+            result = store.subscribe(session, sub.email, mlist, actor=who, self_service=True)
+            limited = state.address_limiter.hit(sub.email, state.timestamp()) is not None
+            if result.needs_confirmation and not limited:
+                mail = confirmation_for(state, mlist, result.subscription, sub.email)
     target = _target(state, claims)
-    return state.pages.response(
+    response = state.pages.response(
         "resubscribed.html",
         {
             "brand": target.list_name or "Newsletter",
@@ -209,3 +221,6 @@ def _resubscribe(state: WebState, request: Request, token: str, claims: Claims) 
         },
         private=True,
     )
+    if mail is not None:
+        response.background = BackgroundTask(deliver, state, mail)
+    return response
