@@ -15,10 +15,13 @@ from sqlalchemy import select
 from mailer.errors import ConflictError
 from mailer.render.tokens import Signer
 from mailer.sending import campaigns as camp
+from mailer.sending import lifecycle
 from mailer.sending.engine import Engine
+from mailer.sending.ledger import Sent, mark_sent
 from mailer.sending.models import Delivery
 from mailer.transports import make_transport
 from subscribers import store
+from subscribers.models import utcnow
 from tests.conftest import Database
 from tests.delivery_helpers import make_campaign, seed_list
 from tests.support.ses_server import SesServer
@@ -187,7 +190,7 @@ def test_account_suspended_pauses_and_stops_calling(
     # resuming after the account is fine again sends the rest, once each
     ses_server.configure(account_suspended=False)
     with db.sessions.begin() as s:
-        camp.set_resumed(s, cid)
+        lifecycle.resume(s, cid)
     with Engine(settings, db.sessions, make_transport(settings)) as engine:
         assert engine.run(cid).status == "done"
     assert sorted(ses_server.recipients().values()) == [1] * 100
@@ -256,21 +259,18 @@ def test_sqlite_allows_one_sender(tmp_path: Path, db: Database) -> None:
 def test_sent_rows_are_marked_with_their_exact_message_ids(db: Database) -> None:
     """The batch's sent rows are marked in one statement (a JSON array on SQLite, arrays
     on PostgreSQL): every id lands on its own row, whatever characters it holds."""
-    from mailer.sending.engine import _mark_sent
-    from subscribers.models import utcnow
-
     seed_list(db.sessions, 6)
     cid, enqueued, _ = make_campaign(db.sessions, db.settings())
     assert enqueued == 6
     odd = ["plain-0001", 'quote"d', "back\\slash", "中文-✓", "x" * 255, "<a.b@ses>"]
     with db.sessions.begin() as s:
         ids = list(s.scalars(select(Delivery.id).where(Delivery.campaign_id == cid)))
-        rows = [{"b_id": i, "b_mid": m} for i, m in zip(ids[:5], reversed(odd[:5]), strict=True)]
-        rows.append({"b_id": ids[5], "b_mid": odd[5]})
-        _mark_sent(s.connection(), rows, utcnow(), db.backend == "sqlite")
+        rows = [Sent(i, m) for i, m in zip(ids[:5], reversed(odd[:5]), strict=True)]
+        rows.append(Sent(ids[5], odd[5]))
+        mark_sent(s.connection(), rows, utcnow())
     with db.sessions() as s:
         stored = {d.id: d for d in s.scalars(select(Delivery).where(Delivery.campaign_id == cid))}
     for row in rows:
-        delivery = stored[row["b_id"]]
-        assert (delivery.status, delivery.message_id) == ("sent", row["b_mid"])
+        delivery = stored[row.delivery_id]
+        assert (delivery.status, delivery.message_id) == ("sent", row.message_id)
         assert delivery.sent_at is not None and delivery.error is None

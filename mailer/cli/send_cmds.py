@@ -26,6 +26,7 @@ from mailer.render.compiler import Branding, RenderedIssue, render_issue
 from mailer.render.message import MessageTemplate
 from mailer.render.tokens import Signer
 from mailer.sending import campaigns as camp
+from mailer.sending import lifecycle
 from mailer.sending.engine import Engine, reader_message
 from mailer.sending.engine import Progress as SendProgress
 from mailer.transports import make_transport
@@ -313,7 +314,7 @@ def campaigns_pause(
     """
     actx = app_context(ctx)
     with actx.sessions.begin() as s:
-        camp.set_paused(s, campaign_id, reason)
+        lifecycle.pause(s, campaign_id, reason)
     actx.console.print(f"campaign {campaign_id} paused")
 
 
@@ -334,7 +335,7 @@ def campaigns_resume(
     """
     actx = app_context(ctx)
     with actx.sessions.begin() as s:
-        camp.set_resumed(s, campaign_id, force=force)
+        lifecycle.resume(s, campaign_id, force=force)
     if background:
         actx.console.print(f"campaign {campaign_id} resumed; a worker will send it")
         return
@@ -349,7 +350,7 @@ def campaigns_cancel(ctx: typer.Context, campaign_id: int) -> None:
     """
     actx = app_context(ctx)
     with actx.sessions.begin() as s:
-        n = camp.set_cancelled(s, campaign_id)
+        n = lifecycle.cancel(s, campaign_id)
     actx.console.print(f"campaign {campaign_id} cancelled; {n} queued readers skipped")
 
 
@@ -361,7 +362,7 @@ def campaigns_retry_failed(ctx: typer.Context, campaign_id: int) -> None:
     """
     actx = app_context(ctx)
     with actx.sessions.begin() as s:
-        n = camp.retry_failed(s, campaign_id)
+        n = lifecycle.retry_failed(s, campaign_id)
     actx.console.print(f"campaign {campaign_id}: {n} failed rows queued again")
     if n:
         run_with_progress(actx, campaign_id)

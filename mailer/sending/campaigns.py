@@ -1,13 +1,8 @@
-"""Campaign and Delivery: the ledger that is the truth about who got an issue.
+"""Campaigns: create one (with a Delivery row per reader, set-based), find and report them.
 
-A Campaign is one issue snapshot (with its rendered bodies) going to one list. A Delivery is
-one reader of that campaign; its row is claimed before the transport is called and marked
-after, so a crash loses nobody (DESIGN.md principle 2).
-
-    Delivery.status:  queued -> sending -> sent | failed | skipped
-    Campaign.status:  scheduled -> sending -> done
-                                 \\-> paused (reason) -> sending ...
-                                 \\-> cancelled | expired
+The tables are in :mod:`mailer.sending.models`, every status change in
+:mod:`mailer.sending.lifecycle`, the claims and marks of delivery rows in
+:mod:`mailer.sending.ledger`.
 """
 
 from __future__ import annotations
@@ -16,10 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, func, insert, literal, select, text, update
+from sqlalchemy import Select, exists, func, insert, literal, select, text
 from sqlalchemy.orm import Session
 
 from mailer.errors import ConflictError
+from mailer.sending.ledger import state_counts
 from mailer.sending.models import (
     Campaign,
     CampaignStatus,
@@ -27,12 +23,12 @@ from mailer.sending.models import (
     DeliveryStatus,
     get_campaign,
 )
+from subscribers.db import is_sqlite
 from subscribers.models import (
     MailingList,
     Subscriber,
     Subscription,
     Suppression,
-    utcnow,
 )
 
 
@@ -147,10 +143,10 @@ def _count(session: Session, campaign_id: int) -> int:
 def analyze(session: Session, *tables: str) -> None:
     """Refresh planner statistics after a bulk change: with stale ones PostgreSQL plans the
     per-batch claim queries as scans of the whole list (seen: 160 ms instead of 1 ms)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("ANALYZE " + ", ".join(tables)))
-    else:
+    if is_sqlite(session):
         session.execute(text("ANALYZE"))
+    else:
+        session.execute(text("ANALYZE " + ", ".join(tables)))
 
 
 def latest(session: Session, limit: int = 20) -> list[Campaign]:
@@ -172,76 +168,6 @@ def runnable(session: Session, now: datetime) -> list[int]:
             .order_by(Campaign.id)
         )
     )
-
-
-def set_paused(session: Session, campaign_id: int, reason: str) -> Campaign:
-    campaign = get_campaign(session, campaign_id)
-    if campaign.status not in (CampaignStatus.SENDING, CampaignStatus.SCHEDULED):
-        raise ConflictError(
-            f"campaign {campaign_id} is {campaign.status}; only a sending or "
-            "scheduled campaign can be paused"
-        )
-    campaign.status = CampaignStatus.PAUSED
-    campaign.pause_reason = reason
-    return campaign
-
-
-GUARD_PREFIX = "reputation guard:"
-
-
-def set_resumed(session: Session, campaign_id: int, *, force: bool = False) -> Campaign:
-    """Paused -> sending. A reputation-guard pause needs ``force`` (ops have looked)."""
-    campaign = get_campaign(session, campaign_id)
-    if campaign.status == CampaignStatus.SENDING:
-        return campaign
-    if campaign.status != CampaignStatus.PAUSED:
-        raise ConflictError(f"campaign {campaign_id} is {campaign.status}; cannot resume it")
-    if (campaign.pause_reason or "").startswith(GUARD_PREFIX):
-        if not force:
-            raise ConflictError(
-                f"campaign {campaign_id} was paused by the {campaign.pause_reason}; look at "
-                "`mailer stats` first, then resume with --force"
-            )
-        campaign.guard_ack_at = utcnow()
-    if campaign.expires_at is not None and campaign.expires_at <= utcnow():
-        raise ConflictError(
-            f"campaign {campaign_id} expired at {campaign.expires_at:%Y-%m-%d %H:%M}Z"
-        )
-    campaign.status = CampaignStatus.SENDING
-    campaign.pause_reason = None
-    return campaign
-
-
-def set_cancelled(session: Session, campaign_id: int) -> int:
-    """Cancel: queued rows become skipped. Returns how many were skipped."""
-    campaign = get_campaign(session, campaign_id)
-    if campaign.status in (CampaignStatus.DONE, CampaignStatus.CANCELLED, CampaignStatus.EXPIRED):
-        raise ConflictError(f"campaign {campaign_id} is already {campaign.status}")
-    campaign.status = CampaignStatus.CANCELLED
-    campaign.finished_at = utcnow()
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.QUEUED)
-        .values(status=DeliveryStatus.SKIPPED, error_class="Cancelled", error="campaign cancelled")
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def retry_failed(session: Session, campaign_id: int) -> int:
-    """Failed rows go back to the queue and the campaign to sending."""
-    campaign = get_campaign(session, campaign_id)
-    if campaign.status in (CampaignStatus.CANCELLED, CampaignStatus.EXPIRED):
-        raise ConflictError(f"campaign {campaign_id} is {campaign.status}")
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.FAILED)
-        .values(status=DeliveryStatus.QUEUED, not_before=None, attempts=0)
-    )
-    n = int(getattr(result, "rowcount", 0) or 0)
-    if n and campaign.status == CampaignStatus.DONE:
-        campaign.status = CampaignStatus.SENDING
-        campaign.finished_at = None
-    return n
 
 
 @dataclass(frozen=True)
@@ -267,14 +193,7 @@ class CampaignReport:
 
 def report(session: Session, campaign_id: int, *, failures: int = 20) -> CampaignReport:
     campaign = get_campaign(session, campaign_id)
-    counts = {
-        status: n
-        for status, n in session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.campaign_id == campaign_id)
-            .group_by(Delivery.status)
-        )
-    }
+    counts = state_counts(session, campaign_id)
     first, last = session.execute(
         select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
             Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.SENT

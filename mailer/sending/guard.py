@@ -2,8 +2,8 @@
 
 SES reviews an account at a 5% bounce rate and a 0.1% complaint rate and pauses it at 10%
 and 0.5%; an account under review is a bad day for every list it sends. The send engine
-calls :func:`check_campaign` between batches; a returned reason means: pause the campaign
-now (with :func:`pause_reason` of it) and send nothing more.
+calls :func:`check_campaign` before each claim; a returned verdict means: pause the campaign
+now (``lifecycle.guard_pause``, with :func:`pause_reason` of it) and send nothing more.
 
 The rates are the campaign's, over every row sent so far: hard bounces / sent and
 complaints / sent (events matched to the campaign's rows). Nothing is judged before
@@ -26,9 +26,8 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from mailer.config import Settings
-from mailer.errors import NotFoundError
 from mailer.feedback.models import FeedbackEvent
-from mailer.sending.models import Campaign, Delivery
+from mailer.sending.models import Campaign, Delivery, get_campaign
 from subscribers.models import utcnow
 
 __all__ = [
@@ -43,7 +42,8 @@ __all__ = [
 
 CLOCK_SKEW = timedelta(hours=1)
 REASON_PREFIX = "reputation guard:"
-"""The send engine pauses with ``f"{REASON_PREFIX} {reason}"``; ``campaigns resume`` checks it."""
+"""Only :func:`pause_reason` writes it and :func:`is_guard_pause` reads it (the engine pauses
+with the one, ``campaigns resume`` asks the other)."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,7 @@ def sample(session: Session, campaign_id: int, *, lazy: bool = False) -> GuardSa
     first; with ``lazy`` and none of them, the sends are not counted (``sent`` is 0): that
     count walks every row of the campaign, and the engine asks before every batch.
     """
-    campaign = session.get(Campaign, campaign_id)  # the engine has it loaded already
-    if campaign is None:
-        raise NotFoundError(f"no campaign {campaign_id}")
+    campaign = get_campaign(session, campaign_id)  # the engine has it loaded already
     ack = campaign.guard_ack_at
     sent_where = [Delivery.campaign_id == campaign_id, Delivery.sent_at.is_not(None)]
     fe = FeedbackEvent
@@ -147,9 +145,7 @@ def is_guard_pause(reason: str | None) -> bool:
 
 def acknowledge(session: Session, campaign_id: int, at: datetime | None = None) -> Campaign:
     """Ops looked at a guard pause: judge only what happens from ``at`` (now) on."""
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise NotFoundError(f"no campaign {campaign_id}")
+    campaign = get_campaign(session, campaign_id)
     campaign.guard_ack_at = at or utcnow()
     session.flush()
     return campaign

@@ -1,0 +1,152 @@
+"""Every change of a campaign's status, in one place.
+
+    scheduled -> sending -> done                        start, finish
+                        \\-> paused (reason) -> sending  pause, auto_pause, guard_pause, resume
+                        \\-> cancelled | expired         cancel, expire
+    done -> sending                                     retry_failed
+
+Editors' changes (:func:`pause`, :func:`resume`, :func:`cancel`, :func:`retry_failed`) take a
+campaign id, refuse a change the campaign's state does not allow (``ConflictError``) and are
+what every entrance calls. The send engine's own changes (:func:`start`, :func:`auto_pause`,
+:func:`guard_pause`, :func:`expire`, :func:`finish`) take the campaign row it holds, inside
+the transaction where it judged the campaign.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from mailer.errors import ConflictError
+from mailer.sending import guard
+from mailer.sending.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, get_campaign
+from subscribers.models import utcnow
+
+log = logging.getLogger(__name__)
+
+#: the states an editor can pause
+PAUSABLE = (CampaignStatus.SENDING, CampaignStatus.SCHEDULED)
+#: the states nothing but ``retry_failed`` (done) leaves
+FINAL = (CampaignStatus.DONE, CampaignStatus.CANCELLED, CampaignStatus.EXPIRED)
+
+
+# -- the engine's changes, on the row it holds ---------------------------------------------
+
+
+def start(campaign: Campaign) -> None:
+    """A worker picks the campaign up: scheduled -> sending, and the first start is noted
+    (a paused, done, cancelled or expired campaign is left as it is)."""
+    if campaign.status not in (CampaignStatus.SCHEDULED, CampaignStatus.SENDING):
+        return
+    campaign.status = CampaignStatus.SENDING
+    campaign.started_at = campaign.started_at or utcnow()
+
+
+def auto_pause(campaign: Campaign, reason: str) -> None:
+    """The engine stops by itself (an account-level refusal, the daily quota): paused with
+    the reason, which ``campaigns show`` prints and ``resume`` clears."""
+    campaign.status = CampaignStatus.PAUSED
+    campaign.pause_reason = reason[:2000]
+    log.warning("campaign %s paused: %s", campaign.id, reason)
+
+
+def guard_pause(campaign: Campaign, verdict: str) -> None:
+    """The reputation guard's verdict: a pause that only ``resume --force`` lifts."""
+    auto_pause(campaign, guard.pause_reason(verdict))
+
+
+def expire(session: Session, campaign: Campaign, reason: str) -> None:
+    """Too late to send: the rest of the list is skipped so the ledger is final."""
+    campaign.status = CampaignStatus.EXPIRED
+    campaign.pause_reason = reason
+    campaign.finished_at = utcnow()
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.campaign_id == campaign.id,
+            Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
+        )
+        .values(status=DeliveryStatus.SKIPPED, error_class="Expired", error=reason)
+    )
+
+
+def finish(campaign: Campaign) -> None:
+    """Nothing left queued or in flight: a sending campaign is done (a paused, cancelled or
+    expired one keeps its state)."""
+    if campaign.status == CampaignStatus.SENDING:
+        campaign.status = CampaignStatus.DONE
+        campaign.finished_at = utcnow()
+
+
+# -- editors' changes, by id ---------------------------------------------------------------
+
+
+def pause(session: Session, campaign_id: int, reason: str) -> Campaign:
+    """Workers stop after the batch in flight."""
+    campaign = get_campaign(session, campaign_id)
+    if campaign.status not in PAUSABLE:
+        raise ConflictError(
+            f"campaign {campaign_id} is {campaign.status}; only a sending or "
+            "scheduled campaign can be paused"
+        )
+    campaign.status = CampaignStatus.PAUSED
+    campaign.pause_reason = reason
+    return campaign
+
+
+def resume(session: Session, campaign_id: int, *, force: bool = False) -> Campaign:
+    """Paused -> sending. A reputation-guard pause needs ``force`` (ops have looked); from
+    then on the guard judges only what happens after this moment."""
+    campaign = get_campaign(session, campaign_id)
+    if campaign.status == CampaignStatus.SENDING:
+        return campaign
+    if campaign.status != CampaignStatus.PAUSED:
+        raise ConflictError(f"campaign {campaign_id} is {campaign.status}; cannot resume it")
+    if guard.is_guard_pause(campaign.pause_reason):
+        if not force:
+            raise ConflictError(
+                f"campaign {campaign_id} was paused by the {campaign.pause_reason}; look at "
+                "`mailer stats` first, then resume with --force"
+            )
+        guard.acknowledge(session, campaign_id)
+    if campaign.expires_at is not None and campaign.expires_at <= utcnow():
+        raise ConflictError(
+            f"campaign {campaign_id} expired at {campaign.expires_at:%Y-%m-%d %H:%M}Z"
+        )
+    campaign.status = CampaignStatus.SENDING
+    campaign.pause_reason = None
+    return campaign
+
+
+def cancel(session: Session, campaign_id: int) -> int:
+    """Cancel: queued rows become skipped. Returns how many were skipped."""
+    campaign = get_campaign(session, campaign_id)
+    if campaign.status in FINAL:
+        raise ConflictError(f"campaign {campaign_id} is already {campaign.status}")
+    campaign.status = CampaignStatus.CANCELLED
+    campaign.finished_at = utcnow()
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.SKIPPED, error_class="Cancelled", error="campaign cancelled")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def retry_failed(session: Session, campaign_id: int) -> int:
+    """Failed rows go back to the queue and a done campaign to sending."""
+    campaign = get_campaign(session, campaign_id)
+    if campaign.status in (CampaignStatus.CANCELLED, CampaignStatus.EXPIRED):
+        raise ConflictError(f"campaign {campaign_id} is {campaign.status}")
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.FAILED)
+        .values(status=DeliveryStatus.QUEUED, not_before=None, attempts=0)
+    )
+    n = int(getattr(result, "rowcount", 0) or 0)
+    if n and campaign.status == CampaignStatus.DONE:
+        campaign.status = CampaignStatus.SENDING
+        campaign.finished_at = None
+    return n

@@ -1,0 +1,151 @@
+"""Pacing: how fast one worker calls the transport, and how much the account may still send.
+
+The campaign's rate holds across workers: each claim reserves its batch's time on
+``Campaign.rate_cursor`` (under the campaign row's lock, in the claim's transaction) and the
+worker's :class:`Pacer` spaces the batch's calls inside that slot. The rate is
+``MAILER_SEND_RATE``, else SES's MaxSendRate, else (no limit known) one found from the
+provider's throttling. The 24-hour quota is taken by each claim and what was not sent is
+given back when the batch is recorded, so a campaign pauses before SES refuses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from mailer.errors import MailerError
+from mailer.sending.models import Campaign
+from mailer.transports.base import Transport
+
+log = logging.getLogger(__name__)
+
+#: a transport whose batch is many concurrent calls (SES SendEmail) gets at most this many
+#: seconds of the campaign's rate per call group, so a rate limit sees no bursts
+BURST_SECONDS = 0.05
+
+
+class Pacer:
+    """Spaces calls evenly at ``rate``; adapts down on throttling.
+
+    Each call waits for its slot: no earlier than its batch's reserved start and ``cost /
+    rate`` after the previous call. ``clock`` and ``sleep`` are injected, so tests read the
+    slots instead of measuring a rate."""
+
+    def __init__(
+        self,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sleep = sleep
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self.rate = 0.0
+        self.factor = 1.0  # < 1 after throttling; recovers slowly
+
+    def wait(self, not_before: float = 0.0, cost: int = 1) -> None:
+        with self._lock:
+            now = self._clock()
+            at = max(now, not_before)
+            if self.rate > 0:
+                at = max(at, self._next)
+                self._next = at + cost / (self.rate * self.factor)
+        if at > now:
+            self._sleep(at - now)
+
+    def throttled(self) -> None:
+        self.factor = max(0.05, self.factor * 0.5)
+
+    def calm(self) -> None:
+        self.factor = min(1.0, self.factor * 1.1)
+
+
+class Pacing:
+    """One worker's rate and the account's 24-hour quota left (None: no daily limit known).
+
+    The claiming thread takes quota, the recorder thread gives back what was not sent and
+    adapts the rate; ``_quota_lock`` orders the two."""
+
+    def __init__(
+        self,
+        rate: float,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pacer = Pacer(sleep, clock)
+        self.clock = clock
+        self.rate = rate  # messages per second for a campaign; 0: no limit known
+        self._rate_guessed = False  # True when ``rate`` was found from throttling
+        self._quota_left: float | None = None
+        self._quota_lock = threading.Lock()
+
+    def read_quota(self, transport: Transport) -> None:
+        """Before a run: the provider's rate (unless one is set) and quota left today."""
+        try:
+            quota = transport.quota()
+        except MailerError as err:
+            log.warning("could not read the SES quota: %s", err)
+            return
+        if quota is None:
+            return
+        if not self.rate:
+            self.rate = float(quota.max_send_rate)
+        left = float(quota.max_24h_send) - float(quota.sent_last_24h)
+        self._quota_left = max(0.0, left) if quota.max_24h_send >= 0 else None
+
+    def batch_size(self, size: int) -> int:
+        """A claim never takes more rows than the quota has left."""
+        if self._quota_left is not None:
+            return max(1, min(size, int(self._quota_left)))
+        return size
+
+    @property
+    def quota_spent(self) -> bool:
+        return self._quota_left is not None and self._quota_left < 1
+
+    def reserve(self, campaign: Campaign, n: int, now: datetime) -> float:
+        """Reserve ``n`` calls' time on the campaign's shared cursor (the row is locked by
+        the claim); the seconds from ``now`` until the slot starts."""
+        if not self.rate:
+            return 0.0
+        cursor = campaign.rate_cursor
+        start = max(now, cursor) if cursor is not None else now
+        campaign.rate_cursor = start + timedelta(seconds=n / self.rate)
+        return (start - now).total_seconds()
+
+    def claimed(self, n: int, start_in: float) -> float:
+        """After the claim committed: ``n`` rows take quota (given back by :meth:`recorded`
+        if not sent); the ``clock`` time the batch's slot starts."""
+        self.pacer.rate = self.rate
+        with self._quota_lock:
+            if self._quota_left is not None:
+                self._quota_left -= n
+        return self.clock() + start_in
+
+    def chunk_size(self, max_batch: int, concurrent: bool) -> int:
+        """Messages per transport call: the transport's batch, cut to a short slice of the
+        rate where a batch's calls go out at once."""
+        step = max(1, max_batch)
+        if self.rate and concurrent:
+            step = min(step, max(1, int(self.rate * BURST_SECONDS)))
+        return step
+
+    def recorded(self, claimed: int, sent: int, throttled: bool, achieved: float) -> None:
+        """A batch was written: give back unsent quota; slow down on throttling (no limit
+        known: start one at half the ``achieved`` rate), probe up again when calm."""
+        with self._quota_lock:
+            if self._quota_left is not None:
+                self._quota_left += claimed - sent
+        if throttled:
+            self.pacer.throttled()
+            if not self.rate:
+                self.rate = max(1.0, achieved * 0.5)
+                self._rate_guessed = True
+        else:
+            self.pacer.calm()
+            if self._rate_guessed:  # a limit we guessed ourselves: probe upwards again
+                self.rate *= 1.1
+                self.pacer.rate = self.rate
