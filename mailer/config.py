@@ -90,6 +90,7 @@ class Settings:
     rate_limit_storage: str = "memory://"
     header_timeout: float = 10.0
     max_connections: int = 1000
+    db_timeout: float = 5.0
     # sending
     transport: str = "outbox"
     outbox_dir: Path = field(default_factory=lambda: Path.cwd() / "outbox")
@@ -166,6 +167,8 @@ class Settings:
             raise ConfigError("MAILER_HEADER_TIMEOUT must be > 0")
         if self.max_connections < 1:
             raise ConfigError("MAILER_MAX_CONNECTIONS must be >= 1")
+        if self.db_timeout <= 0:
+            raise ConfigError("MAILER_DB_TIMEOUT must be > 0")
         if self.preferences_ttl <= 0:
             raise ConfigError("MAILER_PREFERENCES_TTL must be > 0")
         if self.production:
@@ -235,6 +238,7 @@ def _converter(name: str) -> Callable[[str], Any]:
         "max_body_bytes": int,
         "header_timeout": parse_duration,
         "max_connections": int,
+        "db_timeout": parse_duration,
     }
     return kinds.get(name, str)
 

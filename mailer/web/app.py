@@ -15,12 +15,16 @@ mapped to status codes and friendly pages by :mod:`mailer.web.errors`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
@@ -36,7 +40,7 @@ from mailer.web.pages import STATIC_DIR, Pages
 from mailer.web.ratelimit import SlidingWindow, make_storage
 from mailer.web.security import BodyLimit, SecurityHeaders
 from mailer.web.state import WebState, system_clock, web_state
-from subscribers.db import make_engine, session_factory
+from subscribers.db import make_engine, normalize_url, session_factory
 
 #: Paths whose bodies are small forms (RFC 8058 posts included).
 FORM_PREFIXES = ("/subscribe", "/unsubscribe", "/preferences", "/confirm")
@@ -61,7 +65,7 @@ def create_app(
     secret = settings.require_secret_key()  # ConfigError in production without a key
     settings.validate()
     limits_storage = make_storage(settings.rate_limit_storage)  # ConfigError if unusable
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, **_waiting(settings))
     state = WebState(
         settings=settings,
         engine=engine,
@@ -127,6 +131,21 @@ def _include_routers(app: FastAPI, state: WebState, sns: SNSVerifier) -> None:
     app.include_router(webhooks.ses_webhook_router(state.settings, state.sessions, verifier=sns))
     app.include_router(admin.admin_router())
     app.include_router(metrics.metrics_router())
+
+
+def _waiting(settings: Settings) -> dict[str, Any]:
+    """Engine options so a request waits at most MAILER_DB_TIMEOUT for the database (a
+    locked SQLite file; a PostgreSQL server that does not answer) before it fails, and is
+    answered 503 (mailer.web.unavailable), instead of SQLite's 30 s or TCP's minutes."""
+    try:
+        backend = make_url(normalize_url(settings.database_url)).get_backend_name()
+    except ArgumentError:
+        return {}  # make_engine names the problem
+    if backend == "sqlite":
+        return {"connect_args": {"timeout": settings.db_timeout}}
+    if backend == "postgresql":  # libpq: whole seconds, at least 2
+        return {"connect_args": {"connect_timeout": max(2, math.ceil(settings.db_timeout))}}
+    return {}
 
 
 def healthz(request: Request) -> Response:
