@@ -274,3 +274,33 @@ def test_error_while_applying_is_500_and_rolled_back(
     assert hook.counts() == before
     monkeypatch.undo()
     assert hook.post(envelope).json()["status"] == "applied", "SNS's retry is applied"
+
+
+#: Malformed but parseable JSON (issue 13, item 7): each is a 400, never a 500.
+HOSTILE_JSON = {
+    "100k-open-brackets": b"[" * 100_000,
+    "50k-nested-objects": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    "900k-digit-integer": b'{"Type": ' + b"9" * 900_000 + b"}",
+    "65-levels": b"[" * 65 + b"]" * 65,
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE_JSON.values(), ids=HOSTILE_JSON.keys())
+def test_hostile_json_body_is_400(hook: Hook, body: bytes) -> None:
+    response = hook.post(body)
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"]
+    assert "nested more than 64 levels" in detail or "number longer than" in detail
+    assert hook.counts()[0] == 0
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["[" * 100_000, '{"a":' * 50_000 + "1" + "}" * 50_000, '{"n": ' + "9" * 200_000 + "}"],
+    ids=["brackets", "objects", "digits"],
+)
+def test_hostile_json_inside_a_signed_message_is_400(hook: Hook, message: str) -> None:
+    response = hook.post(hook.signer.notification(message))
+    assert response.status_code == 400, response.text
+    assert "SNS Message" in response.json()["detail"]
+    assert hook.counts()[0] == 0

@@ -1,0 +1,154 @@
+"""Malformed but parseable JSON at every entrance (issue 13, item 7): the safe loader itself,
+the SQS poller (moto over HTTP) and `mailer feedback ingest`. Each shape is an InputError:
+set aside as poison, or one line from the CLI; never a RecursionError or a traceback.
+(The webhook's share is in test_webhook.py.)"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from mailer import safejson
+from mailer.cli import main
+from mailer.errors import InputError
+from mailer.feedback.models import FeedbackEvent, PoisonMessage
+from mailer.feedback.queue import QueuePoller
+from tests.conftest import Database
+from tests.plugins.aws import MotoHandle
+from tests.plugins.sns_certs import TOPIC_ARN, SNSSigner
+from tests.test_feedback_queue import Feed, make_feed
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ses_events"
+
+#: The shapes of the issue, each small enough for one SQS message (256 KiB).
+SHAPES = {
+    "100k-open-brackets": "[" * 100_000,
+    "50k-nested-objects": '{"":' * 50_000 + "1" + "}" * 50_000,
+    "200k-digit-integer": '{"eventType": ' + "9" * 200_000 + "}",
+}
+#: ... and as files, where nothing limits the size: the issue's 900,000-digit integer.
+FILE_SHAPES = {**SHAPES, "900k-digit-integer": '{"n": ' + "9" * 900_000 + "}"}
+
+
+# -- the loader ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", FILE_SHAPES.values(), ids=FILE_SHAPES.keys())
+def test_loader_turns_each_shape_into_an_input_error(text: str) -> None:
+    with pytest.raises(InputError) as info:
+        safejson.loads(text, what="payload")
+    assert not isinstance(info.value, safejson.JSONSyntaxError)
+    assert str(info.value).startswith("payload ")
+
+
+def test_loader_limits() -> None:
+    deep = "[" * 64 + "]" * 64
+    assert safejson.loads(deep) is not None  # 64 levels: fine
+    with pytest.raises(InputError, match="nested more than 64 levels"):
+        safejson.loads("[" + deep + "]")
+    wide = json.dumps({"a": [{"b": [1, 2.5, "x", None, True]}] * 1000, "n": 10**20})
+    assert safejson.loads(wide)["n"] == 10**20
+    with pytest.raises(InputError, match="number longer than 100"):
+        safejson.loads("1." + "5" * 200)
+    for text in ("NaN", "[Infinity]", "{nope", "", b"\xff\xfe{"):
+        with pytest.raises(safejson.JSONSyntaxError):
+            safejson.loads(text)
+
+
+# -- SQS -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def feed(moto: MotoHandle) -> Feed:
+    return make_feed(moto, raw=True)
+
+
+@pytest.mark.parametrize("verify", [False, True], ids=["unverified", "verified"])
+def test_sqs_poller_sets_each_shape_aside(
+    db: Database, feed: Feed, sns_signer: SNSSigner, verify: bool
+) -> None:
+    signed = sns_signer.notification(SHAPES["100k-open-brackets"])  # the shape as its Message
+    bodies = [*SHAPES.values(), json.dumps(signed)]
+    for body in bodies:
+        feed.send_raw(body)
+    poller = QueuePoller(
+        feed.sqs,
+        feed.queue_url,
+        db.sessions,
+        db.settings(sns_topic_arns=(TOPIC_ARN,)),
+        wait_seconds=0,
+        retry_delay=0,
+        verify=verify,
+        fetch_cert=sns_signer.fetch,
+    )
+    stats = poller.run(once=True)
+    assert (stats.received, stats.poisoned, stats.applied, stats.retried) == (4, 4, 0, 0)
+    assert feed.waiting() == 0
+    with db.sessions() as s:
+        errors = list(s.scalars(select(PoisonMessage.error)))
+        assert s.scalar(select(FeedbackEvent.id)) is None
+    assert len(errors) == 4
+    expected = ("nested more than 64 levels", "number longer than 100")
+    assert all(any(e in error for e in expected) for error in errors), errors
+    assert not any("RecursionError" in error for error in errors)
+
+
+# -- feedback ingest -------------------------------------------------------------------------
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., Ran]:
+    """`mailer ARGS` in-process through the console-script entry point (errors included)."""
+
+    def run(db: Database, *args: str) -> Ran:
+        for name, value in db.env(COLUMNS="200").items():
+            if name.startswith(("MAILER_", "COLUMNS")):
+                monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return run
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_ingest_reports_each_shape_in_one_line(
+    db: Database, tmp_path: Path, run_cli: Callable[..., Ran]
+) -> None:
+    files = []
+    for name, text in FILE_SHAPES.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(text)
+        files.append(path)
+    good = (FIXTURES / "event_delivery.json").read_text().replace("\n", "")
+    lines = tmp_path / "mixed.jsonl"
+    lines.write_text(good + "\n" + SHAPES["50k-nested-objects"] + "\n")
+    result = run_cli(db, "feedback", "ingest", *map(str, files), str(lines))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "RecursionError" not in result.stderr
+    assert "applied 1, already seen 0, setup notices 0, failed 5" in result.stdout
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 5, errors
+    for path in files:
+        line = next(e for e in errors if e.startswith(str(path)))
+        assert "nested more than 64 levels" in line or "number longer than 100" in line
+    assert any(e.startswith(f"{lines}:2: ") and "nested more than 64" in e for e in errors)
