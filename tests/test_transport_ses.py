@@ -59,6 +59,7 @@ def ses_settings(url: str, **overrides: Any) -> Settings:
         "ses_endpoint_url": url,
         "ses_region": REGION,
         "send_concurrency": 8,
+        "secret_key": "test-key",  # make_transport refuses real mail without a key
     }
     values.update(overrides)
     return Settings(**values)

@@ -188,7 +188,9 @@ def test_messages_arrive_intact_over_one_reused_connection(
     smtp_server: tuple[Controller, Recorder],
 ) -> None:
     controller, recorder = smtp_server
-    settings = Settings(transport="smtp", smtp_url=f"smtp://127.0.0.1:{controller.port}")
+    settings = Settings(
+        transport="smtp", smtp_url=f"smtp://127.0.0.1:{controller.port}", secret_key="test-key"
+    )
     transport = make_transport(settings)
     assert isinstance(transport, SmtpTransport)
     sent = [outgoing(f"reader{i}@example.org", i + 1, body=f"issue body {i}") for i in range(5)]

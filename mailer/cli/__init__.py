@@ -17,6 +17,7 @@ import typer
 from mailer.cli import (
     feedback_cmds,  # noqa: F401
     issue_cmds,  # noqa: F401
+    keys_cmds,  # noqa: F401
     ops_cmds,  # noqa: F401
     send_cmds,  # noqa: F401
     store_cmds,  # noqa: F401

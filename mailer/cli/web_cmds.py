@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 
 import typer
 
 from mailer.cli.app import app
 from mailer.cli.context import app_context
+from mailer.config import Settings
+from mailer.errors import ConfigError
+
+
+def is_loopback(host: str) -> bool:
+    """True when only this machine can reach ``host`` (localhost, 127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a hostname or 0.0.0.0 / :: : reachable from outside
+
+
+def check_exposure(settings: Settings, host: str) -> None:
+    """ConfigError (one line) when serving on ``host`` would let outsiders forge readers'
+    links (no key of our own) or feed us SNS events from any AWS topic (no allowlist)."""
+    if is_loopback(host):
+        return
+    settings.require_real_key(f"serve on {host}")
+    if not settings.sns_topic_arns:
+        raise ConfigError(
+            f"MAILER_SNS_TOPIC_ARNS is empty: refusing to serve on {host}, where the SNS "
+            "webhook would take signed events from any AWS topic; set it to your SES "
+            "feedback topic ARN(s), comma-separated"
+        )
 
 
 @app.command("serve")
@@ -22,6 +49,8 @@ def serve(
     FORWARDED_ALLOW_IPS to its address so client IPs (rate limits, consent ledger) are real.
     A request head must arrive within MAILER_HEADER_TIMEOUT; at most MAILER_MAX_CONNECTIONS
     are served at once; tokens and query strings never reach the logs.
+    On any address but loopback, MAILER_SECRET_KEY (see `mailer keygen`) and
+    MAILER_SNS_TOPIC_ARNS must be set.
 
     Example: MAILER_BASE_URL=https://news.example.org mailer serve --host 0.0.0.0 --port 8000
     """
@@ -31,5 +60,6 @@ def serve(
     from mailer.web.server import serve as run_server
 
     actx = app_context(ctx)
+    check_exposure(actx.settings, host)
     web = create_app(actx.settings)  # ConfigError -> one line from mailer.cli.main
     run_server(web, actx.settings, host=host, port=port)  # mailer.web.server: hardened uvicorn

@@ -25,8 +25,17 @@ __all__ = [
 ]
 
 
+#: Transports whose messages reach real inboxes: their links must not be forgeable.
+REAL_TRANSPORTS = frozenset({"smtp", "ses"})
+
+
 def make_transport(settings: Settings, *, ses_client: Any = None) -> Transport:
-    """The transport ``settings.transport`` names (``ses_client`` injects a boto3 client)."""
+    """The transport ``settings.transport`` names (``ses_client`` injects a boto3 client).
+
+    The one way out to readers, so the one place that refuses real mail (smtp, ses) signed
+    with no key or the published development key (ConfigError naming MAILER_SECRET_KEY)."""
+    if settings.transport in REAL_TRANSPORTS:
+        settings.require_real_key(f"send through {settings.transport}")
     if settings.transport == "outbox":
         from mailer.transports.outbox import OutboxTransport
 
