@@ -18,7 +18,8 @@ from mailer.sending import campaigns as camp
 from mailer.sending import lifecycle
 from mailer.sending.engine import Engine
 from mailer.sending.ledger import Sent, mark_sent
-from mailer.sending.models import Delivery
+from mailer.sending.models import Campaign, Delivery
+from mailer.sending.pacing import Pacer
 from mailer.transports import make_transport
 from subscribers import store
 from subscribers.models import utcnow
@@ -212,18 +213,71 @@ def test_rejected_address_fails_only_that_row(
     assert [(email_, cls) for _, email_, cls, _ in rep.failures] == [(emails[4], "RejectedError")]
 
 
+class SlotClock:
+    """A pacing clock that stands still; each sleep is recorded as the slot it waits for."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.slots: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.slots.append(self.now + seconds)
+
+
+def test_pacer_spaces_calls_by_cost_and_honours_the_reserved_start() -> None:
+    clock = SlotClock()
+    pacer = Pacer(clock.sleep, clock)
+    pacer.wait()  # no rate: never waits
+    pacer.rate = 100.0
+    for _ in range(3):
+        pacer.wait(cost=5)  # 5 messages a call: 50 ms apart
+    pacer.wait(not_before=1000.5)  # a batch whose slot starts later waits for it
+    pacer.wait()
+    assert clock.slots == pytest.approx([1000.05, 1000.10, 1000.5, 1000.51])
+    pacer.throttled()  # half speed after throttling, and back by steps when calm
+    pacer.wait()
+    pacer.wait()
+    assert clock.slots[-2:] == pytest.approx([1000.52, 1000.54])
+    for _ in range(10):
+        pacer.calm()
+    assert pacer.factor == 1.0
+
+
 def test_rate_limit_from_setting(
     db: Database, ses_server: SesServer, aws_env: dict[str, str]
 ) -> None:
+    """MAILER_SEND_RATE=100 through SendEmail, read from the slots the Pacer computes on its
+    injected clock (standing still, so nothing is measured): SendEmail's calls go out 5
+    messages at a time (rate x BURST_SECONDS), each group in a slot of its own at least
+    5/100 s after the last; batches of 25 reserve 0.25 s each on the campaign's cursor."""
     settings = ses_settings(db, ses_server, send_rate=100.0, batch_size=25)
     seed_list(db.sessions, 150)
     cid, _, _ = make_campaign(db.sessions, settings)
     ses_server.configure(max_send_rate=0)
-    with Engine(settings, db.sessions, make_transport(settings)) as engine:
-        engine.run(cid)
-    times = sorted(m.time for m in ses_server.messages())
-    rate = (len(times) - 1) / (times[-1] - times[0])
-    assert 85 <= rate <= 110, rate
+    clock = SlotClock()
+    transport = make_transport(settings)
+    with Engine(settings, db.sessions, transport, sleep=clock.sleep, clock=clock) as engine:
+        progress = engine.run(cid)
+    assert progress.sent == 150
+    assert sorted(ses_server.recipients().values()) == [1] * 150
+    assert ses_server.calls("SendEmail") == {"ok": 150}
+    # 30 transport calls of 5: the first goes at once, the other 29 wait for slots of their own
+    slots = sorted(clock.slots)
+    assert len(slots) == 29
+    gaps = [b - a for a, b in zip([1000.0, *slots], slots, strict=False)]
+    assert min(gaps) >= 0.05 - 1e-9  # never faster than 100/s
+    # and no slower than the reservations: 30 calls of 50 ms, plus at most the part of one
+    # batch's slot that another batch's call could take ahead of its turn
+    assert 1.45 - 1e-9 <= slots[-1] - 1000.0 <= 1.45 + 0.25 + 1e-9
+    with db.sessions() as s:
+        campaign = s.get(Campaign, cid)
+        assert campaign is not None and campaign.started_at and campaign.rate_cursor
+        assert (campaign.rate_cursor - campaign.started_at).total_seconds() >= 1.5
 
 
 def test_quota_pauses_before_exceeding(
