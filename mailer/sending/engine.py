@@ -475,7 +475,7 @@ class Engine:
     ) -> None:
         """Write the batch's results (on the recorder thread) and adapt the pacing."""
         now = utcnow()
-        results = Results.sort(batch.claim.rows, outcomes, now)
+        results = Results.of(batch.claim.rows, outcomes, now)
         tally = self._write(job, results, now, fatal)
         job.progress.add(tally)
         self.pacing.recorded(

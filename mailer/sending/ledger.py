@@ -148,7 +148,8 @@ class Results:
     throttled: bool = False
 
     @classmethod
-    def sort(cls, rows: list[ClaimedRow], outcomes: list[Outcome], now: datetime) -> Results:
+    def of(cls, rows: list[ClaimedRow], outcomes: list[Outcome], now: datetime) -> Results:
+        """Sorted once, outside the write's retry loop; ``now`` dates the retries."""
         out = cls()
         for o in outcomes:
             if o.result is None:
@@ -223,18 +224,18 @@ class Ledger:
         list_id: int,
         size: int,
         now: datetime,
-        clock: float,
+        monotonic: float,
     ) -> tuple[list[ClaimedRow], dict[int, Reader]]:
         """Claim up to ``size`` rows of the locked ``campaign``: dead workers' rows first
-        (every ``STALE_SCAN_SECONDS`` of ``clock``), then queued ones; with the deliverable
-        readers among them."""
+        (looked for every ``STALE_SCAN_SECONDS`` by the ``monotonic`` clock), then queued
+        ones; with the deliverable readers among them."""
         campaign_id = campaign.id
         rows: list[ClaimedRow] = []
-        if clock >= self._next_stale_scan:
+        if monotonic >= self._next_stale_scan:
             rows = self._stale(s, campaign_id, now, size)
             # leases last tens of seconds: looking for dead workers' rows every few seconds
             # finds them as soon as it matters, without a scan per batch
-            self._next_stale_scan = clock + STALE_SCAN_SECONDS
+            self._next_stale_scan = monotonic + STALE_SCAN_SECONDS
             if len(rows) < size:
                 self._orphaned_before = None  # all found
         reclaimed = len(rows)
