@@ -80,6 +80,8 @@ class Settings:
     old_secret_keys: tuple[str, ...] = ()
     base_url: str = "http://localhost:8000"
     postal_address: str = ""
+    # a folder with email/ and/or web/ whose files replace the shipped ones (mailer.templates)
+    template_dir: str = ""
     # reader web (mailer serve)
     confirm_ttl: float = 7 * 86400.0
     preferences_ttl: float = 30 * 86400.0

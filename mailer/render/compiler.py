@@ -29,7 +29,6 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,6 +37,7 @@ import jinja2
 from mailer.config import Settings
 from mailer.errors import RenderError
 from mailer.issue.model import Issue
+from mailer.templates import search_path
 
 __all__ = [
     "FIELDS",
@@ -53,7 +53,6 @@ __all__ = [
 
 FIELDS: tuple[str, ...] = ("unsubscribe_url", "preferences_url", "name")
 PLACEHOLDER_RE = re.compile(r"%%(" + "|".join(FIELDS) + r")%%")
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "email"
 
 GMAIL_CLIP_BYTES = 102 * 1024
 SUBJECT_MAX = 78
@@ -120,7 +119,8 @@ class Branding:
     ``archive_url`` is this issue's web edition ("View in browser"); ``reason_text`` says
     why the reader gets the email; ``greeting`` opens the email followed by the reader's
     name (empty: no greeting line); ``subscribe_url`` and ``archive_index_url`` default to
-    ``/subscribe`` and ``/archive`` under ``base_url``.
+    ``/subscribe`` and ``/archive`` under ``base_url``. ``template_dir`` is
+    MAILER_TEMPLATE_DIR (its ``email/`` files replace the shipped ones; empty: none).
     """
 
     newsletter_name: str
@@ -132,6 +132,7 @@ class Branding:
     greeting: str = "Hello"
     subscribe_url: str = ""
     archive_index_url: str = ""
+    template_dir: str = ""
 
     def __post_init__(self) -> None:
         if not self.newsletter_name.strip() or "\n" in self.newsletter_name:
@@ -165,6 +166,7 @@ class Branding:
             base_url=settings.public_base,
             postal_address=settings.postal_address,
             archive_url=archive_url,
+            template_dir=settings.template_dir,
         )
 
 
@@ -254,7 +256,8 @@ def render_issue(issue: Issue, branding: Branding) -> RenderedIssue:
     html = ascii_html(_swap_stand_ins(html, stand_ins, html=True))
     text = _swap_stand_ins(text, stand_ins, html=False)
     context = {**_issue_context(issue, branding), "archive": True, "ph": {}}
-    archive = ascii_html(neutralise(compile_email("issue.mjml.j2", context), html=True))
+    archive_html = compile_email("issue.mjml.j2", context, template_dir=branding.template_dir)
+    archive = ascii_html(neutralise(archive_html, html=True))
     rendered = RenderedIssue(
         subject=issue.subject,
         preheader=issue.preheader,
@@ -276,25 +279,27 @@ def render_bodies(
     (html, text, number of text lines that had to be cut at 998 octets).
     """
     context = {**_issue_context(issue, branding), "archive": False, "ph": dict(fields)}
-    html = compile_email("issue.mjml.j2", context)
-    text, split_urls = _limit_line_octets(render_text_template("issue.txt.j2", context))
+    html = compile_email("issue.mjml.j2", context, template_dir=branding.template_dir)
+    text = render_text_template("issue.txt.j2", context, template_dir=branding.template_dir)
+    text, split_urls = _limit_line_octets(text)
     return html, text, split_urls
 
 
 # -- the pipeline (reusable by other emails, e.g. the confirmation mail) -----------------
 
 
-def compile_email(template: str, context: Mapping[str, Any]) -> str:
+def compile_email(template: str, context: Mapping[str, Any], *, template_dir: str = "") -> str:
     """Jinja2 (autoescape, StrictUndefined) -> MJML -> HTML -> CSS inlined, with a doctype.
 
     ``template`` names a file in templates/email/ (usually extending base.mjml.j2, whose
-    context keys are listed at its top).
+    context keys are listed at its top); ``template_dir`` is MAILER_TEMPLATE_DIR, looked in
+    first (:func:`mailer.templates.search_path`).
     """
     from mjml import mjml2html
     from premailer import Premailer
 
     try:
-        mjml_src = _jinja().get_template(template).render(**_base_context(context))
+        mjml_src = _jinja(template_dir).get_template(template).render(**_base_context(context))
     except jinja2.TemplateError as err:
         raise RenderError(f"{template}: {err}") from err
     try:
@@ -319,10 +324,12 @@ def compile_email(template: str, context: Mapping[str, Any]) -> str:
     return "<!doctype html>\n" + str(inlined)
 
 
-def render_text_template(template: str, context: Mapping[str, Any]) -> str:
+def render_text_template(
+    template: str, context: Mapping[str, Any], *, template_dir: str = ""
+) -> str:
     """A plain-text template (``*.txt.j2``, no autoescape) with tidy blank lines."""
     try:
-        raw = _jinja().get_template(template).render(**_base_context(context))
+        raw = _jinja(template_dir).get_template(template).render(**_base_context(context))
     except jinja2.TemplateError as err:
         raise RenderError(f"{template}: {err}") from err
     lines = [line.rstrip() for line in raw.split("\n")]
@@ -330,10 +337,11 @@ def render_text_template(template: str, context: Mapping[str, Any]) -> str:
     return text + "\n"
 
 
-@functools.lru_cache(maxsize=1)
-def _jinja() -> jinja2.Environment:
+@functools.lru_cache(maxsize=4)
+def _jinja(template_dir: str) -> jinja2.Environment:
+    """One environment per MAILER_TEMPLATE_DIR (compiled templates are cached inside)."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        loader=jinja2.FileSystemLoader(search_path("email", template_dir)),
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("mjml.j2", "html.j2", "mjml", "html"),
             disabled_extensions=("txt.j2", "txt"),

@@ -27,7 +27,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.staticfiles import StaticFiles
 
 from mailer.config import Settings
 from mailer.feedback.sns import SNSVerifier
@@ -36,7 +35,7 @@ from mailer.transports.base import Transport
 from mailer.web import admin, archive, metrics, preferences, subscribe, unsubscribe, webhooks
 from mailer.web.csrf import CsrfGuard
 from mailer.web.errors import install_error_handlers
-from mailer.web.pages import STATIC_DIR, Pages
+from mailer.web.pages import Pages, static_files
 from mailer.web.ratelimit import SlidingWindow, make_storage
 from mailer.web.security import BodyLimit, SecurityHeaders
 from mailer.web.state import WebState, system_clock, web_state
@@ -116,7 +115,7 @@ def create_app(
         small_bytes=FORM_MAX_BYTES,
     )
     app.add_middleware(SecurityHeaders, base_url=settings.public_base)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", static_files(settings), name="static")
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     _include_routers(app, state, sns)
     return app

@@ -73,7 +73,9 @@ def render_bodies(mail: ConfirmationMail, settings: Settings) -> tuple[str, str]
         "expires_label": expires_label(mail.expires_at),
         "address_lines": [ln.strip() for ln in settings.postal_address.splitlines() if ln.strip()],
     }
-    return compile_email(HTML_TEMPLATE, context), render_text_template(TEXT_TEMPLATE, context)
+    templates = settings.template_dir  # MAILER_TEMPLATE_DIR's email/ files come first
+    html = compile_email(HTML_TEMPLATE, context, template_dir=templates)
+    return html, render_text_template(TEXT_TEMPLATE, context, template_dir=templates)
 
 
 def build_message(

@@ -1,22 +1,23 @@
-"""Rendering the reader pages from templates/web/ (Jinja2, autoescaped).
+"""Rendering the reader pages from templates/web/ (Jinja2, autoescaped), and /static.
 
 Every page extends ``base.html``; the context always has ``base_url`` (MAILER_BASE_URL,
 no trailing slash), ``css_url`` and ``brand`` (the list's name where there is one).
+Templates and static files are looked up in MAILER_TEMPLATE_DIR's ``web/`` first, then in
+the shipped ones (:mod:`mailer.templates`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import jinja2
 from starlette.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
 
 from mailer.config import Settings
+from mailer.templates import SHIPPED_PACKAGE, override_folder, search_path
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "web"
-STATIC_DIR = TEMPLATE_DIR / "static"
 DEFAULT_BRAND = "Newsletter"
 
 
@@ -31,10 +32,10 @@ def mask_email(address: str) -> str:
 class Pages:
     """The page templates, bound to one app's settings."""
 
-    def __init__(self, settings: Settings, directory: Path = TEMPLATE_DIR) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(directory)),
+            loader=jinja2.FileSystemLoader(search_path("web", settings.template_dir)),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -68,3 +69,9 @@ class Pages:
         out = dict(headers or {})
         out.setdefault("Cache-Control", "no-store" if private else "no-cache")
         return HTMLResponse(body, status_code=status, headers=out)
+
+
+def static_files(settings: Settings) -> StaticFiles:
+    """/static: MAILER_TEMPLATE_DIR's ``web/static/`` files first, then the shipped ones."""
+    override = override_folder("web/static", settings.template_dir)
+    return StaticFiles(directory=override, packages=[(SHIPPED_PACKAGE, "web/static")])
