@@ -9,6 +9,8 @@ Runs, each in its own process and one after the other (they would disturb each o
                                        two workers, enqueue of 1,000,000, sender RSS (issue 4)
   feedback  scripts/bench_feedback.py  SES notifications through `mailer serve` (issue 6)
   guard     scripts/bench_guard.py     reputation guard's cost per batch (no numeric goal)
+  web       scripts/bench_web.py       reader page p95 while 60 forged SNS messages name slow
+                                       certificate hosts, against its unloaded p95 (issue 13)
 
 Each script prints its own figures with the baseline or limit it measured in the same run;
 this one reads them (bench_send's ``--json``, the others' printed tables) and prints one
@@ -209,6 +211,29 @@ def parse_guard(out: str, _: Path) -> list[Figure]:
     ]
 
 
+def parse_web(out: str, _: Path) -> list[Figure]:
+    idle = _find(r"reader page p95 unloaded:\s+([\d.,]+) ms", out)
+    loaded = _find(r"reader page p95 under load:\s+([\d.,]+) ms", out)
+    head = _find(r"reader page under (\d+) concurrent forged SNS messages", out)
+    goal = _find(r"goal p95 under load < (\d+) ms: (met|MISSED)", out)
+    if not (idle and loaded and head and goal):
+        raise ValueError("bench_web output not understood")
+    p0, p1 = _num(idle.group(1)), _num(loaded.group(1))
+    return [
+        Figure(
+            "web",
+            f"reader page p95, {head.group(1)} forged SNS messages in flight",
+            p1,
+            "ms",
+            p0,
+            "unloaded p95",
+            p1 / p0,
+            f"< {goal.group(1)} ms",
+            _verdict(goal.group(2) == "met"),
+        )
+    ]
+
+
 def parse_import(out: str, _: Path) -> list[Figure]:
     base = _find(r"^baseline: csv \+ normalize\s+([\d,]+)", out)
     if not base:
@@ -261,6 +286,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str], Parser]] = {
     "send": ("bench_send.py", ["--json", "{json}"], ["--quick", "--json", "{json}"], parse_send),
     "feedback": ("bench_feedback.py", [], ["--events", "600", "--clients", "4"], parse_feedback),
     "guard": ("bench_guard.py", [], ["--rows", "5000", "--repeat", "5"], parse_guard),
+    "web": ("bench_web.py", [], ["--pages", "50"], parse_web),
 }
 
 

@@ -35,8 +35,11 @@ def log_config() -> dict[str, Any]:
     return config
 
 
-def server_config(app: Any, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
-    """The uvicorn configuration ``mailer serve`` runs ``app`` with."""
+def server_config(
+    app: Any, settings: Settings, *, host: str, port: int, configure_logging: bool = True
+) -> uvicorn.Config:
+    """The uvicorn configuration ``mailer serve`` runs ``app`` with. ``configure_logging``
+    False leaves the process's logging alone (a server inside a test process)."""
     return uvicorn.Config(
         app,
         host=host,
@@ -45,7 +48,7 @@ def server_config(app: Any, settings: Settings, *, host: str, port: int) -> uvic
         limit_concurrency=settings.max_connections,
         proxy_headers=True,
         server_header=False,
-        log_config=log_config(),
+        log_config=log_config() if configure_logging else None,
     )
 
 
