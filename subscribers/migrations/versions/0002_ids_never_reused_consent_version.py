@@ -9,10 +9,8 @@
   a confirmation mail is a delivery of its own, so feedback on it matches a row.
 
 SQLite rebuilds a table by copy, drop, rename. Dropping a parent with foreign keys on
-would cascade into its children, so keys are switched off for the rebuild; SQLite ignores
-that inside a transaction, which only happens here on a new, empty database (right after
-0001), where nothing can cascade; a non-empty database in that state is refused. The
-connection gets its keys back when it returns to its pool.
+would cascade into its children, so keys are switched off for the rebuild (see
+``_sqlite_keys_off``), and the connection gets them back when it returns to its pool.
 
 Revision ID: 0002
 Revises: 0001
@@ -49,19 +47,21 @@ _KIND_CHECK = (
 
 def _sqlite_keys_off(conn: sa.Connection) -> None:
     """Switch foreign keys off for the rebuild, and back on when the connection goes back
-    to its pool (a PRAGMA inside the migration's transaction would be ignored)."""
+    to its pool.
+
+    SQLite ignores the PRAGMA inside a transaction. One is open here only when an earlier
+    step of the same run wrote something (0001 on a new store, a later revision's
+    downgrade); each step stamps alembic_version as it ends, so committing them first
+    leaves the store at a consistent revision whatever happens next."""
     if not conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
         return
+    dbapi = conn.connection.dbapi_connection
+    if getattr(dbapi, "in_transaction", False):
+        conn.exec_driver_sql("COMMIT")
     conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
     if conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
-        for table in _ID_TABLES:
-            if conn.execute(sa.select(sa.table(table, sa.column("id"))).limit(1)).first():
-                raise RuntimeError(
-                    "migration 0002 must rebuild SQLite tables with foreign keys off; "
-                    "run it outside a transaction (mailer db upgrade)"
-                )
-        return
-    ours = id(conn.connection.dbapi_connection)
+        raise RuntimeError("migration 0002: SQLite kept foreign keys on; nothing was changed")
+    ours = id(dbapi)
 
     def keys_on(dbapi_conn: Any, _record: Any) -> None:
         if id(dbapi_conn) == ours:
