@@ -21,9 +21,8 @@ from click.testing import CliRunner
 
 from mailer.cli import command
 from mailer.config import Settings
-from mailer.ops.ses_admin import (
-    GMAIL_CLIP_BYTES,
-    AwsClients,
+from mailer.ops.aws import AwsClients
+from mailer.ops.doctor import (
     Check,
     account_checks,
     check_account,
@@ -36,6 +35,7 @@ from mailer.ops.ses_admin import (
     check_secret_key,
     sample_message,
 )
+from mailer.render.compiler import GMAIL_CLIP_BYTES
 from subscribers import store
 from subscribers.db import make_engine
 from tests.conftest import Database

@@ -17,16 +17,9 @@ from click.testing import CliRunner
 from mailer.cli import command
 from mailer.config import Settings
 from mailer.errors import ConfigError, SetupError
-from mailer.ops.ses_admin import (
-    DESTINATION_NAME,
-    EVENT_TYPES,
-    AwsClients,
-    check_configuration_set,
-    check_feedback_wiring,
-    check_identity,
-    dns_records,
-    setup,
-)
+from mailer.ops.aws import AwsClients
+from mailer.ops.doctor import check_configuration_set, check_feedback_wiring, check_identity
+from mailer.ops.provisioning import DESTINATION_NAME, EVENT_TYPES, dns_records, setup
 from tests.plugins.aws import REGION, MotoHandle
 from tests.ses_provisioning import ProvisioningProxy
 

@@ -1,11 +1,11 @@
-"""`mailer stats`, `mailer doctor`, `mailer ses setup`: thin over mailer.ops.stats and
-mailer.ops.ses_admin."""
+"""`mailer stats`, `mailer doctor`, `mailer ses setup`: thin over mailer.ops.stats,
+mailer.ops.doctor and mailer.ops.provisioning."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -14,10 +14,10 @@ from sqlalchemy import select
 from mailer.cli.app import app
 from mailer.cli.context import AppContext, app_context
 from mailer.errors import ConfigError, MailerError
+from mailer.issue.files import parse_issue_file
 from mailer.ops import stats as st
-from mailer.ops.ses_admin import (
-    DEFAULT_TOPIC,
-    AwsClients,
+from mailer.ops.aws import AwsClients
+from mailer.ops.doctor import (
     Check,
     check_account,
     check_base_url,
@@ -29,8 +29,9 @@ from mailer.ops.ses_admin import (
     check_secret_key,
     domains_of,
     sample_message,
-    setup,
 )
+from mailer.ops.provisioning import DEFAULT_TOPIC, SetupResult, setup
+from subscribers.models import MailingList
 
 ses_app = typer.Typer(help="Amazon SES provisioning.", no_args_is_help=True)
 app.add_typer(ses_app, name="ses")
@@ -186,8 +187,6 @@ def _print_checks(actx: AppContext, checks: list[Check]) -> None:
 
 
 def _list_from_addresses(actx: AppContext) -> list[str]:
-    from subscribers.models import MailingList
-
     with actx.sessions() as session:
         return list(session.scalars(select(MailingList.from_address)))
 
@@ -239,8 +238,6 @@ def doctor(
     try:
         parsed = None
         if issue is not None:
-            from mailer.issue.files import parse_issue_file
-
             parsed = parse_issue_file(issue)
         raw = sample_message(
             settings, from_address=from_address, newsletter=newsletter, issue=parsed
@@ -336,7 +333,7 @@ def ses_setup(
 
 
 def _print_setup_next_steps(
-    actx: AppContext, result: Any, webhook: bool, allowlist: tuple[str, ...]
+    actx: AppContext, result: SetupResult, webhook: bool, allowlist: tuple[str, ...]
 ) -> None:
     console = actx.console
     console.print()
