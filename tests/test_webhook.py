@@ -20,8 +20,10 @@ from mailer.feedback.sns import SNSVerifier
 from mailer.sending.models import Campaign, Delivery
 from mailer.web.webhooks import MAX_BODY, ses_webhook_router
 from subscribers import store
+from subscribers.db import make_engine, session_factory
 from subscribers.models import ConsentEvent, Subscription, Suppression
 from tests.conftest import Database
+from tests.plugins.mailer_server import free_port
 from tests.plugins.sns_certs import TOPIC_ARN, SNSSigner
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ses_events"
@@ -304,3 +306,26 @@ def test_hostile_json_inside_a_signed_message_is_400(hook: Hook, message: str) -
     assert response.status_code == 400, response.text
     assert "SNS Message" in response.json()["detail"]
     assert hook.counts()[0] == 0
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_database_away_is_503_so_sns_retries(db: Database, sns_signer: SNSSigner) -> None:
+    dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"
+    settings = db.settings(database_url=dead, sns_topic_arns=(TOPIC_ARN,))
+    engine = make_engine(dead)
+    app = FastAPI()
+    app.include_router(
+        ses_webhook_router(
+            settings,
+            session_factory(engine),
+            verifier=SNSVerifier(settings, fetch_cert=sns_signer.fetch),
+        )
+    )
+    try:
+        envelope = sns_signer.notification(fixture_text("event_bounce"))
+        response = ASGIClient(app).post(PATH, content=json.dumps(envelope))
+    finally:
+        engine.dispose()
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "30"
+    assert response.json() == {"status": "error", "detail": "the database is unavailable"}

@@ -26,9 +26,9 @@ TOKEN_ROUTES = frozenset({"unsubscribe", "confirm", "preferences"})
 _TOKENISH = re.compile(r"(?=.*\.)[A-Za-z0-9._~-]{20,}")
 #: In free text: a token route's token, an address in a path, or a query string.
 _TEXT_PATTERNS = (
-    (re.compile(r"(/(?:unsubscribe|confirm|preferences)/)[^\s\"'/?#]+"), rf"\1{REDACTED}"),
+    (re.compile(r"(/(?:unsubscribe|confirm|preferences)/)[A-Za-z0-9._~=-]+"), rf"\1{REDACTED}"),
     (re.compile(r"(/[^\s\"'?#]*)\?[^\s\"'#]*"), rf"\1?{REDACTED}"),
-    (re.compile(r"[^\s\"'/?#@]+(?:@|%40)[^\s\"'/?#]+"), REDACTED),
+    (re.compile(r"[A-Za-z0-9._%+~-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"), REDACTED),
 )
 
 
