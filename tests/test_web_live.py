@@ -8,14 +8,18 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from mailer.render.tokens import Signer
+from mailer.web.access_log import REDACTED
 from mailer.web.urls import archive_url
 from subscribers import store
 from tests.conftest import Database
+from tests.plugins.mailer_server import mailer_serve
 from tests.web_support import add_active, live_server, make_list, read_eml, sample_issue, send_issue
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,3 +107,44 @@ def test_mailer_serve_runs_uvicorn(db: Database) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_mailer_serve_logs_no_token_or_address(db: Database) -> None:
+    """The real log lines of a running `mailer serve`: tokens in paths and addresses in query
+    strings are redacted (issue 13, item 8); and its request heads are timed (item 12)."""
+    mlist_id = make_list(db.sessions, "brief")
+    sid = add_active(db.sessions, "ann@example.com")
+    signer = Signer.from_settings(db.settings())
+    later = datetime.now(UTC) + timedelta(days=3)
+    tokens = [
+        signer.sign("unsubscribe", sid, mlist_id),
+        signer.sign("confirm", sid, mlist_id, version=0, expires_at=later),
+        signer.sign("preferences", sid, mlist_id, expires_at=later),
+    ]
+    paths = [
+        f"/unsubscribe/{tokens[0]}",
+        f"/confirm/{tokens[1]}",
+        f"/preferences/{tokens[2]}",
+        f"/unsubscribe/{tokens[0]}?utm_source=ann@example.com",
+        "/subscribe/brief?email=ann%40example.com&name=Ann",
+        "/subscribe/brief?email=ann@example.com",
+        "/subscribe/ann@example.com",
+    ]
+    env = db.env(MAILER_HEADER_TIMEOUT="1s")
+    with mailer_serve(env, db.tmp) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with httpx.Client(base_url=base) as client:
+            for path in paths:
+                assert client.get(path).status_code < 500, path
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(b"GET /subscribe/brief HTTP/1.1\r\nHost: x\r\n")  # never finished
+            started = time.monotonic()
+            assert slow.recv(100).startswith(b"HTTP/1.1 408 ")
+            assert time.monotonic() - started < 5
+        log_path = db.tmp / f"serve-{port}.log"
+    log = log_path.read_text()
+    assert f'"GET /unsubscribe/{REDACTED} HTTP/1.1" 200' in log  # access log is on, redacted
+    assert f'"GET /subscribe/brief?{REDACTED} HTTP/1.1" 200' in log
+    for secret in [*tokens, "ann@example.com", "ann%40example.com", "email=", "utm_source"]:
+        assert secret not in log, secret
