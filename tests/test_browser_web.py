@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mailer.web.urls import archive_url
+from mailer.urls import archive_url
 from subscribers import store
 from subscribers.models import ConsentEvent
 from tests.browser import chromium, chromium_available, open_page, save_screenshot

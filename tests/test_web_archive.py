@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from mailer.sending.models import Campaign
-from mailer.web.urls import archive_url
+from mailer.urls import archive_url
 from subscribers import store
 from tests.conftest import Database
 from tests.web_support import BASE, Web, add_active, html_body, read_eml, sample_issue, send_issue

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from mailer.render.tokens import Signer
+from mailer.urls import archive_url
 from mailer.web.access_log import REDACTED
-from mailer.web.urls import archive_url
 from subscribers import store
 from tests.conftest import Database
 from tests.plugins.mailer_server import mailer_serve

@@ -35,7 +35,7 @@ from mailer.render.compiler import Branding, render_issue
 from mailer.sending import campaigns as camp
 from mailer.sending.engine import Engine
 from mailer.transports import make_transport
-from mailer.web.urls import archive_index_url, archive_url, subscribe_url
+from mailer.urls import archive_index_url, archive_url, subscribe_url
 from subscribers import store
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')

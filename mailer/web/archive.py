@@ -2,7 +2,7 @@
 
 Only campaigns that started sending appear (``started_at`` set): a scheduled or cancelled
 issue was never public. An issue is addressed by the first 16 hex characters of its
-``issue_key`` (see :func:`mailer.web.urls.archive_url`), which is what the email's "view
+``issue_key`` (see :func:`mailer.urls.archive_url`), which is what the email's "view
 in browser" link points to. The web edition is ``Campaign.archive_html`` when the renderer
 stored one; otherwise the email HTML with its placeholders filled with values that belong
 to nobody (unsubscribe and preferences -> the list's subscribe page, name -> empty).
@@ -28,17 +28,17 @@ from mailer.errors import InputError, NotFoundError
 from mailer.issue.model import Issue
 from mailer.render.compiler import RenderedIssue, date_label
 from mailer.sending.models import Campaign
-from mailer.web.common import all_lists, list_by_slug
-from mailer.web.feed import FeedEntry, FeedInfo, atom_feed
-from mailer.web.security import ARCHIVE_CSP
-from mailer.web.state import web_state
-from mailer.web.urls import (
+from mailer.urls import (
     ARCHIVE_KEY_LEN,
     archive_index_url,
     archive_url,
     feed_url,
     subscribe_url,
 )
+from mailer.web.common import all_lists, list_by_slug
+from mailer.web.feed import FeedEntry, FeedInfo, atom_feed
+from mailer.web.security import ARCHIVE_CSP
+from mailer.web.state import web_state
 from subscribers.models import MailingList
 
 router = APIRouter()

@@ -9,8 +9,8 @@ from starlette.responses import Response
 
 from mailer.errors import NotFoundError, TokenError
 from mailer.render.tokens import Purpose
+from mailer.urls import subscribe_url
 from mailer.web.state import WebState, client_ip
-from mailer.web.urls import subscribe_url
 from subscribers.models import MailingList
 from subscribers.store import SLUG, Actor
 

@@ -24,12 +24,12 @@ from starlette.responses import Response
 
 from mailer.errors import TokenError
 from mailer.render.tokens import Claims
+from mailer.urls import archive_index_url, subscribe_url
 from mailer.web.common import actor, all_lists, link_problem
 from mailer.web.confirm_mail import ConfirmationMail, confirmation_for, deliver_all
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import FieldError, Form, clean_name, read_form
 from mailer.web.state import WebState, web_state
-from mailer.web.urls import archive_index_url, subscribe_url
 from subscribers import store
 from subscribers.models import MailingList, Subscriber, Subscription, SubscriptionStatus
 from subscribers.store import Actor

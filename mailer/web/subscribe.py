@@ -28,12 +28,12 @@ from starlette.responses import Response
 
 from mailer.errors import ConflictError, InvalidAddressError, NotFoundError, TokenError
 from mailer.render.tokens import Claims, preferences_url
+from mailer.urls import archive_index_url, subscribe_url
 from mailer.web.common import actor, all_lists, link_problem, list_by_slug
 from mailer.web.confirm_mail import ConfirmationMail, confirmation_for, deliver
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import EMAIL_MAX, FieldError, Form, clean_name, read_form
 from mailer.web.state import WebState, client_ip, web_state
-from mailer.web.urls import archive_index_url, subscribe_url
 from subscribers import store
 from subscribers.addresses import normalize_email
 from subscribers.models import MailingList, Subscriber, Subscription, SubscriptionStatus

@@ -28,12 +28,12 @@ from starlette.responses import PlainTextResponse, Response
 
 from mailer.errors import TokenError
 from mailer.render.tokens import Claims, preferences_url
+from mailer.urls import archive_index_url, subscribe_url
 from mailer.web.common import actor, link_problem
 from mailer.web.confirm_mail import confirmation_for, deliver
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import Form, read_form
 from mailer.web.state import WebState, web_state
-from mailer.web.urls import archive_index_url, subscribe_url
 from subscribers import store
 from subscribers.models import MailingList, Subscriber, Subscription, SubscriptionStatus
 

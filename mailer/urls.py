@@ -1,8 +1,9 @@
 """Public URLs of the reader pages, all under ``MAILER_BASE_URL``.
 
-The renderer and the send engine call these to put links into emails; the pages use them
+The use cases and the send engine call these to put links into emails; the pages use them
 for every link and form action, so a page served behind a proxy never links to the host it
-happened to be reached by (no Host-header reflection, no open redirect).
+happened to be reached by (no Host-header reflection, no open redirect). It sits low (it
+needs only the settings), so every layer that builds a link builds it here, once.
 """
 
 from __future__ import annotations
