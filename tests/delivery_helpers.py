@@ -9,8 +9,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.config import Settings
 from mailer.issue.files import parse_issue_file
-from mailer.render.compiler import Branding, RenderedIssue, render_issue
-from mailer.sending import campaigns as camp
+from mailer.issue.model import Issue
+from mailer.render.compiler import RenderedIssue
+from mailer.sending import publish
+from mailer.sending.schedule import Schedule
 from subscribers import store
 from subscribers.models import Subscriber, Subscription, utcnow
 
@@ -70,21 +72,21 @@ def make_campaign(
     issue_path: Path = ISSUE,
     force: bool = False,
 ) -> tuple[int, int, RenderedIssue]:
-    """Parse, render and enqueue the fixture issue; (campaign id, enqueued, rendered)."""
+    """Parse, render and enqueue the fixture issue through the editor's use cases (what
+    `mailer send` calls); (campaign id, enqueued, rendered)."""
     issue = parse_issue_file(issue_path)
-    with sessions.begin() as s:
+    with sessions() as s:
         mlist = store.get_list(s, slug)
-        url = camp.archive_url(settings.public_base, slug, issue.key())
-        rendered = render_issue(issue, Branding.from_settings(settings, mlist.name, url))
-        campaign, n = camp.create_campaign(
-            s,
-            mailing_list=mlist,
-            issue_key=issue.key(),
-            issue=issue.to_dict(),
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
-            archive_html=rendered.for_archive(),
-            force=force,
-        )
-        return campaign.id, n, rendered
+    rendered = publish.render_for(settings, mlist, issue)
+    created = publish.create(sessions, mlist, issue, rendered, Schedule(force=force))
+    return created.campaign_id, created.enqueued, rendered
+
+
+def bare_rendered(subject: str, html: str, text: str) -> RenderedIssue:
+    """Bodies a test writes by hand (no MJML), to go with :func:`fixture_issue`."""
+    return RenderedIssue(subject=subject, preheader="", html=html, text=text, archive_html=html)
+
+
+def fixture_issue() -> Issue:
+    """The fixture issue, for a campaign whose bodies a test writes itself."""
+    return parse_issue_file(ISSUE)

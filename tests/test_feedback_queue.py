@@ -24,6 +24,7 @@ from mailer.sending.models import Delivery
 from subscribers import store
 from subscribers.models import Subscriber, Subscription
 from tests.conftest import Database
+from tests.delivery_helpers import bare_rendered, fixture_issue
 from tests.plugins.aws import REGION, MotoHandle
 from tests.plugins.sns_certs import TOPIC_ARN, SNSSigner
 
@@ -151,14 +152,7 @@ def test_hard_bounced_reader_is_skipped_by_the_next_send(db: Database, feed: Fee
     with db.sessions.begin() as s:
         mlist = store.get_list(s, "brief")
         campaign, _ = campaigns.create_campaign(
-            s,
-            mailing_list=mlist,
-            issue_key="2026-05-15",
-            issue={},
-            subject="The China Brief",
-            html="<p>hi</p>",
-            text="hi",
-            archive_html="<p>hi</p>",
+            s, mlist, fixture_issue(), bare_rendered("The China Brief", "<p>hi</p>", "hi")
         )
         recipients = s.scalars(
             select(Subscriber.email)

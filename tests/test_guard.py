@@ -27,6 +27,7 @@ from mailer.sending.models import Campaign, Delivery
 from mailer.transports import make_transport
 from subscribers import store
 from tests.conftest import Database
+from tests.delivery_helpers import bare_rendered, fixture_issue
 from tests.ops_seed import Seeded, seed
 from tests.support.ses_server import SesServer
 
@@ -224,13 +225,9 @@ def test_engine_pauses_on_a_bounce_spike_and_sends_nothing_after(
             store.subscribe(session, f"reader{i:02d}@example.com", mlist, confirmed=True)
         campaign, _ = campaigns.create_campaign(
             session,
-            mailing_list=mlist,
-            issue_key="2025-06-18",
-            issue={},
-            subject="Morning brief",
-            html="<p>Hello %%name%%</p>",
-            text="Hello %%name%%",
-            archive_html="<p>Hello</p>",
+            mlist,
+            fixture_issue(),
+            bare_rendered("Morning brief", "<p>Hello %%name%%</p>", "Hello %%name%%"),
         )
         campaign_id = campaign.id
         enqueued = session.scalar(select(func.count()).where(Delivery.campaign_id == campaign_id))

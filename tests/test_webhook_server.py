@@ -32,6 +32,7 @@ from mailer.sending.models import Delivery
 from subscribers import store
 from subscribers.models import ConsentEvent, Subscriber, Subscription, Suppression
 from tests.conftest import Database
+from tests.delivery_helpers import bare_rendered, fixture_issue
 from tests.plugins.mailer_server import mailer_serve
 from tests.plugins.sns_certs import CERT_URL, TOPIC_ARN, SNSSigner, make_certificate
 
@@ -138,14 +139,7 @@ def seed(db: Database) -> None:
             for mlist in lists:
                 store.subscribe(s, reader(i), mlist, confirmed=True)
         campaign, _ = campaigns.create_campaign(
-            s,
-            mailing_list=lists[0],
-            issue_key="2026-05-14",
-            issue={},
-            subject="The China Brief",
-            html="<p>x</p>",
-            text="x",
-            archive_html="<p>x</p>",
+            s, lists[0], fixture_issue(), bare_rendered("The China Brief", "<p>x</p>", "x")
         )
         rows = s.execute(
             select(Delivery.id, Subscriber.email)

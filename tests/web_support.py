@@ -204,16 +204,7 @@ def send_issue(
             archive_index_url=archive_index_url(settings, slug),
         )
         rendered = render_issue(issue, branding)
-        campaign, _ = camp.create_campaign(
-            s,
-            mailing_list=mlist,
-            issue_key=issue.key(),
-            issue=issue.to_dict(),
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
-            archive_html=rendered.for_archive(),
-        )
+        campaign, _ = camp.create_campaign(s, mlist, issue, rendered)
         cid = campaign.id
     if start:
         with Engine(settings, sessions, make_transport(settings)) as engine:

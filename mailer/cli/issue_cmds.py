@@ -1,23 +1,19 @@
-"""`mailer issue check|render`: what an editor runs before anything is sent."""
+"""`mailer issue check|render`: what an editor runs before anything is sent (the use cases
+are :func:`mailer.sending.publish.check` and :func:`~mailer.sending.publish.preview`)."""
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import typer
 
 from mailer.cli.app import app
 from mailer.cli.context import app_context
-from mailer.config import Settings
 from mailer.issue.files import decode_issue_bytes, parse_issue_file
 from mailer.issue.markdown import declared_list
-from mailer.issue.model import Issue
-from mailer.render.compiler import Branding, RenderedIssue, render_issue
+from mailer.sending import publish
+from mailer.sending.publish import Checked
 
 issue_app = typer.Typer(help="Issue files: check them, preview the email.", no_args_is_help=True)
 app.add_typer(issue_app, name="issue")
@@ -48,10 +44,10 @@ def check(
     """
     settings = app_context(ctx).settings
     issue = parse_issue_file(file)
-    rendered = render_issue(issue, Branding.from_settings(settings, newsletter))
-    for line in summary(issue, rendered, list_slug=_list_of(file)):
+    checked = publish.check(settings, issue, newsletter=newsletter, list_slug=_list_of(file))
+    for line in summary(checked):
         typer.echo(line)
-    if strict and rendered.warnings:
+    if strict and checked.warnings:
         raise typer.Exit(1)
 
 
@@ -66,7 +62,7 @@ def render(
         typer.Option("--from", help='From header (default: "<newsletter> <news@host>").'),
     ] = None,
     to: Annotated[str, typer.Option("--to", help="To address of the sample message.")] = (
-        "reader@example.com"
+        publish.SAMPLE_TO
     ),
     archive_url: Annotated[
         str | None,
@@ -79,44 +75,39 @@ def render(
     """
     settings = app_context(ctx).settings
     issue = parse_issue_file(file)
-    branding = Branding.from_settings(settings, newsletter, archive_url=archive_url)
-    rendered = render_issue(issue, branding)
-    values = sample_values(settings)
-    html, text = rendered.personalize(values)
-    sender = from_address or f"{newsletter} <news@{urlsplit(settings.public_base).hostname}>"
-    eml = preview_message(
-        rendered,
-        values,
-        from_address=sender,
+    shown = publish.preview(
+        settings,
+        issue,
+        newsletter=newsletter,
+        list_slug=_list_of(file),
+        from_address=from_address,
         to=to,
-        list_name=newsletter,
-        list_slug=_list_of(file) or "newsletter",
+        archive_url=archive_url,
     )
     out.mkdir(parents=True, exist_ok=True)
     files = {
-        "email.html": html.encode("utf-8"),
-        "email.txt": text.encode("utf-8"),
-        "message.eml": eml,
-        "archive.html": rendered.for_archive().encode("utf-8"),
+        "email.html": shown.html.encode("utf-8"),
+        "email.txt": shown.text.encode("utf-8"),
+        "message.eml": shown.eml,
+        "archive.html": shown.archive_html.encode("utf-8"),
     }
     for name, data in files.items():
         (out / name).write_bytes(data)
         typer.echo(f"wrote {out / name} ({len(data) / 1024:.1f} KB)")
-    for warning in rendered.warnings:
+    for warning in shown.warnings:
         typer.echo(f"warning: {warning}")
 
 
-def summary(issue: Issue, rendered: RenderedIssue, *, list_slug: str | None) -> list[str]:
+def summary(checked: Checked) -> list[str]:
     """The lines `mailer issue check` prints."""
-    html_kb = len(rendered.html.encode("utf-8")) / 1024
-    text_kb = len(rendered.text.encode("utf-8")) / 1024
+    issue = checked.issue
     lines = [
         f"subject:   {issue.subject} ({len(issue.subject)} chars)",
         f"preheader: {issue.preheader or '(none)'}",
         f"date:      {issue.date.isoformat() if issue.date else '(none)'}",
     ]
-    if list_slug:
-        lines.append(f"list:      {list_slug}")
+    if checked.list_slug:
+        lines.append(f"list:      {checked.list_slug}")
     lines += [
         f"intro:     {len(issue.intro)} paragraph(s); closing: {len(issue.closing)} paragraph(s)",
         f"items:     {len(issue.items)}",
@@ -124,71 +115,15 @@ def summary(issue: Issue, rendered: RenderedIssue, *, list_slug: str | None) -> 
     for n, item in enumerate(issue.items, start=1):
         lines.append(f"  {n}. {item.title} — {item.source} ({len(item.paragraphs)} paragraph(s))")
         lines.append(f"     {item.url}")
+    html_kb, text_kb = checked.html_bytes / 1024, checked.text_bytes / 1024
     lines.append(f"sizes:     HTML {html_kb:.1f} KB, text {text_kb:.1f} KB")
-    lines.append(f"key:       {issue.key()}")
-    if rendered.warnings:
-        lines.append(f"warnings:  {len(rendered.warnings)}")
-        lines += [f"  - {w}" for w in rendered.warnings]
+    lines.append(f"key:       {checked.key}")
+    if checked.warnings:
+        lines.append(f"warnings:  {len(checked.warnings)}")
+        lines += [f"  - {w}" for w in checked.warnings]
     else:
         lines.append("warnings:  none")
     return lines
-
-
-def sample_values(settings: Settings) -> dict[str, str]:
-    """Reader fields for previews: clearly fake tokens under the real base URL."""
-    base = settings.public_base
-    return {
-        "unsubscribe_url": f"{base}/unsubscribe/SAMPLE-TOKEN",
-        "preferences_url": f"{base}/preferences/SAMPLE-TOKEN",
-        "name": "Sample Reader",
-    }
-
-
-def preview_message(
-    rendered: RenderedIssue,
-    values: dict[str, str],
-    *,
-    from_address: str,
-    to: str,
-    list_name: str,
-    list_slug: str,
-) -> bytes:
-    """A complete sample message, built the way the delivery engine builds real ones.
-
-    Uses ``mailer.render.message.build_preview_message`` (the delivery engine's MIME builder); only
-    where that module is absent does it fall back to the standard library.
-    """
-    try:
-        from mailer.render.message import build_preview_message
-    except ImportError:
-        return _stdlib_message(rendered, values, from_address=from_address, to=to)
-    return build_preview_message(
-        rendered,
-        from_address=from_address,
-        to=to,
-        unsubscribe_url=values["unsubscribe_url"],
-        preferences_url=values["preferences_url"],
-        list_name=list_name,
-        list_slug=list_slug,
-        name=values["name"],
-    )
-
-
-def _stdlib_message(
-    rendered: RenderedIssue, values: dict[str, str], *, from_address: str, to: str
-) -> bytes:
-    html, text = rendered.personalize(values)
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = from_address
-    msg["To"] = to
-    msg["Subject"] = rendered.subject
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = make_msgid(domain=from_address.rpartition("@")[2].strip(">") or None)
-    msg["List-Unsubscribe"] = f"<{values['unsubscribe_url']}>"
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(text, cte="quoted-printable")
-    msg.add_alternative(html, subtype="html", cte="quoted-printable")
-    return bytes(msg)
 
 
 def _list_of(file: Path) -> str | None:

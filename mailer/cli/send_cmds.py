@@ -1,13 +1,13 @@
-"""`mailer send`, `mailer campaigns ...`, `mailer worker`: thin over campaigns and delivery."""
+"""`mailer send`, `mailer campaigns ...`, `mailer worker`: parse the arguments, call one use
+case of :mod:`mailer.sending.publish`, format what it returns, exit with how it ended
+(:mod:`mailer.cli.exit_codes`)."""
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -18,22 +18,17 @@ from rich.table import Table
 
 from mailer.cli.app import app
 from mailer.cli.context import AppContext, app_context
-from mailer.config import parse_duration
-from mailer.errors import InputError
+from mailer.cli.exit_codes import ExitCode, of_outcome, of_outcomes
 from mailer.issue.files import parse_issue_file
-from mailer.issue.model import Issue
-from mailer.render.compiler import Branding, RenderedIssue, render_issue
-from mailer.render.message import MessageTemplate
-from mailer.render.tokens import Signer
 from mailer.sending import campaigns as camp
-from mailer.sending import lifecycle
-from mailer.sending.engine import Engine, reader_message
+from mailer.sending import publish
+from mailer.sending.engine import Engine
 from mailer.sending.engine import Progress as SendProgress
+from mailer.sending.publish import Outcome
+from mailer.sending.schedule import Schedule
 from mailer.transports import make_transport
 from mailer.transports.base import Transport
 from subscribers import store
-from subscribers.addresses import normalize_email
-from subscribers.models import MailingList, utcnow
 
 campaigns_app = typer.Typer(
     help="Campaigns: list, show, pause, resume, cancel.", no_args_is_help=True
@@ -41,33 +36,18 @@ campaigns_app = typer.Typer(
 app.add_typer(campaigns_app, name="campaigns")
 
 
-def parse_when(text: str, now: datetime | None = None) -> datetime:
-    """'2026-11-29T06:00+08:00', '2026-11-29 06:00' (local time), '+2h', 'in 30m'."""
-    now = now or utcnow()
-    rel = re.match(r"^\s*(?:\+|in\s+)(.+)$", text)
+@contextmanager
+def _transport(actx: AppContext) -> Iterator[Transport]:
+    transport = make_transport(actx.settings)
     try:
-        if rel:
-            return now + timedelta(seconds=parse_duration(rel.group(1)))
-        when = datetime.fromisoformat(text.strip())
-    except ValueError as err:
-        raise InputError(
-            f"--at: cannot read {text!r} (use e.g. 2026-11-29T06:00+08:00 or +2h)"
-        ) from err
-    return (when if when.tzinfo else when.astimezone()).astimezone(UTC)
+        yield transport
+    finally:
+        transport.close()
 
 
-def _duration(option: str, text: str) -> timedelta:
-    try:
-        return timedelta(seconds=parse_duration(text))
-    except ValueError as err:
-        raise InputError(f"{option}: {err}") from err
-
-
-def render_for(actx: AppContext, mlist: MailingList, key: str, issue: Issue) -> RenderedIssue:
-    """Render once, with the "view in browser" link pointing at the issue's archive page."""
-    settings = actx.settings
-    url = camp.archive_url(settings.public_base, mlist.slug, key)
-    return render_issue(issue, Branding.from_settings(settings, mlist.name, url))
+def _exit(code: ExitCode) -> None:
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
 
 
 @app.command("send")
@@ -91,104 +71,54 @@ def send(
 ) -> None:
     """Send an issue to a list: parse, render once, enqueue every active reader, send.
 
+    Exits 0 when every reader was sent or skipped (or the send is scheduled), 1 on an error
+    or failed rows, 3 paused, 4 expired, 5 cancelled, 6 stopped (README: Exit codes).
+
     Example: mailer send issues/2026-11-28.txt --list china-brief --expires-after 6h
     """
     actx = app_context(ctx)
     issue = parse_issue_file(file)
-    key = issue.key()
+    schedule = Schedule.parse(at, expires_after, force=force)
     with actx.sessions() as s:
         mlist = store.get_list(s, list_slug)
-        recipients = camp.count_recipients(s, mlist.id)
-    rendered = render_for(actx, mlist, key, issue)
+    rendered = publish.render_for(actx.settings, mlist, issue)
     for warning in rendered.warnings:
         actx.err.print(f"warning: {warning}", markup=False, highlight=False)
     if dry_run:
-        actx.console.print(f"dry run: would send to {recipients} readers of {mlist.slug}")
-        actx.console.print(f"subject: {rendered.subject}", markup=False)
+        counted = publish.dry_run(actx.sessions, mlist, rendered)
         actx.console.print(
-            f"sizes: html {len(rendered.html.encode()):,} bytes, "
-            f"text {len(rendered.text.encode()):,} bytes"
+            f"dry run: would send to {counted.recipients} readers of {counted.list_slug}"
+        )
+        actx.console.print(f"subject: {counted.subject}", markup=False)
+        actx.console.print(
+            f"sizes: html {counted.html_bytes:,} bytes, text {counted.text_bytes:,} bytes"
         )
         return
     if test_to:
-        send_test(actx, mlist, rendered, test_to)
+        with _transport(actx) as transport:
+            sent = publish.send_test(actx.settings, transport, mlist, rendered, test_to)
+        for one in sent:
+            if one.ok:
+                actx.console.print(f"test sent to {one.to} ({one.message_id})")
+            else:
+                actx.err.print(f"test to {one.to} failed: {one.error}", markup=False)
+        _exit(ExitCode.OK if all(one.ok for one in sent) else ExitCode.ERROR)
         return
-    scheduled = parse_when(at) if at else None
-    expires = (
-        (scheduled or utcnow()) + _duration("--expires-after", expires_after)
-        if expires_after
-        else None
+    created = publish.create(actx.sessions, mlist, issue, rendered, schedule)
+    actx.console.print(
+        f"campaign {created.campaign_id}: {created.enqueued} readers of {list_slug} queued"
     )
-    with actx.sessions.begin() as s:
-        mlist = store.get_list(s, list_slug)
-        campaign, enqueued = camp.create_campaign(
-            s,
-            mailing_list=mlist,
-            issue_key=key,
-            issue=issue.to_dict(),
-            subject=rendered.subject,
-            html=rendered.html,
-            text=rendered.text,
-            archive_html=rendered.for_archive(),
-            scheduled_at=scheduled,
-            expires_at=expires,
-            force=force,
-        )
-        cid = campaign.id
-    actx.console.print(f"campaign {cid}: {enqueued} readers of {list_slug} queued")
-    if scheduled is not None and scheduled > utcnow():
+    if schedule.at is not None and not created.due:
         actx.console.print(
-            f"scheduled for {scheduled:%Y-%m-%d %H:%M}Z; `mailer worker` sends it then"
+            f"scheduled for {schedule.at:%Y-%m-%d %H:%M}Z; `mailer worker` sends it then"
         )
         return
-    run_with_progress(actx, cid)
-
-
-def send_test(
-    actx: AppContext, mlist: MailingList, rendered: RenderedIssue, addresses: list[str]
-) -> None:
-    """The real rendered issue to a few addresses, subject [TEST]; the ledger is untouched."""
-    settings = actx.settings
-    template = MessageTemplate.build(
-        campaign_id=0,
-        subject="[TEST] " + rendered.subject,
-        from_address=mlist.from_address,
-        reply_to=mlist.reply_to,
-        html=rendered.html,
-        text=rendered.text,
-        list_name=mlist.name,
-        list_slug=mlist.slug,
-    )
-    signer = Signer.from_settings(settings)
-    transport = make_transport(settings)
-    try:
-        batch = [
-            reader_message(
-                template,
-                signer,
-                settings.public_base,
-                list_id=mlist.id,
-                subscriber_id=0,  # no reader: the links lead to a "not found" page
-                delivery_id=i,
-                email=normalize_email(address),
-                name="",
-            )
-            for i, address in enumerate(addresses)
-        ]
-        for i in range(0, len(batch), max(1, transport.max_batch)):
-            chunk = batch[i : i + max(1, transport.max_batch)]
-            for msg, result in zip(chunk, transport.send(template.campaign, chunk), strict=True):
-                if result.ok:
-                    actx.console.print(f"test sent to {msg.to} ({result.message_id})")
-                else:
-                    actx.err.print(f"test to {msg.to} failed: {result.error}", markup=False)
-    finally:
-        transport.close()
+    _exit(of_outcome(run_with_progress(actx, created.campaign_id)))
 
 
 @contextmanager
 def _graceful_stop(engine: Engine) -> Iterator[None]:
-    """Ctrl-C / SIGTERM: finish the batch in flight, leave the rest queued."""
+    """SIGTERM: finish the batch in flight, leave the rest queued."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         engine.request_stop()
@@ -200,10 +130,9 @@ def _graceful_stop(engine: Engine) -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def run_with_progress(actx: AppContext, campaign_id: int) -> SendProgress:
-    """Run the engine on one campaign; a Rich progress bar on a terminal; summary at the end."""
-    transport = make_transport(actx.settings)
-    try:
+def run_with_progress(actx: AppContext, campaign_id: int) -> Outcome:
+    """Run the campaign here; a Rich progress bar on a terminal; the summary at the end."""
+    with _transport(actx) as transport:
         if actx.interactive:
             with Progress(
                 TextColumn("sending"),
@@ -218,13 +147,11 @@ def run_with_progress(actx: AppContext, campaign_id: int) -> SendProgress:
                 def show(p: SendProgress) -> None:
                     bar.update(task, total=p.total, completed=p.done, failed=p.failed, rate=p.rate)
 
-                result = _run(actx, transport, campaign_id, show)
+                outcome = _run(actx, transport, campaign_id, show)
         else:
-            result = _run(actx, transport, campaign_id, None)
-    finally:
-        transport.close()
+            outcome = _run(actx, transport, campaign_id, None)
     print_report(actx, campaign_id)
-    return result
+    return outcome
 
 
 def _run(
@@ -232,10 +159,15 @@ def _run(
     transport: Transport,
     campaign_id: int,
     show: Callable[[SendProgress], None] | None,
-) -> SendProgress:
-    engine = Engine(actx.settings, actx.sessions, transport, on_progress=show)
-    with engine, _graceful_stop(engine):
-        return engine.run(campaign_id)
+) -> Outcome:
+    return publish.run(
+        actx.settings,
+        actx.sessions,
+        transport,
+        campaign_id,
+        on_progress=show,
+        watch=_graceful_stop,
+    )
 
 
 def print_report(actx: AppContext, campaign_id: int) -> None:
@@ -313,8 +245,7 @@ def campaigns_pause(
     Example: mailer campaigns pause 12 --reason "wrong link in item 3"
     """
     actx = app_context(ctx)
-    with actx.sessions.begin() as s:
-        lifecycle.pause(s, campaign_id, reason)
+    publish.pause(actx.sessions, campaign_id, reason)
     actx.console.print(f"campaign {campaign_id} paused")
 
 
@@ -331,15 +262,16 @@ def campaigns_resume(
 ) -> None:
     """Resume a paused (or crashed) campaign: re-claims queued rows and dead workers' claims.
 
+    Exits like `mailer send` with how the campaign ended (README: Exit codes).
+
     Example: mailer campaigns resume 12
     """
     actx = app_context(ctx)
-    with actx.sessions.begin() as s:
-        lifecycle.resume(s, campaign_id, force=force)
+    publish.resume(actx.sessions, campaign_id, force=force)
     if background:
         actx.console.print(f"campaign {campaign_id} resumed; a worker will send it")
         return
-    run_with_progress(actx, campaign_id)
+    _exit(of_outcome(run_with_progress(actx, campaign_id)))
 
 
 @campaigns_app.command("cancel")
@@ -349,23 +281,23 @@ def campaigns_cancel(ctx: typer.Context, campaign_id: int) -> None:
     Example: mailer campaigns cancel 12
     """
     actx = app_context(ctx)
-    with actx.sessions.begin() as s:
-        n = lifecycle.cancel(s, campaign_id)
-    actx.console.print(f"campaign {campaign_id} cancelled; {n} queued readers skipped")
+    change = publish.cancel(actx.sessions, campaign_id)
+    actx.console.print(f"campaign {campaign_id} cancelled; {change.rows} queued readers skipped")
 
 
 @campaigns_app.command("retry-failed")
 def campaigns_retry_failed(ctx: typer.Context, campaign_id: int) -> None:
     """Put a campaign's failed rows back in the queue and send them.
 
+    Exits like `mailer send` with how the campaign ended (README: Exit codes).
+
     Example: mailer campaigns retry-failed 12
     """
     actx = app_context(ctx)
-    with actx.sessions.begin() as s:
-        n = lifecycle.retry_failed(s, campaign_id)
-    actx.console.print(f"campaign {campaign_id}: {n} failed rows queued again")
-    if n:
-        run_with_progress(actx, campaign_id)
+    change = publish.retry_failed(actx.sessions, campaign_id)
+    actx.console.print(f"campaign {campaign_id}: {change.rows} failed rows queued again")
+    if change.rows:
+        _exit(of_outcome(run_with_progress(actx, campaign_id)))
 
 
 @app.command("worker")
@@ -379,30 +311,36 @@ def worker(
 ) -> None:
     """Send scheduled and resumed campaigns; keeps running (several on PostgreSQL).
 
+    With --once it exits with how the campaigns it sent ended, the most urgent first: 3
+    paused, 1 failed rows, 4 expired, 6 stopped, 5 cancelled, else 0 (README: Exit codes).
+
     Example: mailer worker --once
     """
     actx = app_context(ctx)
-    transport = make_transport(actx.settings)
-    engine = Engine(actx.settings, actx.sessions, transport)
-    try:
-        engine.start(wait=wait)
-        with _graceful_stop(engine):
-            while not engine.stopping:
-                with actx.sessions() as s:
-                    due = camp.runnable(s, utcnow())
-                for cid in due:
-                    result = engine.run(cid)
-                    actx.console.print(
-                        f"campaign {cid}: {result.status}, sent {result.sent}, "
-                        f"failed {result.failed}, skipped {result.skipped}"
-                        + (f" ({result.reason})" if result.reason else "")
-                    )
-                    if engine.stopping:
+    outcomes: list[Outcome] = []
+    with _transport(actx) as transport:
+        engine = Engine(actx.settings, actx.sessions, transport)
+        try:
+            engine.start(wait=wait)
+            with _graceful_stop(engine):
+                while not engine.stopping:
+                    ran = list(_run_due(actx, engine))
+                    outcomes += ran
+                    if once and not ran:
                         break
-                if once and not due:
-                    break
-                if not due:
-                    time.sleep(poll)
-    finally:
-        engine.close()
-        transport.close()
+                    if not ran:
+                        time.sleep(poll)
+        finally:
+            engine.close()
+    if once:
+        _exit(of_outcomes(outcomes))
+
+
+def _run_due(actx: AppContext, engine: Engine) -> Iterator[Outcome]:
+    """One look for work; a line per campaign as it ends."""
+    for o in publish.run_due(engine, actx.sessions):
+        actx.console.print(
+            f"campaign {o.campaign_id}: {o.status}, sent {o.sent}, "
+            f"failed {o.failed}, skipped {o.skipped}" + (f" ({o.reason})" if o.reason else "")
+        )
+        yield o

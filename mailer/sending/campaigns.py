@@ -11,18 +11,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, func, insert, literal, select, text
+from sqlalchemy import Insert, Select, exists, func, insert, literal, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mailer.errors import ConflictError
+from mailer.issue.model import Issue
+from mailer.render.compiler import RenderedIssue
 from mailer.sending.ledger import state_counts
 from mailer.sending.models import (
+    RELEASED,
     Campaign,
     CampaignStatus,
     Delivery,
     DeliveryStatus,
     get_campaign,
 )
+from mailer.sending.schedule import Schedule
 from subscribers.db import is_sqlite
 from subscribers.models import (
     MailingList,
@@ -30,11 +36,6 @@ from subscribers.models import (
     Subscription,
     Suppression,
 )
-
-
-def archive_url(base_url: str, list_slug: str, issue_key: str) -> str:
-    """The issue's web edition, which the email's "view in browser" link points to."""
-    return f"{base_url.rstrip('/')}/archive/{list_slug}/{issue_key[:16]}"
 
 
 def recipients_query(list_id: int) -> Select[Any]:
@@ -50,65 +51,94 @@ def recipients_query(list_id: int) -> Select[Any]:
     )
 
 
-def count_recipients(session: Session, list_id: int) -> int:
-    return (
-        session.scalar(select(func.count()).select_from(recipients_query(list_id).subquery())) or 0
-    )
+def count_recipients(session: Session, mlist: MailingList) -> int:
+    """How many readers a send to the list would enqueue now (a dry run's answer)."""
+    query = select(func.count()).select_from(recipients_query(mlist.id).subquery())
+    return session.scalar(query) or 0
 
 
-def find_sent(session: Session, list_id: int, issue_key: str) -> Campaign | None:
-    """An earlier campaign of the same issue to the same list (cancelled ones don't count)."""
+def find_sent(session: Session, mlist: MailingList, issue_key: str) -> Campaign | None:
+    """The list's live campaign of the issue (not cancelled or expired), the newest
+    generation first: what a second send of the issue is refused with."""
     return session.scalar(
         select(Campaign)
         .where(
-            Campaign.list_id == list_id,
+            Campaign.list_id == mlist.id,
             Campaign.issue_key == issue_key,
-            Campaign.status != CampaignStatus.CANCELLED,
+            Campaign.status.not_in(RELEASED),
         )
-        .order_by(Campaign.id.desc())
+        .order_by(Campaign.generation.desc(), Campaign.id.desc())
         .limit(1)
     )
 
 
 def create_campaign(
     session: Session,
-    *,
-    mailing_list: MailingList,
-    issue_key: str,
-    issue: dict[str, Any],
-    subject: str,
-    html: str,
-    text: str,
-    archive_html: str,
-    scheduled_at: datetime | None = None,
-    expires_at: datetime | None = None,
-    force: bool = False,
+    mlist: MailingList,
+    issue: Issue,
+    rendered: RenderedIssue,
+    schedule: Schedule | None = None,
 ) -> tuple[Campaign, int]:
-    """Create the campaign and enqueue one Delivery per active, unsuppressed reader in one
-    INSERT ... SELECT. Returns the campaign and the number of rows enqueued."""
-    earlier = find_sent(session, mailing_list.id, issue_key)
-    if earlier is not None and not force:
-        raise ConflictError(
-            f"this issue was already sent to {mailing_list.slug} as campaign {earlier.id} "
-            f"({earlier.status}); pass --force to send it again"
-        )
-    campaign = Campaign(
-        list_id=mailing_list.id,
-        issue_key=issue_key,
-        subject=subject,
-        issue=issue,
-        html=html,
-        text=text,
-        archive_html=archive_html,
-        status=CampaignStatus.SCHEDULED,
-        scheduled_at=scheduled_at,
-        expires_at=expires_at,
-        reclaimed=0,
-    )
-    session.add(campaign)
-    session.flush()
+    """Create the campaign (the issue snapshot and its rendered bodies) and enqueue one
+    Delivery per active, unsuppressed reader in one INSERT ... SELECT. Returns the campaign
+    and the number of rows enqueued.
+
+    A list gets an issue once. A live campaign of it is a ConflictError naming it, and so is
+    losing a race: the unique index ``uq_campaigns_live_issue`` lets one of two sends started
+    at once insert; the other inserts nothing (after waiting for the first to commit) and is
+    told which campaign won. ``schedule.force`` sends it again as the next generation, which
+    two forced sends at once both pick, so again only one gets in."""
+    schedule = schedule or Schedule()
+    key = issue.key()
+    earlier = find_sent(session, mlist, key)
+    if earlier is not None and not schedule.force:
+        raise _already_sent(mlist, earlier, forced=False)
+    values = {
+        "list_id": mlist.id,
+        "issue_key": key,
+        "generation": earlier.generation + 1 if earlier is not None else 0,
+        "subject": rendered.subject,
+        "issue": issue.to_dict(),
+        "html": rendered.html,
+        "text": rendered.text,
+        "archive_html": rendered.for_archive(),
+        "status": CampaignStatus.SCHEDULED.value,
+        "scheduled_at": schedule.at,
+        "expires_at": schedule.expires_at,
+        "reclaimed": 0,
+    }
+    stmt = _insert_unless_taken(session).values(values).returning(Campaign.id)
+    campaign_id = session.scalar(stmt)
+    if campaign_id is None:
+        winner = find_sent(session, mlist, key)
+        if winner is None:  # the winner was cancelled in the meantime
+            raise ConflictError(
+                f"another send of this issue to {mlist.slug} started at the same time; "
+                "look at `mailer campaigns list`"
+            )
+        raise _already_sent(mlist, winner, forced=schedule.force)
+    campaign = get_campaign(session, campaign_id)
     enqueued = enqueue(session, campaign, fresh=True)
     return campaign, enqueued
+
+
+def _insert_unless_taken(session: Session) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING on either database: a campaign the one-live index
+    refuses is no row (after the competing transaction ends), not an aborted transaction."""
+    insert_of = sqlite_insert if is_sqlite(session) else pg_insert
+    return insert_of(Campaign).on_conflict_do_nothing()
+
+
+def _already_sent(mlist: MailingList, earlier: Campaign, *, forced: bool) -> ConflictError:
+    again = (
+        "another --force send of it started at the same time"
+        if forced
+        else "pass --force to send it again"
+    )
+    return ConflictError(
+        f"this issue was already sent to {mlist.slug} as campaign {earlier.id} "
+        f"({earlier.status}); {again}"
+    )
 
 
 def enqueue(session: Session, campaign: Campaign, *, fresh: bool = False) -> int:

@@ -18,7 +18,17 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TextClause,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from mailer.errors import NotFoundError
@@ -50,6 +60,16 @@ class DeliveryStatus(enum.StrEnum):
     SKIPPED = "skipped"
 
 
+#: a campaign that ended in one of these no longer holds its issue: the list may get it again
+RELEASED = (CampaignStatus.CANCELLED, CampaignStatus.EXPIRED)
+
+
+def _holds_issue(cast: str) -> TextClause:
+    """The one-live-campaign index's condition, spelled as each database reports it back
+    (PostgreSQL adds the casts), so the migrations test compares like with like."""
+    return text(" AND ".join(f"status{cast} <> '{s.value}'{cast}" for s in RELEASED))
+
+
 class Campaign(Base):
     __tablename__ = "campaigns"
     __table_args__ = (
@@ -57,12 +77,26 @@ class Campaign(Base):
             "status IN ('scheduled', 'sending', 'paused', 'done', 'cancelled', 'expired')",
             name="status",
         ),
+        # One live campaign per issue, list and generation: two sends of one issue racing
+        # each other cannot both insert (DESIGN.md principle 10); ``--force`` makes the next
+        # generation. A cancelled or expired campaign leaves the index.
+        Index(
+            "uq_campaigns_live_issue",
+            "list_id",
+            "issue_key",
+            "generation",
+            unique=True,
+            postgresql_where=_holds_issue("::text"),
+            sqlite_where=_holds_issue(""),
+        ),
         NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("mailing_lists.id", ondelete="RESTRICT"))
     issue_key: Mapped[str] = mapped_column(String(64), index=True)
+    # 0 for a first send; each ``--force`` send of a live issue takes the next number
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     subject: Mapped[str] = mapped_column(String(998))
     issue: Mapped[dict[str, Any]] = mapped_column(JSONType)
     html: Mapped[str] = mapped_column(Text)
