@@ -101,7 +101,8 @@ class CertificateStore:
         self.monotonic = monotonic
         self.fetches = 0  # how many times the fetcher was called (ops, tests, benchmarks)
         self._good: OrderedDict[str, x509.Certificate] = OrderedDict()
-        self._bad: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        # url -> (until, error class, message): no exception kept (its traceback holds frames)
+        self._bad: OrderedDict[str, tuple[float, type[VerificationError], str]] = OrderedDict()
         self._pending: dict[str, Future[x509.Certificate]] = {}
         self._lock = threading.Lock()  # guards the dicts only, never held during I/O
         self._pool: ThreadPoolExecutor | None = None
@@ -143,9 +144,9 @@ class CertificateStore:
                 return certificate
             failure = self._bad.get(url)
             if failure is not None:
-                until, reason = failure
+                until, kind, message = failure
                 if self.monotonic() < until:
-                    raise CertificateUnavailable(reason)
+                    raise kind(message)  # the same answer as the first time
                 del self._bad[url]
         pem = self._pem_from_dir(url)
         if pem is None:
@@ -209,7 +210,7 @@ class CertificateStore:
             certificate = _parse(url, pem)
         except VerificationError as err:
             with self._lock:
-                self._bad[url] = (self.monotonic() + self.negative_ttl, str(err))
+                self._bad[url] = (self.monotonic() + self.negative_ttl, type(err), str(err))
                 while len(self._bad) > NEGATIVE_LIMIT:
                     self._bad.popitem(last=False)
                 self._settled(url)
