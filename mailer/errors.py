@@ -11,7 +11,8 @@ app maps them to status codes.
     │   ├── InvalidAddressError  email-validator said no
     │   ├── SuppressedError      address is suppressed or erased (needs --resubscribe)
     │   └── ConflictError        already exists / wrong state
-    ├── InputError               a file the operator handed us is malformed (CSV, JSON)
+    ├── InputError               bad input: a malformed file or payload (CSV, JSON), or a
+    │                            value that breaks a rule (a list slug, a reason, a status)
     │   └── IssueParseError      an issue file did not parse (carries the line number)
     ├── RenderError              template or MJML failure
     ├── TokenError               signed token tampered, expired or for another purpose
@@ -57,7 +58,8 @@ class ConflictError(StoreError):
 
 
 class InputError(MailerError):
-    """A file or payload handed to us is malformed."""
+    """Bad input: a file or payload handed to us is malformed, or a value breaks a rule.
+    The caller is at fault (the web answers 400), unlike ConflictError (the state is)."""
 
 
 class IssueParseError(InputError):

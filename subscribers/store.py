@@ -22,7 +22,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from mailer.errors import ConflictError, InvalidAddressError, NotFoundError, SuppressedError
+from mailer.errors import (
+    ConflictError,
+    InputError,
+    InvalidAddressError,
+    NotFoundError,
+    SuppressedError,
+)
 from subscribers.addresses import normalize_email
 from subscribers.models import (
     ConsentEvent,
@@ -105,13 +111,13 @@ def create_list(
     double_opt_in: bool = True,
 ) -> MailingList:
     if not SLUG.match(slug):
-        raise ConflictError(
+        raise InputError(
             f"bad list slug {slug!r}: use lowercase letters, digits and '-', up to 64 characters"
         )
     if not name.strip():
-        raise ConflictError("a list needs a non-empty --name")
+        raise InputError("a list needs a non-empty --name")
     if _has_control(name):  # the name goes into every message's List-Id header
-        raise ConflictError(f"list name contains a line break or control character: {name!r}")
+        raise InputError(f"list name contains a line break or control character: {name!r}")
     if session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is not None:
         raise ConflictError(f"list {slug!r} already exists")
     mlist = MailingList(
@@ -368,7 +374,7 @@ def suppress(
     """Put an address on the suppression list (idempotent: the first reason stays)."""
     if reason not in {r.value for r in SuppressionReason}:
         allowed = ", ".join(r.value for r in SuppressionReason)
-        raise ConflictError(f"unknown suppression reason {reason!r} (one of: {allowed})")
+        raise InputError(f"unknown suppression reason {reason!r} (one of: {allowed})")
     address = normalize_email(email)
     existing = find_suppression(session, address)
     if existing is not None:
@@ -412,8 +418,10 @@ def list_suppressions(
 
 
 def erase(session: Session, email: str, *, actor: Actor = CLI) -> None:
-    """GDPR erasure: delete everything held about the person; keep only a salted-hash
-    tombstone so a later import of the address is refused unless --resubscribe."""
+    """GDPR erasure, the store's part: delete everything the store holds about the person;
+    keep only a salted-hash tombstone so a later import of the address is refused unless
+    --resubscribe. Entrances call :func:`mailer.feedback.erasure.erase`, which also scrubs
+    the address from stored feedback events."""
     address = normalize_email(email)
     digest = email_hash(hash_salt(session), address)
     sub = session.scalar(select(Subscriber).where(Subscriber.email == address))
@@ -423,12 +431,6 @@ def erase(session: Session, email: str, *, actor: Actor = CLI) -> None:
     if sub is not None:
         session.execute(delete(ConsentEvent).where(ConsentEvent.subscriber_id == sub.id))
         session.delete(sub)
-    # bounce and complaint records name the address too
-    from mailer.feedback.rules import (
-        forget_address,  # here: mailer.feedback.rules imports this module
-    )
-
-    forget_address(session, address)
     if tomb is None:
         session.add(Suppression(email_hash=digest, email=None, reason=SuppressionReason.ERASED))
     else:
@@ -494,7 +496,7 @@ def export_rows(
 ) -> Iterator[tuple[str, str, str, str]]:
     """Stream (email, name, status, since) for a list, in constant memory."""
     if status is not None and status not in {s.value for s in Status}:
-        raise ConflictError(f"unknown status {status!r} (active, pending or unsubscribed)")
+        raise InputError(f"unknown status {status!r} (active, pending or unsubscribed)")
     query = (
         select(Subscriber.email, Subscriber.name, Subscription.status, Subscription.created_at)
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)

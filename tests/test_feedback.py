@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailer.config import Settings
+from mailer.feedback import erasure
 from mailer.feedback import rules as feedback
 from mailer.feedback.events import SESEvent, parse_event
 from mailer.feedback.models import FeedbackEvent, SoftBounceCounter
@@ -393,7 +394,7 @@ def test_an_error_while_applying_leaves_nothing_behind(
 def test_erased_reader_leaves_no_address_in_feedback(db: Database) -> None:
     w = World(db)
     with db.sessions.begin() as s:
-        store.erase(s, READER)
+        erasure.erase(s, READER)
     out = w.apply(ses_event("event_bounce", message_id=mid()))
     with db.sessions() as s:
         row = s.get(FeedbackEvent, out.event_id)
@@ -408,7 +409,7 @@ def test_forget_address_scrubs_stored_events(db: Database) -> None:
     w = World(db)
     out = w.apply(ses_event("notification_bounce_no_dsn", message_id=mid()))
     with db.sessions.begin() as s:
-        feedback.forget_address(s, READER)
+        erasure.forget_address(s, READER)
     with db.sessions() as s:
         row = s.get(FeedbackEvent, out.event_id)
         assert row is not None and row.email is None

@@ -42,7 +42,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from mailer.errors import ConflictError, InputError, InvalidAddressError, RenderError
+from mailer.errors import InputError, InvalidAddressError, RenderError
 from mailer.issue.model import Issue, Item
 from mailer.render.compiler import Branding, render_issue
 from mailer.render.message import MessageTemplate
@@ -258,15 +258,15 @@ def test_message_template_refuses_editor_fields_with_line_breaks(
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"name": "Brief\r\nBcc: v@example.net"}, ConflictError, "list name contains a line"),
-        ({"name": "Brief\x00"}, ConflictError, "list name contains a line"),
+        ({"name": "Brief\r\nBcc: v@example.net"}, InputError, "list name contains a line"),
+        ({"name": "Brief\x00"}, InputError, "list name contains a line"),
         (
             {"from_address": "Evil\r\nBcc: v@example.net <b@example.org>"},
             InvalidAddressError,
             "From address contains a line break",
         ),
         ({"from_address": "Ev\x00il <b@example.org>"}, InvalidAddressError, "From address"),
-        ({"slug": "brief\r\nx"}, ConflictError, "bad list slug"),
+        ({"slug": "brief\r\nx"}, InputError, "bad list slug"),
     ],
 )
 def test_the_store_refuses_list_fields_with_line_breaks(

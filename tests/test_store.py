@@ -6,10 +6,18 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from mailer.errors import ConflictError, InvalidAddressError, NotFoundError, SuppressedError
+from mailer.errors import (
+    ConflictError,
+    InputError,
+    InvalidAddressError,
+    NotFoundError,
+    SuppressedError,
+)
+from mailer.feedback import erasure
+from mailer.feedback.models import FeedbackEvent, SoftBounceCounter
 from subscribers import store
 from subscribers.addresses import normalize_email
-from subscribers.models import ConsentEvent, Subscriber, Suppression
+from subscribers.models import ConsentEvent, Subscriber, Suppression, utcnow
 from tests.conftest import Database
 
 
@@ -47,8 +55,10 @@ def test_list_rules(db: Database) -> None:
     make_list(db)
     with db.sessions.begin() as s, pytest.raises(ConflictError, match="already exists"):
         store.create_list(s, "brief", name="x", from_address="a@example.org")
-    with db.sessions.begin() as s, pytest.raises(ConflictError, match="bad list slug"):
+    with db.sessions.begin() as s, pytest.raises(InputError, match="bad list slug"):
         store.create_list(s, "Bad Slug", name="x", from_address="a@example.org")
+    with db.sessions.begin() as s, pytest.raises(InputError, match="non-empty --name"):
+        store.create_list(s, "other", name="  ", from_address="a@example.org")
     with db.sessions.begin() as s, pytest.raises(InvalidAddressError):
         store.create_list(s, "other", name="x", from_address="Name <not an address>")
     with db.sessions() as s, pytest.raises(NotFoundError, match="lists: brief"):
@@ -158,7 +168,7 @@ def test_describe_and_export(db: Database) -> None:
         assert [r[0] for r in rows] == ["a@example.com"]
         assert rows[0][1].startswith("'=")  # CSV injection neutralized
         assert len(list(store.export_rows(s, store.get_list(s, "brief")))) == 2
-        with pytest.raises(ConflictError):
+        with pytest.raises(InputError, match="unknown status"):
             list(store.export_rows(s, store.get_list(s, "brief"), "bogus"))
 
 
@@ -166,7 +176,7 @@ def test_suppression_search_and_remove(db: Database) -> None:
     with db.sessions.begin() as s:
         store.suppress(s, "one@example.com", "manual")
         store.suppress(s, "two@other.org", "complaint")
-        with pytest.raises(ConflictError, match="unknown suppression reason"):
+        with pytest.raises(InputError, match="unknown suppression reason"):
             store.suppress(s, "x@example.com", "because")
     with db.sessions.begin() as s:
         assert [x.email for x in store.list_suppressions(s, search="example")] == [
@@ -177,9 +187,6 @@ def test_suppression_search_and_remove(db: Database) -> None:
 
 
 def test_erase_forgets_feedback_records(db: Database) -> None:
-    from mailer.feedback.models import FeedbackEvent, SoftBounceCounter
-    from subscribers.models import utcnow
-
     make_list(db)
     with db.sessions.begin() as s:
         store.subscribe(s, "bouncy@example.com", store.get_list(s, "brief"), confirmed=True)
@@ -203,7 +210,7 @@ def test_erase_forgets_feedback_records(db: Database) -> None:
             )
         )
     with db.sessions.begin() as s:
-        store.erase(s, "bouncy@example.com")
+        erasure.erase(s, "bouncy@example.com")
     with db.sessions() as s:
         event = s.scalar(select(FeedbackEvent))
         assert event is not None and event.email is None and event.diagnostic is None

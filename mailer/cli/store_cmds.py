@@ -14,6 +14,7 @@ from rich.table import Column, Table
 
 from mailer.cli.app import app
 from mailer.cli.context import app_context
+from mailer.feedback import erasure
 from subscribers import importer, store
 from subscribers.migrate import upgrade
 
@@ -246,7 +247,7 @@ def subscribers_erase(
     if not yes and sys.stdin.isatty():
         typer.confirm(f"Erase everything held about {email}?", abort=True)
     with actx.sessions.begin() as session:
-        store.erase(session, email)
+        erasure.erase(session, email)
     actx.console.print(f"erased {email}; a tombstone keeps it from being re-imported")
 
 

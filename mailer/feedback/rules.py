@@ -59,7 +59,6 @@ __all__ = [
     "apply_payload",
     "event_hash",
     "feedback_counts",
-    "forget_address",
     "match_delivery",
 ]
 
@@ -477,19 +476,3 @@ def feedback_counts(session: Session) -> dict[str, dict[str, int]]:
         ).group_by(FeedbackEvent.event_type)
     ).all()
     return {kind: {"total": total, "unmatched": total - matched} for kind, total, matched in rows}
-
-
-def forget_address(session: Session, email: str) -> None:
-    """Erasure: drop the soft-bounce counter and the address (and payload) from stored
-    events. ``subscribers.store.erase`` should call this."""
-    address = normalize_email(email)
-    session.execute(delete(SoftBounceCounter).where(SoftBounceCounter.email == address))
-    for row in session.scalars(select(FeedbackEvent).where(FeedbackEvent.email == address)):
-        row.email = None
-        row.diagnostic = None
-        row.raw = {
-            "redacted": "recipient erased",
-            "eventType": row.event_type,
-            "mail": {"messageId": row.ses_message_id},
-        }
-    session.flush()

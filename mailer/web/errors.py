@@ -3,7 +3,8 @@
     NotFoundError                      404
     InvalidAddressError                422
     SuppressedError, ConflictError     409   (other StoreError: 409)
-    InputError                         400
+    InputError                         400   (bad input: a malformed payload, or a value
+                                             that breaks a rule, e.g. a list slug)
     TokenError                         400
     TransportError, ConfigError        503   (the service, not the reader, is at fault)
     other MailerError                  500
