@@ -135,7 +135,9 @@ def test_the_host_header_is_never_reflected(web: Web) -> None:
     assert 'action="http://testserver/subscribe/brief"' in r.text
 
 
-def test_store_failures_are_a_friendly_500_and_healthz_503(tmp_path: Path) -> None:
+def test_store_failures_are_a_friendly_503_like_healthz(tmp_path: Path) -> None:
+    """A store that cannot be opened is the service being unavailable (issue 13, item 9:
+    this was a 500 while /healthz said 503): 503 + Retry-After, a friendly page or JSON."""
     settings = Settings(
         database_url=f"sqlite:///{tmp_path}/missing/dir/store.db",
         secret_key="k",
@@ -147,11 +149,11 @@ def test_store_failures_are_a_friendly_500_and_healthz_503(tmp_path: Path) -> No
     client = AppClient(app, base_url=BASE, raise_app_exceptions=False)
     try:
         r = client.get("/subscribe/brief")
-        assert r.status_code == 500
-        assert "Something went wrong on our side" in r.text
+        assert r.status_code == 503 and r.headers["retry-after"] == "30"
+        assert "Temporarily unavailable" in r.text
         assert "Traceback" not in r.text and "sqlite" not in r.text.lower()
         j = client.get("/subscribe/brief", headers={"accept": "application/json"})
-        assert j.status_code == 500 and j.json()["status"] == 500
+        assert j.status_code == 503 and j.json()["status"] == 503
         h = client.get("/healthz")
         assert h.status_code == 503 and h.json()["status"] == "unavailable"
     finally:
