@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+from mjml import mjml2html
 
 from mailer.config import Settings
 from mailer.errors import RenderError
@@ -55,6 +56,8 @@ FIELDS: tuple[str, ...] = ("unsubscribe_url", "preferences_url", "name")
 PLACEHOLDER_RE = re.compile(r"%%(" + "|".join(FIELDS) + r")%%")
 
 GMAIL_CLIP_BYTES = 102 * 1024
+"""Gmail clips a message whose HTML is larger than about 102 KB ("[Message clipped]"),
+hiding the footer with the unsubscribe link (the renderer warns, ``mailer doctor`` fails)."""
 SUBJECT_MAX = 78
 PREHEADER_MAX = 140
 TITLE_SUSPICIOUS = 200
@@ -295,7 +298,9 @@ def compile_email(template: str, context: Mapping[str, Any], *, template_dir: st
     context keys are listed at its top); ``template_dir`` is MAILER_TEMPLATE_DIR, looked in
     first (:func:`mailer.templates.search_path`).
     """
-    from mjml import mjml2html
+    # Imported here: premailer (with cssutils and lxml) costs 75 ms or more to import
+    # (-X importtime after `import mailer.cli`), which every `mailer` command would pay at
+    # start-up; only a render needs it.
     from premailer import Premailer
 
     try:

@@ -21,13 +21,13 @@ import binascii
 import html as htmllib
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formataddr, formatdate, parseaddr
 
 from mailer.errors import RenderError
-from mailer.transports.base import CampaignMessage
+from mailer.render.compiler import split_template
 
 CRLF = b"\r\n"
 SOFT = b"=\r\n"
@@ -35,6 +35,25 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 PART_HEAD = (
     b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
 )
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignMessage:
+    """What is the same for every reader of a campaign: what the renderer hands the
+    Transport seam (``mailer.transports.base``) besides each reader's message.
+
+    ``html`` and ``text`` still hold the per-reader placeholders (see ``mailer.render.compiler``);
+    transports that personalize server-side (SES bulk) translate them to their own syntax.
+    ``headers`` are the static headers (From, Reply-To, List-Id, Feedback-ID ...)."""
+
+    campaign_id: int
+    subject: str
+    from_address: str
+    html: str
+    text: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    reply_to: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 def qp(data: str) -> bytes:
@@ -121,8 +140,6 @@ class MessageTemplate:
     ) -> MessageTemplate:
         """Encode everything that does not depend on the reader (once per campaign)."""
         if split is None:
-            from mailer.render.compiler import split_template
-
             split = split_template
         domain = sending_domain(from_address)
         boundary = "=_brief_" + secrets.token_hex(12)

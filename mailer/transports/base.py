@@ -17,24 +17,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from mailer.errors import TransportError
-
-
-@dataclass(frozen=True, slots=True)
-class CampaignMessage:
-    """What is the same for every reader of a campaign.
-
-    ``html`` and ``text`` still hold the per-reader placeholders (see ``mailer.render.compiler``);
-    transports that personalize server-side (SES bulk) translate them to their own syntax.
-    ``headers`` are the static headers (From, Reply-To, List-Id, Feedback-ID ...)."""
-
-    campaign_id: int
-    subject: str
-    from_address: str
-    html: str
-    text: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    reply_to: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
+from mailer.render.message import CampaignMessage as CampaignMessage  # built by the renderer
 
 
 @dataclass(frozen=True, slots=True)
