@@ -1,16 +1,16 @@
 """``POST /webhooks/ses``: SES events through SNS, trusted only when SNS really signed them.
 
-    body > MAX_BODY bytes                     -> 413
-    not a JSON object, too deep, absurd numbers -> 400   (mailer.safejson)
-    fails SNS verification (mailer.feedback.sns)       -> 403, and nothing is written
-    signing certificate not to be had now     -> 503   (fetch failed or busy; SNS retries)
-    SubscriptionConfirmation (allowlisted)    -> SubscribeURL visited -> 200 (502 if it fails)
-    UnsubscribeConfirmation, SES setup text   -> logged, 200
-    Notification with an SES event            -> applied in one transaction -> 200
-                                                 (a redelivery is recognised -> 200)
-    a signed but unreadable SES event         -> 400 (logged; a retry would not help)
-    the database is away                      -> 503, so SNS retries
-    any other error while applying            -> 500, rolled back, so SNS retries
+    body > MAX_BODY bytes                         -> 413
+    not a JSON object, too deep, huge numbers     -> 400 (mailer.safejson)
+    fails SNS verification (mailer.feedback.sns)  -> 403, and nothing is written
+    signing certificate not to be had now         -> 503 (fetch failed or busy; SNS retries)
+    SubscriptionConfirmation (allowlisted)        -> SubscribeURL visited -> 200 (502 if not)
+    UnsubscribeConfirmation, SES setup text       -> logged, 200
+    Notification with an SES event                -> applied in one transaction -> 200
+                                                     (a redelivery is recognised -> 200)
+    a signed but unreadable SES event             -> 400 (logged; a retry would not help)
+    the database is away                          -> 503, so SNS retries
+    any other error while applying                -> 500, rolled back, so SNS retries
 
 Parsing and verification run on the event loop and take no thread: a certificate that must
 be fetched is awaited from the verifier's CertificateStore, whose own small pool does the
