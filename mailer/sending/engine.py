@@ -410,10 +410,11 @@ class Engine:
     def _submit(self, pool: ThreadPoolExecutor, job: _Job, claim: Claim) -> _Batch:
         """Personalize the deliverable rows and hand them to the pool; skipped rows get no
         outcome. Calls are paced from ``claim.start_at`` on."""
+        readers = claim.readers
         messages = [
-            self._personalize(job, row, claim.readers[row.subscriber_id])
+            self._personalize(job, row, readers[row.subscriber_id])
             for row in claim.rows
-            if row.subscriber_id is not None and row.subscriber_id in claim.readers
+            if row.subscriber_id is not None and row.subscriber_id in readers
         ]
         step = self.pacing.chunk_size(self.transport.max_batch, self.transport.concurrent_batch)
         message = job.template.campaign
