@@ -21,6 +21,7 @@ from starlette.requests import Request
 
 from mailer.config import Settings
 from mailer.render.tokens import Signer
+from mailer.transports import make_transport
 from mailer.transports.base import Transport
 from mailer.web.csrf import CsrfGuard
 from mailer.web.pages import Pages
@@ -60,8 +61,6 @@ class WebState:
             return self.injected_transport
         with self._lock:
             if self._made_transport is None:
-                from mailer.transports import make_transport
-
                 self._made_transport = make_transport(self.settings)
             return self._made_transport
 
