@@ -237,9 +237,3 @@ class ServerState:
                     del self.fail_queue[i]
                     return entry.error
         return None
-        with self.lock:
-            for i, (op, err) in enumerate(self.fail_queue):
-                if op is None or op == operation:
-                    del self.fail_queue[i]
-                    return err
-        return None
