@@ -15,6 +15,9 @@ swapped for the real placeholders; a count check guards the swap.
 
 The web edition (:meth:`RenderedIssue.for_archive`) is rendered from the same template
 in archive mode: no greeting, no reader links, a Subscribe and a Past issues link.
+
+The placeholder syntax lives in :mod:`mailer.render.placeholders` and the plain-text filling
+in :mod:`mailer.render.text`; the names other layers use are re-exported here (``__all__``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import html as htmlmod
 import logging
 import re
 import secrets
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -38,12 +40,24 @@ from mjml import mjml2html
 from mailer.config import Settings
 from mailer.errors import RenderError
 from mailer.issue.model import Issue
+from mailer.render.placeholders import (
+    FIELDS,
+    PLACEHOLDER_RE,
+    SAMPLE_VALUES,
+    clean_field,
+    placeholder,
+    splice,
+    split_template,
+)
+from mailer.render.text import LINE_MAX_OCTETS, limit_line_octets, wrap_text
 from mailer.templates import search_path
 
 __all__ = [
     "FIELDS",
+    "GMAIL_CLIP_BYTES",
     "Branding",
     "RenderedIssue",
+    "clean_field",
     "compile_email",
     "placeholder",
     "render_issue",
@@ -52,9 +66,6 @@ __all__ = [
     "wrap_text",
 ]
 
-FIELDS: tuple[str, ...] = ("unsubscribe_url", "preferences_url", "name")
-PLACEHOLDER_RE = re.compile(r"%%(" + "|".join(FIELDS) + r")%%")
-
 GMAIL_CLIP_BYTES = 102 * 1024
 """Gmail clips a message whose HTML is larger than about 102 KB ("[Message clipped]"),
 hiding the footer with the unsubscribe link (the renderer warns, ``mailer doctor`` fails)."""
@@ -62,14 +73,7 @@ SUBJECT_MAX = 78
 PREHEADER_MAX = 140
 TITLE_SUSPICIOUS = 200
 SOURCE_SUSPICIOUS = 60
-TEXT_WIDTH = 72
-LINE_MAX_OCTETS = 998
 FONTS = "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
-SAMPLE_VALUES: Mapping[str, str] = {
-    "unsubscribe_url": "https://example.com/unsubscribe/sample-token-0123456789abcdef0123456789",
-    "preferences_url": "https://example.com/preferences/sample-token-0123456789abcdef0123456",
-    "name": "Sample Reader",
-}
 _MONTHS = (
     *("January", "February", "March", "April", "May", "June", "July"),
     *("August", "September", "October", "November", "December"),
@@ -77,42 +81,6 @@ _MONTHS = (
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _RTL = {"ar", "fa", "he", "ur", "yi", "ps", "sd", "ug", "dv"}
 _LANG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
-_CONTROLS = {i: " " for i in [*range(32), *range(127, 160)]}
-
-
-def clean_field(value: str) -> str:
-    """A per-reader value as it may appear in a body: control characters become spaces.
-    (``isprintable`` first: far cheaper than the translate, and most values pass it.)"""
-    return value if value.isprintable() else value.translate(_CONTROLS)
-
-
-_OPENING = frozenset("“‘（「『【〔〈《([{")
-_CLOSING = frozenset("，。、；：！？）」』】〕〉》”’…・,.;:!?)]}")
-
-
-def placeholder(name: str) -> str:
-    """The placeholder text for a reader field, e.g. ``%%name%%``."""
-    if name not in FIELDS:
-        raise RenderError(f"unknown reader field {name!r} (known: {', '.join(FIELDS)})")
-    return f"%%{name}%%"
-
-
-def split_template(s: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Split a rendered body into static chunks and the field names between them.
-
-    ``len(chunks) == len(names) + 1``; joining ``chunks[0], value(names[0]), chunks[1], ...``
-    rebuilds the body for one reader.
-    """
-    parts = PLACEHOLDER_RE.split(s)
-    return tuple(parts[0::2]), tuple(parts[1::2])
-
-
-def _splice(chunks: tuple[str, ...], names: tuple[str, ...], values: Mapping[str, str]) -> str:
-    out = [chunks[0]]
-    for name, chunk in zip(names, chunks[1:], strict=True):
-        out.append(values[name])
-        out.append(chunk)
-    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -215,8 +183,8 @@ class RenderedIssue:
         html_chunks, html_names = self._html_parts
         text_chunks, text_names = self._text_parts
         return (
-            _splice(html_chunks, html_names, escaped),
-            _splice(text_chunks, text_names, plain),
+            splice(html_chunks, html_names, escaped),
+            splice(text_chunks, text_names, plain),
         )
 
     def for_archive(self) -> str:
@@ -284,7 +252,7 @@ def render_bodies(
     context = {**_issue_context(issue, branding), "archive": False, "ph": dict(fields)}
     html = compile_email("issue.mjml.j2", context, template_dir=branding.template_dir)
     text = render_text_template("issue.txt.j2", context, template_dir=branding.template_dir)
-    text, split_urls = _limit_line_octets(text)
+    text, split_urls = limit_line_octets(text)
     return html, text, split_urls
 
 
@@ -434,136 +402,6 @@ def _swap_stand_ins(body: str, stand_ins: Mapping[str, str], *, html: bool) -> s
             f"placeholder check failed: {found} placeholders after rendering, {expected} expected"
         )
     return body
-
-
-# -- plain text --------------------------------------------------------------------------
-
-
-def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
-    """Fill text to ``width`` display columns; URLs are never broken.
-
-    Wide (CJK) characters count two columns and may break between characters; a word
-    longer than a line (not a URL) is cut at the width; no-break spaces hold.
-    """
-    text = str(text)
-    lines: list[str] = []
-    line = ""
-    line_w = 0
-    for token, glue in _tokens(text, width):
-        tok_w = _width(token)
-        sep = " " if glue and line else ""
-        if line and line_w + len(sep) + tok_w > width:
-            lines.append(line)
-            line, line_w = token, tok_w
-        else:
-            line += sep + token
-            line_w += len(sep) + tok_w
-    if line or not lines:
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def _tokens(text: str, width: int) -> list[tuple[str, bool]]:
-    """(token, space_before) pairs: words, single wide characters, and cut-up long words."""
-    out: list[tuple[str, bool]] = []
-    for word in text.split(" "):
-        if not word:
-            continue
-        if "://" in word:
-            out.append((word, True))
-            continue
-        segments: list[str] = []
-        narrow = False  # the last segment is a run of narrow characters still growing
-        opening = ""  # opening marks wait for what they open
-        for cluster in _clusters(word):
-            if cluster in _OPENING:
-                opening += cluster
-            elif cluster[0] in _CLOSING and segments and not opening:
-                segments[-1] += cluster  # closing marks stay with what they close
-            elif _width(cluster) == 2:
-                segments.append(opening + cluster)
-                opening, narrow = "", False
-            elif narrow and not opening:
-                segments[-1] += cluster
-            else:
-                segments.append(opening + cluster)
-                opening, narrow = "", True
-        if opening:
-            segments.append(opening)
-        for i, seg in enumerate(segments):
-            out.extend(_cut(seg, width, glue=i == 0))
-    return out
-
-
-def _cut(run: str, width: int, glue: bool) -> list[tuple[str, bool]]:
-    if _width(run) <= width:
-        return [(run, glue)]
-    pieces: list[tuple[str, bool]] = []
-    piece = ""
-    for cluster in _clusters(run):
-        if piece and _width(piece + cluster) > width:
-            pieces.append((piece, glue if not pieces else False))
-            piece = ""
-        piece += cluster
-    if piece:
-        pieces.append((piece, glue if not pieces else False))
-    return pieces
-
-
-def _is_extend(ch: str) -> bool:
-    o = ord(ch)
-    return (
-        unicodedata.category(ch) in ("Mn", "Me", "Mc", "Cf")
-        or 0xFE00 <= o <= 0xFE0F
-        or 0x1F3FB <= o <= 0x1F3FF
-        or 0xE0020 <= o <= 0xE007F
-    )
-
-
-def _clusters(s: str) -> list[str]:
-    """Rough grapheme clusters: marks, joiners, selectors and flag pairs stay together."""
-    out: list[str] = []
-    join = False
-    for ch in s:
-        regional = 0x1F1E6 <= ord(ch) <= 0x1F1FF
-        if out and (
-            join
-            or _is_extend(ch)
-            or (regional and len(out[-1]) == 1 and 0x1F1E6 <= ord(out[-1]) <= 0x1F1FF)
-        ):
-            out[-1] += ch
-        else:
-            out.append(ch)
-        join = ch == "\u200d"
-    return out
-
-
-def _width(s: str) -> int:
-    w = 0
-    for ch in s:
-        if _is_extend(ch) or unicodedata.combining(ch):
-            continue
-        w += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-    return w
-
-
-def _limit_line_octets(text: str) -> tuple[str, int]:
-    """Cut any line over 998 octets (only a giant URL can be one); return how many were."""
-    out: list[str] = []
-    cut = 0
-    for line in text.split("\n"):
-        if len(line.encode("utf-8")) <= LINE_MAX_OCTETS:
-            out.append(line)
-            continue
-        cut += 1
-        piece = ""
-        for ch in line:
-            if len((piece + ch).encode("utf-8")) > LINE_MAX_OCTETS:
-                out.append(piece)
-                piece = ""
-            piece += ch
-        out.append(piece)
-    return "\n".join(out), cut
 
 
 # -- warnings ----------------------------------------------------------------------------

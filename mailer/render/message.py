@@ -27,7 +27,7 @@ from email.policy import SMTP
 from email.utils import formataddr, formatdate, parseaddr
 
 from mailer.errors import RenderError
-from mailer.render.compiler import split_template
+from mailer.render.placeholders import split_template
 
 CRLF = b"\r\n"
 SOFT = b"=\r\n"
