@@ -4,6 +4,8 @@ erase, export, and the GDPR access view.
 Every function takes a Session and leaves the transaction to the caller, so a web request,
 a feedback event or a CLI command commits its whole effect at once. Every change of what a
 person agreed to writes a ConsentEvent.
+
+Over 500 lines on purpose: every consent change and its ledger row stay in one module.
 """
 
 from __future__ import annotations
