@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from email.utils import formataddr, parseaddr
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -323,7 +323,11 @@ def confirm(
     """Double opt-in: the pending subscription at ``version`` (the one the confirm link was
     sent for) becomes active, and a suppression of the address lifts (the person confirmed
     themselves). Each link works once: confirming bumps the version, and so does any later
-    unsubscribe or new opt-in. A stale link raises ConflictError and changes nothing."""
+    unsubscribe or new opt-in. A stale link raises ConflictError and changes nothing.
+
+    The database decides (principle 10): one conditional UPDATE moves the row only if it is
+    still pending at ``version``, so a press racing an unsubscribe, or the same link pressed
+    twice at once, cannot act on what it read before the other committed."""
     subn = session.scalar(
         select(Subscription).where(
             Subscription.subscriber_id == subscriber_id, Subscription.list_id == list_id
@@ -331,18 +335,42 @@ def confirm(
     )
     if subn is None:
         raise NotFoundError("no such subscription (it may have been erased)")
-    if subn.status == Status.ACTIVE and subn.consent_version == version + 1:
-        return ConfirmOutcome.ALREADY
-    if subn.status != Status.PENDING or subn.consent_version != version:
+    if not _activate_if_pending(session, subn, version):
+        session.refresh(subn)  # what the winner committed
+        if subn.status == Status.ACTIVE and subn.consent_version == version + 1:
+            return ConfirmOutcome.ALREADY
         raise ConflictError("this confirmation link was used, or a later change replaced it")
     sub = session.get(Subscriber, subscriber_id)
     assert sub is not None
-    if find_suppression(session, sub.email) is not None:
-        unsuppress(session, sub.email, actor=actor)
-    _activate(subn)
+    unsuppress(session, sub.email, actor=actor)
     record(session, "confirm", actor, subscriber_id=subscriber_id, list_id=list_id)
     session.flush()
     return ConfirmOutcome.CONFIRMED
+
+
+def _activate_if_pending(session: Session, subn: Subscription, version: int) -> bool:
+    """Pending at ``version`` -> active (as :func:`_activate`), in one UPDATE whose WHERE
+    the database checks at write time; False when another change got there first."""
+    done = session.execute(
+        update(Subscription)
+        .where(
+            Subscription.id == subn.id,
+            Subscription.status == Status.PENDING,
+            Subscription.consent_version == version,
+        )
+        .values(
+            status=Status.ACTIVE,
+            consent_version=version + 1,
+            confirmed_at=utcnow(),
+            unsubscribed_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(done, CursorResult)
+    if done.rowcount != 1:
+        return False
+    session.refresh(subn)
+    return True
 
 
 def unsubscribe(
@@ -395,14 +423,24 @@ def suppress(
 
 
 def unsuppress(session: Session, email: str, *, actor: Actor = CLI) -> bool:
-    """Remove an address from the suppression list; False if it was not there."""
+    """Remove an address from the suppression list; False if it was not there. The DELETE
+    says whether this call removed it, so two lifting at once record one ``unsuppress``."""
     address = normalize_email(email)
     row = find_suppression(session, address)
     if row is None:
         return False
+    reason = row.reason
+    gone = session.execute(
+        delete(Suppression)
+        .where(Suppression.id == row.id)
+        .execution_options(synchronize_session=False)
+    )
+    session.expunge(row)
+    assert isinstance(gone, CursorResult)
+    if gone.rowcount != 1:
+        return False
     sub_id = session.scalar(select(Subscriber.id).where(Subscriber.email == address))
-    session.delete(row)
-    record(session, "unsuppress", actor, subscriber_id=sub_id, detail={"was": row.reason})
+    record(session, "unsuppress", actor, subscriber_id=sub_id, detail={"was": reason})
     session.flush()
     return True
 

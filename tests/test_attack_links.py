@@ -1,0 +1,185 @@
+"""An attacker's pass over the reader links (issue #13): what broke, pinned on SQLite and
+PostgreSQL, through the store and the real app.
+
+* race: a confirm that read a pending subscription, then lost the row to an unsubscribe
+  (or to the same link pressed twice) committed in between, must not act on what it read:
+  the reader's unsubscribe stands, a link confirms once, a lifted suppression is lifted once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import ORMExecuteState, Session
+
+from mailer.errors import ConflictError
+from mailer.render.tokens import Signer
+from subscribers import store
+from subscribers.models import ConsentEvent, Subscription, Suppression
+from tests.conftest import Database
+from tests.web_support import csrf_of, live_server
+
+T = TypeVar("T")
+
+READER = "reader@example.com"
+WEB = store.Actor("web:confirm")
+
+
+def _pending(db: Database, *, suppressed: bool = False) -> tuple[int, int, int]:
+    """(subscriber, list, version) of a pending double opt-in, maybe of a suppressed address."""
+    with db.sessions.begin() as s:
+        mlist = store.create_list(s, "brief", name="Brief", from_address="b@example.org")
+        if suppressed:
+            store.suppress(s, READER, "hard_bounce")
+        r = store.subscribe(s, READER, mlist, self_service=True)
+        return r.subscriber.id, mlist.id, r.subscription.consent_version
+
+
+def _status(db: Database, sid: int, lid: int) -> str | None:
+    with db.sessions() as s:
+        return s.scalar(
+            select(Subscription.status).where(
+                Subscription.subscriber_id == sid, Subscription.list_id == lid
+            )
+        )
+
+
+def _count(db: Database, action: str) -> int:
+    with db.sessions() as s:
+        n = s.scalar(select(func.count()).where(ConsentEvent.action == action))
+        return int(n or 0)
+
+
+@contextmanager
+def _after_first_read(
+    session: Session, table: type[Any], other: Callable[[], None]
+) -> Iterator[None]:
+    """Run ``other`` (its own transaction) right after ``session`` first reads ``table``,
+    before it goes on: the interleaving a race needs, every time. ``other`` runs on a
+    thread: where ``session`` holds a lock it must wait for, ``session`` goes on after a
+    second and ``other`` finishes after it (joined on leaving, its error raised)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            other()
+        except BaseException as err:  # handed to the test below
+            errors.append(err)
+
+    worker = threading.Thread(target=run)
+
+    def hook(state: ORMExecuteState) -> Any:
+        if worker.ident is not None or table not in {m.class_ for m in state.all_mappers}:
+            return None
+        frozen = state.invoke_statement().freeze()  # the read is done, its cursor closed
+        worker.start()
+        worker.join(timeout=1.0)
+        return frozen()
+
+    event.listen(session, "do_orm_execute", hook)
+    try:
+        yield
+    finally:
+        event.remove(session, "do_orm_execute", hook)
+    assert worker.ident is not None, f"{table.__name__} was never read"
+    worker.join(timeout=30)
+    assert not errors, errors
+
+
+def _race(
+    db: Database, table: type[Any], other: Callable[[], None], first: Callable[[Session], T]
+) -> T:
+    """``first`` in a transaction, ``other`` committed right after it reads ``table``."""
+    with db.sessions() as s, _after_first_read(s, table, other), s.begin():
+        return first(s)
+
+
+def _unsubscribe(db: Database, sid: int, lid: int) -> Callable[[], None]:
+    def go() -> None:
+        with db.sessions.begin() as s:
+            store.unsubscribe(s, sid, lid, actor=store.Actor("web:one-click"))
+
+    return go
+
+
+def _confirm(db: Database, sid: int, lid: int, version: int) -> Callable[[], None]:
+    def go() -> None:
+        with db.sessions.begin() as s:
+            store.confirm(s, sid, lid, version=version, actor=WEB)
+
+    return go
+
+
+def test_a_confirm_racing_an_unsubscribe_never_undoes_it(db: Database) -> None:
+    sid, lid, version = _pending(db)
+    with pytest.raises(ConflictError):
+        _race(
+            db,
+            Subscription,
+            _unsubscribe(db, sid, lid),
+            lambda s: store.confirm(s, sid, lid, version=version, actor=WEB),
+        )
+    assert _status(db, sid, lid) == "unsubscribed"
+    assert _count(db, "confirm") == 0
+
+
+def test_one_link_pressed_twice_at_once_confirms_once(db: Database) -> None:
+    sid, lid, version = _pending(db, suppressed=True)
+    outcome = _race(
+        db,
+        Subscription,
+        _confirm(db, sid, lid, version),
+        lambda s: store.confirm(s, sid, lid, version=version, actor=WEB),
+    )
+    assert outcome == "already"
+    assert _status(db, sid, lid) == "active"
+    assert (_count(db, "confirm"), _count(db, "unsuppress")) == (1, 1)
+    with db.sessions() as s:
+        assert store.find_suppression(s, READER) is None
+
+
+def test_two_lists_confirmed_at_once_lift_the_suppression_once(db: Database) -> None:
+    sid, brief, version = _pending(db, suppressed=True)
+    with db.sessions.begin() as s:
+        other = store.create_list(s, "other", name="Other", from_address="o@example.org")
+        theirs = store.subscribe(s, READER, other, self_service=True).subscription
+        other_id, other_version = other.id, theirs.consent_version
+    _race(
+        db,
+        Suppression,
+        _confirm(db, sid, other_id, other_version),
+        lambda s: store.confirm(s, sid, brief, version=version, actor=WEB),
+    )
+    assert (_status(db, sid, brief), _status(db, sid, other_id)) == ("active", "active")
+    assert (_count(db, "confirm"), _count(db, "unsuppress")) == (2, 1)
+
+
+def test_concurrent_presses_over_http_confirm_once(db: Database) -> None:
+    """The real server, eight presses of one confirm button at once: each answered, no
+    error, one confirm and one lifted suppression in the ledger."""
+    sid, lid, version = _pending(db, suppressed=True)
+    with live_server(lambda url: db.settings(base_url=url)) as (server, settings):
+        token = Signer.from_settings(settings).sign(
+            "confirm", sid, lid, version=version, expires_at=datetime.now(UTC) + timedelta(days=1)
+        )
+        url = f"{server.url}/confirm/{token}"
+        csrf = csrf_of(httpx.get(url).text)
+        barrier = threading.Barrier(8)
+
+        def press(_: int) -> int:
+            with httpx.Client() as c:
+                barrier.wait()
+                return c.post(url, data={"csrf_token": csrf}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(press, range(8)))
+    assert codes == [200] * 8
+    assert (_count(db, "confirm"), _count(db, "unsuppress")) == (1, 1)
