@@ -4,6 +4,9 @@ PostgreSQL, through the store and the real app.
 * race: a confirm that read a pending subscription, then lost the row to an unsubscribe
   (or to the same link pressed twice) committed in between, must not act on what it read:
   the reader's unsubscribe stands, a link confirms once, a lifted suppression is lifted once.
+* flood: the per-IP subscribe limit counts an IPv6 client's /64, not each address in it
+  (one host may send from any of 2**64 addresses), and an IPv4 client seen through a
+  dual-stack socket as the same host.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from mailer.render.tokens import Signer
 from subscribers import store
 from subscribers.models import ConsentEvent, Subscription, Suppression
 from tests.conftest import Database
-from tests.web_support import csrf_of, live_server
+from tests.web_support import Web, csrf_of, live_server
 
 T = TypeVar("T")
 
@@ -183,3 +186,28 @@ def test_concurrent_presses_over_http_confirm_once(db: Database) -> None:
             codes = list(pool.map(press, range(8)))
     assert codes == [200] * 8
     assert (_count(db, "confirm"), _count(db, "unsuppress")) == (1, 1)
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_rotating_ipv6_addresses_does_not_escape_the_ip_limit(db: Database) -> None:
+    web = Web(db, subscribe_ip_limit=3)
+    try:
+
+        def post_from(ip: str, address: str) -> int:
+            client = web.new_client(ip=ip)
+            try:
+                return web.subscribe(address, client=client).status_code
+            finally:
+                client.close()
+
+        codes = [post_from(f"2001:db8:7:1::{n:x}", f"v6-{n}@example.com") for n in range(1, 6)]
+        assert codes == [200, 200, 200, 429, 429]
+        assert post_from("2001:db8:7:2::1", "next-64@example.com") == 200  # another /64
+        codes = [
+            post_from(ip, f"v4-{n}@example.com")
+            for n, ip in enumerate(["198.51.100.9", "::ffff:198.51.100.9"] * 2)
+        ]
+        assert codes == [200, 200, 200, 429]
+        assert len(web.mails()) == 7
+    finally:
+        web.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -18,6 +20,22 @@ from subscribers.store import SLUG, Actor
 def actor(request: Request, source: str) -> Actor:
     """The consent ledger's view of this request: source, IP, user agent."""
     return Actor(source, client_ip(request), request.headers.get("user-agent"))
+
+
+def client_network(request: Request) -> str:
+    """Who the per-IP subscribe limit counts: an IPv4 address, or the /64 an IPv6 address is
+    in. One host is handed a whole /64 and may send from any address in it, so counting
+    single IPv6 addresses would let it ask for as many confirmation mails as it likes."""
+    host = client_ip(request)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # a dual-stack socket's view of an IPv4 client
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def list_by_slug(session: Session, slug: str) -> MailingList:

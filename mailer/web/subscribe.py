@@ -3,8 +3,9 @@
 The answer to a subscribe post depends only on the list and what was typed, never on
 whether the address was new, pending, active, unsubscribed or suppressed: no address
 enumeration. Mail goes out after the response (a background task), so timing does not
-tell either. Abuse limits: per IP (429 page) and per address (silently no mail, so a
-stranger cannot bomb an inbox), plus a honeypot field bots fill in.
+tell either. Abuse limits: per IP (429 page; an IPv6 client's whole /64 counts as one) and
+per address (silently no mail, so a stranger cannot bomb an inbox), plus a honeypot field
+bots fill in.
 
 ``GET /confirm/{token}`` only shows a button: mail scanners follow links, and a GET must
 never subscribe anyone. The ``POST`` (CSRF-checked) confirms, once: the token carries the
@@ -29,11 +30,11 @@ from starlette.responses import Response
 from mailer.errors import ConflictError, InvalidAddressError, NotFoundError, TokenError
 from mailer.render.tokens import Claims, preferences_url
 from mailer.urls import archive_index_url, subscribe_url
-from mailer.web.common import actor, all_lists, link_problem, list_by_slug
+from mailer.web.common import actor, all_lists, client_network, link_problem, list_by_slug
 from mailer.web.confirm_mail import ConfirmationMail, confirmation_for, deliver
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import EMAIL_MAX, FieldError, Form, clean_name, read_form
-from mailer.web.state import WebState, client_ip, web_state
+from mailer.web.state import WebState, web_state
 from subscribers import store
 from subscribers.addresses import normalize_email
 from subscribers.models import MailingList, Subscriber, Subscription, SubscriptionStatus
@@ -134,7 +135,7 @@ def subscribe_form(request: Request, slug: str, email: str = "", name: str = "")
 async def subscribe_post(request: Request, slug: str) -> Response:
     state = web_state(request)
     form = await read_form(request)
-    retry = state.ip_limiter.hit(client_ip(request), state.timestamp())
+    retry = state.ip_limiter.hit(client_network(request), state.timestamp())
     if retry is not None:
         raise HTTPException(429, headers={"Retry-After": str(math.ceil(retry))})
     path = f"/subscribe/{slug}"
