@@ -46,16 +46,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from sqlalchemy import create_engine, func, select, text, update  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from mailer import campaigns  # noqa: E402
 from mailer.config import Settings  # noqa: E402
 from mailer.feedback.events import parse_message_text  # noqa: E402
 from mailer.feedback.models import FeedbackEvent  # noqa: E402
 from mailer.feedback.sns import SNSVerifier  # noqa: E402
+from mailer.sending import campaigns  # noqa: E402
 from mailer.sending.models import Delivery  # noqa: E402
 from subscribers import store  # noqa: E402
 from subscribers.db import make_engine, normalize_url, session_factory  # noqa: E402
 from subscribers.migrate import upgrade  # noqa: E402
 from subscribers.models import Subscriber  # noqa: E402
+from tests.delivery_helpers import bare_rendered, fixture_issue  # noqa: E402
 from tests.plugins.mailer_server import cpu_seconds, mailer_serve_process  # noqa: E402
 from tests.plugins.sns_certs import CERT_URL, TOPIC_ARN, SNSSigner, make_certificate  # noqa: E402
 
@@ -133,14 +134,7 @@ def seed(db: BenchDatabase, readers: int) -> None:
         for i in range(readers):
             store.subscribe(s, reader(i), mlist, confirmed=True)
         campaign, _ = campaigns.create_campaign(
-            s,
-            mailing_list=mlist,
-            issue_key="bench",
-            issue={},
-            subject="bench",
-            html="<p>x</p>",
-            text="x",
-            archive_html="<p>x</p>",
+            s, mlist, fixture_issue(), bare_rendered("bench", "<p>x</p>", "x")
         )
         rows = s.execute(
             select(Delivery.id, Subscriber.email)
