@@ -311,7 +311,9 @@ class _ChunkWriter:
                 continue
             kind = "erased" if reason == SuppressionReason.ERASED else "suppressed"
             problem(Problem(valid.pop(address).line, kind, address))
-        if self.resubscribe and blocked:
+        # lifted only for rows active at once; pending ones keep it until confirmed
+        # (store.subscribe: a suppression covers every list)
+        if self.resubscribe and self.activate and blocked:
             conn.execute(
                 delete(Suppression).where(Suppression.email_hash.in_([d for d, _ in blocked]))
             )

@@ -224,7 +224,9 @@ def subscribe(
 
     Operator: ``confirmed`` (they vouch for consent) or a list without double opt-in makes
     the subscription active at once, otherwise it is pending until confirmed; a suppressed,
-    erased or unsubscribed address is refused unless ``resubscribe``.
+    erased or unsubscribed address is refused unless ``resubscribe``, which lifts a
+    suppression only with a subscription active at once: a pending one keeps it until its
+    confirmation (a suppression covers every list, some of which may still be active).
 
     ``self_service`` (the person asked, through a form or one of our links): a new
     subscription to a single opt-in list starts active; coming back after an unsubscribe, or
@@ -246,7 +248,8 @@ def subscribe(
         session.flush()
     elif name:
         sub.name = name
-    if suppression is not None and resubscribe:
+    active_now = confirmed or not mlist.double_opt_in
+    if suppression is not None and resubscribe and active_now:
         unsuppress(session, address, actor=actor)
         record(session, "resubscribe", actor, subscriber_id=sub.id, list_id=mlist.id)
         suppression = None
@@ -269,7 +272,6 @@ def subscribe(
             consent_version=0,
         )
         session.add(subn)
-    active_now = confirmed or not mlist.double_opt_in
     if self_service and not resubscribe:
         if previous == Status.UNSUBSCRIBED or suppression is not None:
             _set_status(subn, Status.PENDING)  # a fresh double opt-in, whatever the list

@@ -7,10 +7,17 @@ PostgreSQL, through the store and the real app.
 * flood: the per-IP subscribe limit counts an IPv6 client's /64, not each address in it
   (one host may send from any of 2**64 addresses), and an IPv4 client seen through a
   dual-stack socket as the same host.
+* suppression bypass: an operator's ``--resubscribe`` (``mailer subscribers add`` or
+  ``import``) that leaves the reader pending must not lift the suppression: it covers every
+  list, so lifting it at once would mail the lists the address is still active on before
+  anyone confirmed anything. It lifts when the confirmation is completed (``--confirmed``
+  vouches for one).
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -211,3 +218,47 @@ def test_rotating_ipv6_addresses_does_not_escape_the_ip_limit(db: Database) -> N
         assert len(web.mails()) == 7
     finally:
         web.close()
+
+
+def _mailer(db: Database, *args: str) -> str:
+    r = subprocess.run(
+        [sys.executable, "-m", "mailer", *args],
+        env=db.env(COLUMNS="200"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=db.tmp,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@pytest.mark.parametrize("how", ["add", "import"])
+def test_resubscribe_to_a_pending_subscription_keeps_the_suppression(
+    db: Database, how: str
+) -> None:
+    with db.sessions.begin() as s:
+        brief = store.create_list(s, "brief", name="Brief", from_address="b@example.org")
+        other = store.create_list(s, "other", name="Other", from_address="o@example.org")
+        sid = store.subscribe(s, READER, other, confirmed=True).subscriber.id
+        store.suppress(s, READER, "hard_bounce")  # still active on other, not mailed
+        brief_id = brief.id
+    if how == "add":
+        _mailer(db, "subscribers", "add", READER, "--list", "brief", "--resubscribe")
+    else:
+        csv = db.tmp / "back.csv"
+        csv.write_text(f"email\n{READER}\n", encoding="utf-8")
+        _mailer(db, "subscribers", "import", str(csv), "--list", "brief", "--resubscribe")
+    assert _status(db, sid, brief_id) == "pending"
+    with db.sessions() as s:
+        assert store.find_suppression(s, READER) is not None
+        version = s.scalar(
+            select(Subscription.consent_version).where(
+                Subscription.subscriber_id == sid, Subscription.list_id == brief_id
+            )
+        )
+    assert version is not None
+    with db.sessions.begin() as s:  # the reader presses the confirmation mail's button
+        store.confirm(s, sid, brief_id, version=version, actor=WEB)
+    with db.sessions() as s:
+        assert store.find_suppression(s, READER) is None
