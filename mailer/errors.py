@@ -11,6 +11,7 @@ app maps them to status codes.
     │   ├── InvalidAddressError  email-validator said no
     │   ├── SuppressedError      address is suppressed or erased (needs --resubscribe)
     │   └── ConflictError        already exists / wrong state
+    ├── UnavailableError         the database cannot be reached or is locked (try later)
     ├── InputError               bad input: a malformed file or payload (CSV, JSON), or a
     │                            value that breaks a rule (a list slug, a reason, a status)
     │   └── IssueParseError      an issue file did not parse (carries the line number)
@@ -55,6 +56,11 @@ class SuppressedError(StoreError):
 
 class ConflictError(StoreError):
     """The object already exists, or is in a state that forbids the operation."""
+
+
+class UnavailableError(MailerError):
+    """The database cannot be reached, or another process holds it locked: nobody's input
+    is at fault, and the same command may work when tried again."""
 
 
 class InputError(MailerError):

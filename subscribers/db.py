@@ -4,10 +4,12 @@ several workers share. Built on demand, never at import time."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from typing import Any, TypeAlias, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import (
     BigInteger,
@@ -45,30 +47,71 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout."""
+#: seconds a SQLite statement waits for another writer before "database is locked"
+SQLITE_BUSY_TIMEOUT = 30.0
+
+
+def make_engine(
+    url: str, *, create: bool = True, open_timeout: float | None = None, **kwargs: Any
+) -> Engine:
+    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout.
+
+    ``create=False`` opens a SQLite file only if it is there (a ``mode=rw`` URI): a command
+    pointed at a wrong path, or run before ``mailer init``, fails instead of leaving an
+    empty database behind. ``open_timeout`` is how long connecting may wait for the
+    database (a SQLite file another process holds exclusively, a PostgreSQL server that
+    does not answer); SQLite statements then still wait ``SQLITE_BUSY_TIMEOUT`` for another
+    writer, as they do without it.
+    """
     try:
         parsed = make_url(normalize_url(url))
     except ArgumentError as err:
         raise ConfigError(f"MAILER_DATABASE_URL: cannot parse {url!r}") from err
+    connect_args = dict(kwargs.pop("connect_args", {}))
     if parsed.get_backend_name() == "sqlite":
-        kwargs.setdefault("connect_args", {"timeout": 30})
-        engine = create_engine(parsed, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        if open_timeout is not None:
+            connect_args["timeout"] = open_timeout
+        connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT)
+        engine = create_engine(parsed, connect_args=connect_args, **kwargs)
+        busy = SQLITE_BUSY_TIMEOUT if open_timeout is not None else None
+        event.listen(engine, "connect", _sqlite_pragmas(busy))
+        if not create:
+            event.listen(engine, "do_connect", _sqlite_existing_only)
         return engine
+    if open_timeout is not None and parsed.get_backend_name() == "postgresql":
+        connect_args["connect_timeout"] = max(2, math.ceil(open_timeout))  # libpq: whole s
     kwargs.setdefault("pool_pre_ping", True)
     try:
-        return create_engine(parsed, **kwargs)
+        return create_engine(parsed, connect_args=connect_args, **kwargs)
     except Exception as err:  # missing driver, bad option
         raise ConfigError(f"MAILER_DATABASE_URL: {err}") from err
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
+def _sqlite_pragmas(busy_timeout: float | None) -> Callable[[Any, Any], None]:
+    """The connect hook: pragmas every connection needs, then (when the connection was
+    opened with a shorter wait) the busy timeout its statements get."""
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        if busy_timeout is not None:
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cur.close()
+
+    return on_connect
+
+
+def _sqlite_existing_only(
+    _dialect: Dialect, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+) -> None:
+    """Open the SQLite file as a ``mode=rw`` URI, which fails where there is no file
+    (a URL that is a URI already, or an in-memory database, is left as it is)."""
+    if cparams.get("uri") or not cargs or cargs[0] in ("", ":memory:"):
+        return
+    cargs[0] = f"file:{quote(str(cargs[0]))}?mode=rw"
+    cparams["uri"] = True
 
 
 def is_sqlite(bind: Bind) -> bool:

@@ -1,17 +1,19 @@
 """The ``mailer`` command: thin commands over the library.
 
 Each command group lives in its own module (imported below, which registers it on ``app``).
-Errors from the library (``MailerError``) become one line on stderr and a non-zero exit,
-never a traceback. Every command's docstring ends with an ``Example:`` line, which
+Errors from the library (``MailerError``) and from the store's driver (explained by
+:mod:`subscribers.db_errors`) become one line on stderr and a non-zero exit, never a
+traceback. Every command's docstring ends with an ``Example:`` line, which
 :func:`command` moves into the help epilog so that ``--help`` ends with it.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
+from sqlalchemy.exc import DBAPIError
 
 # Command modules: importing one registers its commands. Keep README's CLI order.
 from mailer.cli import (
@@ -24,6 +26,8 @@ from mailer.cli import (
     web_cmds,  # noqa: F401
 )
 from mailer.cli.app import app
+from mailer.cli.context import AppContext
+from mailer.cli.safe_text import safe_text
 from mailer.errors import ConfigError, MailerError
 
 __all__ = ["app", "command", "iter_commands", "main"]
@@ -53,15 +57,23 @@ def command() -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point: every error a user can meet ends as one line on stderr."""
+    actx = AppContext()
     try:
-        command().main(args=argv, prog_name="mailer")
+        command().main(args=argv, prog_name="mailer", obj=actx)
     except ConfigError as err:
-        print(f"mailer: configuration error: {err}", file=sys.stderr)
-        sys.exit(2)
+        _fail(f"configuration error: {err}", 2)
     except MailerError as err:
-        print(f"mailer: error: {err}", file=sys.stderr)
-        sys.exit(1)
+        _fail(f"error: {err}", 1)
+    except DBAPIError as err:  # the store's driver: not there, unreachable, locked
+        described = actx.explain(err)
+        kind = "configuration error" if isinstance(described, ConfigError) else "error"
+        _fail(f"{kind}: {described}", 2 if isinstance(described, ConfigError) else 1)
     except KeyboardInterrupt:
-        print("mailer: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _fail("interrupted", 130)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """One line on stderr (text from the store or a driver is shown escaped), then exit."""
+    print(f"mailer: {safe_text(message)}", file=sys.stderr)
+    sys.exit(code)

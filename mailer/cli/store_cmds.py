@@ -1,12 +1,15 @@
-"""`mailer init`, `lists`, `subscribers`, `suppressions`: thin wrappers over subscribers.store."""
+"""`mailer init`, `lists`, `subscribers`, `suppressions`: thin wrappers over subscribers.store.
+
+Whatever came from the store or from a file (names, addresses, CSV cells, bounce details) is
+printed through mailer.cli.safe_text, never raw and never as markup.
+"""
 
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -14,6 +17,7 @@ from rich.table import Column, Table
 
 from mailer.cli.app import app
 from mailer.cli.context import app_context
+from mailer.cli.safe_text import safe_cell, safe_json, safe_text
 from mailer.feedback import erasure
 from subscribers import importer, store
 from subscribers.migrate import upgrade
@@ -37,8 +41,13 @@ def init(ctx: typer.Context) -> None:
     Example: MAILER_DATABASE_URL=postgresql://postgres@127.0.0.1/test mailer init
     """
     actx = app_context(ctx)
-    upgrade(actx.engine)
-    actx.console.print(f"database ready: {actx.engine.url.render_as_string(hide_password=True)}")
+    engine = actx.creating_engine()  # the one command that may create the database
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    where = engine.url.render_as_string(hide_password=True)
+    actx.console.print(f"database ready: {safe_text(where)}", markup=False)
 
 
 @lists_app.command("create")
@@ -66,7 +75,11 @@ def lists_create(
             reply_to=reply_to,
             double_opt_in=double_opt_in,
         )
-        actx.console.print(f"created list {mlist.slug} ({mlist.name}) from {mlist.from_address}")
+        actx.console.print(
+            f"created list {safe_text(mlist.slug)} ({safe_text(mlist.name)}) "
+            f"from {safe_text(mlist.from_address)}",
+            markup=False,
+        )
 
 
 @lists_app.command("show")
@@ -91,9 +104,9 @@ def lists_show(ctx: typer.Context) -> None:
     )
     for m, counts in rows:
         table.add_row(
-            m.slug,
-            m.name,
-            m.from_address,
+            safe_cell(m.slug),
+            safe_cell(m.name),
+            safe_cell(m.from_address),
             "yes" if m.double_opt_in else "no",
             str(counts.get("active", 0)),
             str(counts.get("pending", 0)),
@@ -126,7 +139,9 @@ def subscribers_add(
             session, email, mlist, name=name, confirmed=confirmed, resubscribe=resubscribe
         )
         actx.console.print(
-            f"{result.subscriber.email}: {result.subscription.status} on {mlist.slug}"
+            f"{safe_text(result.subscriber.email)}: {result.subscription.status} "
+            f"on {safe_text(mlist.slug)}",
+            markup=False,
         )
 
 
@@ -147,7 +162,11 @@ def subscribers_import(
 
     def on_problem(p: importer.Problem) -> None:
         if not quiet:
-            actx.err.print(f"line {p.line}: {p.reason}: {p.value}", markup=False, highlight=False)
+            actx.err.print(
+                f"line {p.line}: {safe_text(p.reason)}: {safe_text(p.value)}",
+                markup=False,
+                highlight=False,
+            )
 
     size = file.stat().st_size if file.is_file() else 0
     show = actx.interactive and size > 0
@@ -188,19 +207,23 @@ def subscribers_export(
         Path | None, typer.Option("-o", "--output", help="File (default stdout).")
     ] = None,
 ) -> None:
-    """Export a list as CSV (email, name, status, since); formula cells are neutralized.
+    """Export a list as CSV (email, name, status, since); formula cells are neutralized
+    (and `subscribers import` takes the file back as it was). On a terminal, control
+    characters are shown escaped.
 
     Example: mailer subscribers export --list china-brief --status active -o active.csv
     """
     actx = app_context(ctx)
-    out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+    out: TextIO = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+    # a file or a pipe gets the data exactly; a person at a terminal sees it escaped
+    on_screen = output is None and actx.interactive
     try:
         writer = csv.writer(out)
         writer.writerow(["email", "name", "status", "since"])
         with actx.sessions() as session:
             mlist = store.get_list(session, list_slug)
             for row in store.export_rows(session, mlist, status):
-                writer.writerow(row)
+                writer.writerow([safe_text(cell) for cell in row] if on_screen else row)
     finally:
         if output:
             out.close()
@@ -220,17 +243,20 @@ def subscribers_show(
     with actx.sessions() as session:
         data = store.describe_subscriber(session, email)
     if as_json:
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+        print(safe_json(data))
         return
-    actx.console.print(f"{data['email']}  name: {data['name'] or '-'}", markup=False)
+    lines = [f"{safe_text(data['email'])}  name: {safe_text(data['name'] or '-')}"]
     for s in data["subscriptions"]:
-        actx.console.print(f"  {s['list']}: {s['status']} since {s['created_at']}", markup=False)
+        lines.append(f"  {safe_text(s['list'])}: {s['status']} since {s['created_at']}")
     if data["suppression"]:
-        actx.console.print(f"  suppressed: {data['suppression']['reason']}", markup=False)
+        lines.append(f"  suppressed: {safe_text(data['suppression']['reason'])}")
     for e in data["consent_events"]:
-        actx.console.print(
-            f"  {e['at']} {e['action']} {e['list'] or ''} via {e['source']}", markup=False
+        lines.append(
+            f"  {e['at']} {safe_text(e['action'])} {safe_text(e['list'] or '')} "
+            f"via {safe_text(e['source'])}"
         )
+    for line in lines:
+        actx.console.print(line, markup=False, highlight=False)
 
 
 @subscribers_app.command("erase")
@@ -245,10 +271,12 @@ def subscribers_erase(
     """
     actx = app_context(ctx)
     if not yes and sys.stdin.isatty():
-        typer.confirm(f"Erase everything held about {email}?", abort=True)
+        typer.confirm(f"Erase everything held about {safe_text(email)}?", abort=True)
     with actx.sessions.begin() as session:
         erasure.erase(session, email)
-    actx.console.print(f"erased {email}; a tombstone keeps it from being re-imported")
+    actx.console.print(
+        f"erased {safe_text(email)}; a tombstone keeps it from being re-imported", markup=False
+    )
 
 
 @suppressions_app.command("list")
@@ -268,10 +296,10 @@ def suppressions_list(
     with actx.sessions() as session:
         for s in store.list_suppressions(session, search=search, limit=limit):
             table.add_row(
-                s.email or "(erased)",
-                s.reason,
+                safe_cell(s.email or "(erased)"),
+                safe_cell(s.reason),
                 s.created_at.isoformat(timespec="seconds"),
-                (s.detail or "")[:60],
+                safe_cell((s.detail or "")[:60]),
             )
     actx.console.print(table)
 
@@ -292,7 +320,9 @@ def suppressions_add(
     actx = app_context(ctx)
     with actx.sessions.begin() as session:
         row = store.suppress(session, email, reason, detail=detail)
-        actx.console.print(f"suppressed {row.email} ({row.reason})")
+        actx.console.print(
+            f"suppressed {safe_text(row.email)} ({safe_text(row.reason)})", markup=False
+        )
 
 
 @suppressions_app.command("remove")
@@ -304,4 +334,7 @@ def suppressions_remove(ctx: typer.Context, email: str) -> None:
     actx = app_context(ctx)
     with actx.sessions.begin() as session:
         removed = store.unsuppress(session, email)
-    actx.console.print(f"removed {email}" if removed else f"{email} was not suppressed")
+    shown = safe_text(email)
+    actx.console.print(
+        f"removed {shown}" if removed else f"{shown} was not suppressed", markup=False
+    )
