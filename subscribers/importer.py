@@ -5,7 +5,8 @@ column is kept as a subscriber attribute. UTF-8 with or without BOM; ``,`` ``;``
 separated (taken from the header line). Rows are validated in Python and written in chunks
 with set-based statements, one transaction per chunk; a row that is bad (invalid address,
 duplicate in the file, suppressed, erased, unsubscribed) is skipped and reported with its
-line number, and never stops the import.
+line number, and never stops the import. A cell the export guarded against spreadsheet
+formulas (``'=...``) is read as the value it guards, so an export imports as itself.
 
 Duplicates across chunks are found through the consent ledger (each imported row writes an
 ``import`` event tagged with this run), so memory does not grow with the file.
@@ -50,6 +51,7 @@ from sqlalchemy.sql import sqltypes
 
 from mailer.errors import InputError
 from subscribers.addresses import try_normalize
+from subscribers.csv_guard import unguard
 from subscribers.db import InlineExecutor, id_in, is_sqlite
 from subscribers.models import (
     Base,
@@ -134,7 +136,8 @@ def read_rows(raw: IO[bytes], source: str, on_problem: OnProblem) -> Iterator[_R
         for cells in reader:
             start, end = end + 1, reader.line_num + 1  # a quoted newline spans lines
             size = len(cells)
-            email = cells[email_col].strip() if size > email_col else ""
+            # an exported file's formula guard comes off (the export -> import round trip)
+            email = unguard(cells[email_col].strip()) if size > email_col else ""
             if not email:
                 if any(c.strip() for c in cells):  # else a blank line: ignored
                     on_problem(Problem(start, "missing address", ",".join(cells)[:200]))
@@ -142,7 +145,11 @@ def read_rows(raw: IO[bytes], source: str, on_problem: OnProblem) -> Iterator[_R
             if any("\x00" in c for c in cells):  # no database stores NUL in text
                 on_problem(Problem(start, "invalid characters", "a cell contains a NUL byte"))
                 continue
-            name = cells[name_col].strip()[:200] if name_col is not None and size > name_col else ""
+            name = (
+                unguard(cells[name_col].strip())[:200]
+                if name_col is not None and size > name_col
+                else ""
+            )
             attrs = {}
             for i, key in extra:
                 if i < size and (value := cells[i].strip()):

@@ -31,6 +31,7 @@ from mailer.errors import (
     NotFoundError,
     SuppressedError,
 )
+from subscribers import csv_guard
 from subscribers.addresses import normalize_email
 from subscribers.models import (
     ConsentEvent,
@@ -525,12 +526,10 @@ def describe_subscriber(session: Session, email: str) -> dict[str, Any]:
 
 # -- export --------------------------------------------------------------------------------
 
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
 
 def csv_safe(value: str) -> str:
-    """Neutralize spreadsheet formulas (CSV injection): prefix a quote to risky cells."""
-    return "'" + value if value.startswith(_FORMULA) else value
+    """Neutralize spreadsheet formulas (CSV injection): the importer takes the guard off."""
+    return csv_guard.guard(value)
 
 
 def export_rows(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import re
 import subprocess
 import sys
@@ -112,3 +114,43 @@ def test_bad_setting_is_named(db: Database) -> None:
         timeout=60,
     )
     assert r.returncode == 2 and "MAILER_TRANSPORT" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_export_then_import_is_the_same_people(db: Database, tmp_path: Path) -> None:
+    """The export's formula guard ('=...) comes off on import: the same subscribers, the
+    same names, and not one new person named after the guarded address."""
+    for slug in ("one", "two"):
+        r = run_cli(db, "lists", "create", slug, "--name", slug, "--from", "b@example.org")
+        assert r.returncode == 0, r.stderr
+    people = {
+        "=evil@example.com": '=HYPERLINK("http://evil.example","click")',
+        "-2+3@example.com": "@SUM(A1:A9)",
+        "'quote@example.com": "'=already quoted",
+    }
+    for email, name in people.items():
+        r = run_cli(  # "--": an address may start with "-"
+            db, "subscribers", "add", "--list", "one", "--name", name, "--confirmed", "--", email
+        )
+        assert r.returncode == 0, r.stderr
+    exported = tmp_path / "one.csv"
+    assert (
+        run_cli(db, "subscribers", "export", "--list", "one", "-o", str(exported)).returncode == 0
+    )
+    with exported.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))[1:]
+    assert all(
+        not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row
+    )
+    r = run_cli(db, "subscribers", "import", str(exported), "--list", "two", "--confirmed")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "added 3," in r.stdout and "skipped 0" in r.stdout
+    again = tmp_path / "two.csv"
+    assert run_cli(db, "subscribers", "export", "--list", "two", "-o", str(again)).returncode == 0
+    with again.open(newline="", encoding="utf-8") as f:
+        assert sorted(row[:2] for row in list(csv.reader(f))[1:]) == sorted(row[:2] for row in rows)
+    for email, name in people.items():
+        shown = json.loads(run_cli(db, "subscribers", "show", "--json", "--", email).stdout)
+        assert shown["name"] == name
+        assert sorted(s["list"] for s in shown["subscriptions"]) == ["one", "two"]
+    r = run_cli(db, "subscribers", "show", "'=evil@example.com")
+    assert r.returncode == 1 and "no subscriber" in r.stderr

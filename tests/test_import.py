@@ -4,14 +4,19 @@ quirk of real exports (BOM, ';', CRLF, quoted newlines)."""
 from __future__ import annotations
 
 import csv
+import itertools
+import operator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from mailer.errors import InputError
 from subscribers import importer, store
+from subscribers.csv_guard import FORMULA_STARTS, guard, unguard
 from subscribers.db import make_engine, session_factory
 from subscribers.importer import Problem
 from subscribers.migrate import upgrade
@@ -327,3 +332,95 @@ def test_in_memory_sqlite_is_written_from_the_calling_thread(tmp_path: Path) -> 
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Subscriber)) == 2
     engine.dispose()
+
+
+# -- export -> import: the formula guard comes off ----------------------------------------------
+
+#: what the export guards (and quotes before it, which it guards with one more)
+_LEADS = ["", "'", "''", "=", "+", "-", "@", "\t", "\r", "'=", "'+", "'-", "'@", "'\t", "''="]
+_EMAIL_LEADS = ["", "'", "=", "+", "-", "'=", "''+", "'-", "=-"]
+_examples = itertools.count()
+
+
+def _keeps_its_form(name: str) -> bool:
+    """A name an import keeps as it is: trimmed (the importer trims cells), except where
+    the guard's quote protects a leading tab or CR."""
+    return (
+        bool(name)
+        and name == name.rstrip()
+        and (name == name.lstrip() or name[0] in "\t\r")
+        and len(name) <= 200
+    )
+
+
+names = st.builds(
+    operator.add,
+    st.sampled_from(_LEADS),
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20),
+).filter(_keeps_its_form)
+locals_ = st.builds(
+    operator.add, st.sampled_from(_EMAIL_LEADS), st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True)
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(local=locals_, name=names)
+def test_export_then_import_is_the_same_person(
+    db: Database, tmp_path_factory: pytest.TempPathFactory, local: str, name: str
+) -> None:
+    """Every address and name the export guards comes back from the import as it was, as the
+    same subscriber; and no cell of the file starts a spreadsheet formula."""
+    n = next(_examples)
+    email = f"{local}@ex{n}.example.com"
+    with db.sessions.begin() as s:
+        source = store.create_list(s, f"from-{n}", name="From", from_address="f@example.org")
+        store.create_list(s, f"into-{n}", name="Into", from_address="i@example.org")
+        stored = store.subscribe(s, email, source, name=name, confirmed=True).subscriber.email
+        people = s.scalar(select(func.count()).select_from(Subscriber))
+    path = tmp_path_factory.mktemp("export") / "list.csv"
+    with path.open("w", newline="", encoding="utf-8") as out, db.sessions() as s:
+        writer = csv.writer(out)
+        writer.writerow(["email", "name", "status", "since"])
+        writer.writerows(store.export_rows(s, store.get_list(s, f"from-{n}")))
+    with path.open(newline="", encoding="utf-8") as exported:
+        cells = [cell for row in csv.reader(exported) for cell in row]
+    assert not [cell for cell in cells if cell.startswith(FORMULA_STARTS)]
+    with db.sessions.begin() as s:  # the import must bring the name back, not keep it
+        store.get_subscriber(s, stored).name = "renamed meanwhile"
+    problems: list[Problem] = []
+    report = importer.import_csv(db.sessions, path, f"into-{n}", on_problem=problems.append)
+    assert problems == [] and report.skipped_total == 0
+    with db.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Subscriber)) == people
+        members = s.execute(
+            select(Subscriber.email, Subscriber.name)
+            .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+            .where(Subscription.list_id == store.get_list(s, f"into-{n}").id)
+        ).all()
+    assert [tuple(m) for m in members] == [(stored, name)]
+
+
+@pytest.mark.parametrize(
+    ("cell", "value"),
+    [
+        ("'=evil@example.com", "=evil@example.com"),
+        ("''=x", "'=x"),
+        ("'\tx", "\tx"),
+        ("'x", "'x"),  # not a guard: a quote before an ordinary character stays
+        ("'", "'"),
+        ("=x", "=x"),  # a third party's unguarded cell: taken as it is
+        ("x'=", "x'="),
+    ],
+)
+def test_only_the_exact_guard_comes_off(cell: str, value: str) -> None:
+    assert unguard(cell) == value
+
+
+@given(st.builds(operator.add, st.sampled_from(_LEADS), st.text(max_size=10)))
+def test_every_value_has_one_guarded_form(value: str) -> None:
+    assert not guard(value).startswith(FORMULA_STARTS)
+    assert unguard(guard(value)) == value
