@@ -155,6 +155,10 @@ def test_no_command_prints_a_raw_control(hostile: Database) -> None:
     assert as_json["consent_events"][0]["user_agent"] == EVIL
     assert MARKUP in printed[("lists", "show")]  # as text, not read as markup
     assert EVIL_SHOWN[:20] in printed[("suppressions", "list")]
+    assert safe_text(EVIL[:40])[:20] in printed[("stats",)]
+    with hostile.engine.begin() as conn:
+        conn.execute(text("UPDATE campaigns SET subject = :s"), {"s": MARKUP})
+    assert MARKUP in mailer(hostile, "stats").stdout.decode()
 
 
 def test_export_to_a_pipe_is_exact(hostile_reader: Database) -> None:

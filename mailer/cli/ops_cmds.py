@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from mailer.cli.app import app
 from mailer.cli.context import AppContext, app_context
+from mailer.cli.safe_text import safe_cell
 from mailer.errors import ConfigError, MailerError
 from mailer.issue.files import parse_issue_file
 from mailer.ops import stats as st
@@ -123,14 +124,19 @@ def print_report(actx: AppContext, report: st.StatsReport) -> None:
         for c in report.campaigns:
             state = c.status + (f": {c.pause_reason}" if c.pause_reason else "")
             progress = _pct(c.counts.progress, 0) + f" of {c.counts.total}"
-            table.add_row(
-                str(c.id), c.subject[:40], c.list_slug, state, progress, *_counts_row(c.counts)
+            table.add_row(  # subjects and SES's pause reasons: text, never markup
+                str(c.id),
+                safe_cell(c.subject[:40]),
+                safe_cell(c.list_slug),
+                safe_cell(state),
+                progress,
+                *_counts_row(c.counts),
             )
         console.print(table)
     if report.domains:
         table = Table("domain", *_COUNT_COLUMNS, title="by recipient domain")
         for d in report.domains:
-            table.add_row(d.domain, *_counts_row(d.counts))
+            table.add_row(safe_cell(d.domain), *_counts_row(d.counts))
         console.print(table)
     s = report.suppressions
     reasons = ", ".join(f"{k} {v}" for k, v in s.by_reason.items()) or "none"
