@@ -44,16 +44,36 @@ KEYGEN_HINT = "make one with `mailer keygen`"
 
 
 def weak_key_reason(key: str) -> str | None:
-    """Why ``key`` is too weak to sign links in production, or None when it is fine."""
+    """Why ``key`` is too weak to sign links that leave this machine, or None when it is
+    fine. Surrounding whitespace adds no secret (and is mostly a copying accident), and a
+    key that repeats a short pattern is as easy to guess as the pattern."""
     if not key:
         return "is not set"
     if key == DEV_SECRET_KEY:
         return "is the built-in development key"
-    if len(key) < MIN_SECRET_KEY_LEN:
-        return f"is shorter than {MIN_SECRET_KEY_LEN} characters"
-    if len(set(key)) < _MIN_DISTINCT_KEY_CHARS:
+    core = key.strip()
+    if not core:
+        return "is only whitespace"
+    if len(core) < MIN_SECRET_KEY_LEN:
+        padded = "" if core == key else " without its surrounding whitespace"
+        return f"is shorter than {MIN_SECRET_KEY_LEN} characters{padded}"
+    if len(set(core)) < _MIN_DISTINCT_KEY_CHARS:
         return "repeats too few characters to be random"
+    period = _shortest_period(core)
+    if period <= len(core) // 2:
+        return f"repeats a pattern of {period} characters"
     return None
+
+
+def _shortest_period(text: str) -> int:
+    """The smallest p with text[i] == text[i + p] throughout (the prefix function's answer)."""
+    border = [0] * len(text)
+    for i in range(1, len(text)):
+        k = border[i - 1]
+        while k and text[i] != text[k]:
+            k = border[k - 1]
+        border[i] = k + 1 if text[i] == text[k] else 0
+    return len(text) - border[-1]
 
 
 def default_database_url() -> str:
@@ -175,21 +195,30 @@ class Settings:
                 raise ConfigError(
                     f"MAILER_SECRET_KEY {reason}: production refuses a weak key ({KEYGEN_HINT})"
                 )
-        for old in self.old_secret_keys:
-            if weak_key_reason(old) is not None:
-                raise ConfigError(
-                    "MAILER_OLD_SECRET_KEYS holds a weak key: links signed with it can be "
-                    "forged, so production refuses it (drop it)"
-                )
+        if self._weak_old_key():
+            raise ConfigError(
+                "MAILER_OLD_SECRET_KEYS holds a weak key: links signed with it can be "
+                "forged, so production refuses it (drop it)"
+            )
+
+    def _weak_old_key(self) -> bool:
+        return any(weak_key_reason(old) is not None for old in self.old_secret_keys)
 
     def require_real_key(self, doing: str) -> None:
-        """ConfigError unless a key of our own is set: with none, links are signed with the
-        published development key. ``doing`` says what was refused ("send through smtp")."""
-        if not self.secret_key or self.secret_key == DEV_SECRET_KEY:
-            state = "is not set" if not self.secret_key else "is the built-in development key"
+        """ConfigError unless every signing key is strong (:func:`weak_key_reason`), in any
+        ``MAILER_ENV``: a link signed with no key of our own, the published development key,
+        or a short or patterned one can be computed by anyone once it leaves this machine.
+        ``doing`` says what was refused ("send through smtp")."""
+        reason = weak_key_reason(self.secret_key)
+        if reason is not None:
             raise ConfigError(
-                f"MAILER_SECRET_KEY {state}: refusing to {doing}, where anyone could forge "
+                f"MAILER_SECRET_KEY {reason}: refusing to {doing}, where anyone could forge "
                 f"readers' links; set it to a random key ({KEYGEN_HINT})"
+            )
+        if self._weak_old_key():
+            raise ConfigError(
+                f"MAILER_OLD_SECRET_KEYS holds a weak key: refusing to {doing}, where links "
+                "signed with it could be forged (drop it)"
             )
 
     def require_secret_key(self) -> str:

@@ -63,6 +63,7 @@ PG_ADMIN = os.environ.get(
 PROFILES = {"full": (20, 20_000), "ci": (3, 1_500)}
 BULK_ENTRIES = 50  # SendBulkEmail entries per call (mailer.transports.ses.BULK_MAX)
 SUPPRESSED = 3  # readers suppressed before each campaign: must receive nothing
+CHAOS_KEY = "chaos-secret-key-5e8b1f0a2c9d4736"  # real transports refuse a weak key
 CUT_SQL = (
     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
@@ -234,14 +235,14 @@ def run_one(
     with sessions.begin() as s:
         for e in suppressed:
             store.suppress(s, e, "complaint")
-    settings = Settings(database_url=url, secret_key="chaos-secret-key", env="test")
+    settings = Settings(database_url=url, secret_key=CHAOS_KEY, env="test")
     cid, _, _ = make_campaign(sessions, settings, slug=slug, force=True)
     fig = RunFigures(run, api, failure_mode, readers, readers - len(suppressed))
     env = dict(os.environ)
     env.update(
         AWS_ENV,
         MAILER_DATABASE_URL=url,
-        MAILER_SECRET_KEY="chaos-secret-key",
+        MAILER_SECRET_KEY=CHAOS_KEY,
         MAILER_ENV="test",
         MAILER_OUTBOX_DIR=str(logs / "outbox"),
         MAILER_TRANSPORT="ses",

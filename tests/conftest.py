@@ -35,6 +35,8 @@ pytest_plugins = sorted(
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", "postgresql"]
+#: strong enough for the real transports (mailer.config.weak_key_reason), fixed for the suite
+TEST_SECRET_KEY = "test-secret-key-4f9c2a7e1b8d6053"
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Database:
         base: dict[str, Any] = {
             "database_url": self.url,
             "outbox_dir": self.tmp / "outbox",
-            "secret_key": "test-secret-key",
+            "secret_key": TEST_SECRET_KEY,
             "env": "test",
         }
         base.update(overrides)
@@ -63,7 +65,7 @@ class Database:
         env.update(
             MAILER_DATABASE_URL=self.url,
             MAILER_OUTBOX_DIR=str(self.tmp / "outbox"),
-            MAILER_SECRET_KEY="test-secret-key",
+            MAILER_SECRET_KEY=TEST_SECRET_KEY,
             MAILER_ENV="test",
         )
         env.update(extra)

@@ -45,6 +45,7 @@ from mailer.transports.ses import (
 )
 from mailer.transports.ses_errors import classify, classify_bulk_status, classify_code
 from mailer.transports.ses_template import build_template
+from tests.conftest import TEST_SECRET_KEY
 from tests.plugins.aws import MotoHandle
 from tests.support import handlebars
 from tests.support.ses_server import SesServer
@@ -59,7 +60,7 @@ def ses_settings(url: str, **overrides: Any) -> Settings:
         "ses_endpoint_url": url,
         "ses_region": REGION,
         "send_concurrency": 8,
-        "secret_key": "test-key",  # make_transport refuses real mail without a key
+        "secret_key": TEST_SECRET_KEY,  # make_transport refuses real mail without a strong key
     }
     values.update(overrides)
     return Settings(**values)

@@ -27,6 +27,7 @@ from mailer.config import Settings
 from mailer.errors import ConfigError, FatalSendError, RejectedError, RetryableSendError
 from mailer.transports import make_transport
 from mailer.transports.smtp import SmtpTransport, header_message_id, parse_smtp_url
+from tests.conftest import TEST_SECRET_KEY
 from tests.transport_helpers import campaign, outgoing
 
 
@@ -189,7 +190,9 @@ def test_messages_arrive_intact_over_one_reused_connection(
 ) -> None:
     controller, recorder = smtp_server
     settings = Settings(
-        transport="smtp", smtp_url=f"smtp://127.0.0.1:{controller.port}", secret_key="test-key"
+        transport="smtp",
+        smtp_url=f"smtp://127.0.0.1:{controller.port}",
+        secret_key=TEST_SECRET_KEY,
     )
     transport = make_transport(settings)
     assert isinstance(transport, SmtpTransport)
