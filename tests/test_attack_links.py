@@ -7,6 +7,9 @@ PostgreSQL, through the store and the real app.
 * flood: the per-IP subscribe limit counts an IPv6 client's /64, not each address in it
   (one host may send from any of 2**64 addresses), and an IPv4 client seen through a
   dual-stack socket as the same host.
+* replay: an unsubscribe link never expires and may only ever unsubscribe; the page after
+  it handed out a fresh preferences link, so any old (forwarded) email renewed the
+  preferences its expired link no longer opened (rename the reader, see their lists).
 * suppression bypass: an operator's ``--resubscribe`` (``mailer subscribers add`` or
   ``import``) that leaves the reader pending must not lift the suppression: it covers every
   list, so lifting it at once would mail the lists the address is still active on before
@@ -35,7 +38,18 @@ from mailer.render.tokens import Signer
 from subscribers import store
 from subscribers.models import ConsentEvent, Subscription, Suppression
 from tests.conftest import Database
-from tests.web_support import Web, csrf_of, live_server
+from tests.web_support import (
+    BASE,
+    Web,
+    add_active,
+    csrf_of,
+    link_in,
+    live_server,
+    read_eml,
+    sample_issue,
+    send_issue,
+    text_body,
+)
 
 T = TypeVar("T")
 
@@ -262,3 +276,23 @@ def test_resubscribe_to_a_pending_subscription_keeps_the_suppression(
         store.confirm(s, sid, brief_id, version=version, actor=WEB)
     with db.sessions() as s:
         assert store.find_suppression(s, READER) is None
+
+
+def test_an_old_unsubscribe_link_does_not_renew_an_expired_preferences_link(db: Database) -> None:
+    web = Web(db)
+    try:
+        add_active(db.sessions, READER)
+        add_active(db.sessions, READER, "other")
+        cid = send_issue(db.sessions, web.settings, sample_issue(1))
+        [mail] = [read_eml(p) for p in (web.settings.outbox_dir / str(cid)).glob("*.eml")]
+        unsubscribe = link_in(text_body(mail), "unsubscribe").removeprefix(BASE)
+        preferences = link_in(text_body(mail), "preferences").removeprefix(BASE)
+        web.clock.advance(days=web.settings.preferences_ttl / 86400 + 2)  # a forwarded old mail
+        assert web.client.get(preferences).status_code == 410
+
+        page = web.client.get(unsubscribe)
+        done = web.client.post(unsubscribe, data={"csrf_token": csrf_of(page.text)})
+        assert done.status_code == 200 and "You are unsubscribed" in done.text
+        assert "/preferences/" not in page.text + done.text
+    finally:
+        web.close()

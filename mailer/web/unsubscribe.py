@@ -12,7 +12,9 @@
   a link never re-activates anyone, nor lifts a suppression).
 
 The signed token alone names the subscriber and the list; no form field can point the
-action at anyone else. The token never expires, so it can only ever unsubscribe.
+action at anyone else. The token never expires, so it can only ever unsubscribe: its pages
+hand out no preferences link (that would renew, for whoever holds an old or forwarded
+email, the preferences its expired link no longer opens).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from mailer.errors import TokenError
-from mailer.render.tokens import Claims, preferences_url
+from mailer.render.tokens import Claims
 from mailer.urls import archive_index_url, subscribe_url
 from mailer.web.common import actor, link_problem
 from mailer.web.confirm_mail import confirmation_for, deliver
@@ -177,15 +179,6 @@ def _form_post(state: WebState, request: Request, token: str, form: Form) -> Res
             "action": state.settings.public_base + _path(token),
             "csrf_field": CSRF_FIELD,
             "csrf_token": state.csrf.issue(_path(token), state.timestamp()),
-            "preferences_url": preferences_url(
-                state.settings,
-                state.signer,
-                claims.subscriber_id,
-                claims.list_id,
-                now=state.now(),
-            )
-            if target.email
-            else None,
         },
         private=True,
     )
