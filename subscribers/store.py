@@ -339,8 +339,14 @@ def confirm(
     if subn is None:
         raise NotFoundError("no such subscription (it may have been erased)")
     if not _activate_if_pending(session, subn, version):
-        session.refresh(subn)  # what the winner committed
-        if subn.status == Status.ACTIVE and subn.consent_version == version + 1:
+        now = session.execute(  # what the change that got there first left
+            select(Subscription.status, Subscription.consent_version).where(
+                Subscription.id == subn.id
+            )
+        ).one_or_none()
+        if now is None:
+            raise NotFoundError("no such subscription (it may have been erased)")
+        if tuple(now) == (Status.ACTIVE, version + 1):
             return ConfirmOutcome.ALREADY
         raise ConflictError("this confirmation link was used, or a later change replaced it")
     sub = session.get(Subscriber, subscriber_id)

@@ -33,7 +33,8 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import ORMExecuteState, Session
 
-from mailer.errors import ConflictError
+from mailer.errors import ConflictError, NotFoundError
+from mailer.feedback.erasure import erase
 from mailer.render.tokens import Signer
 from subscribers import store
 from subscribers.models import ConsentEvent, Subscription, Suppression
@@ -153,6 +154,24 @@ def test_a_confirm_racing_an_unsubscribe_never_undoes_it(db: Database) -> None:
         )
     assert _status(db, sid, lid) == "unsubscribed"
     assert _count(db, "confirm") == 0
+
+
+def test_a_confirm_racing_an_erasure_finds_nothing(db: Database) -> None:
+    sid, lid, version = _pending(db)
+
+    def erased() -> None:
+        with db.sessions.begin() as s:
+            erase(s, READER)
+
+    with pytest.raises(NotFoundError):
+        _race(
+            db,
+            Subscription,
+            erased,
+            lambda s: store.confirm(s, sid, lid, version=version, actor=WEB),
+        )
+    with db.sessions() as s:
+        assert store.find_subscriber(s, READER) is None
 
 
 def test_one_link_pressed_twice_at_once_confirms_once(db: Database) -> None:
