@@ -113,6 +113,7 @@ def test_the_same_issue_sent_twice_appears_once(web: Web) -> None:
             Campaign(
                 list_id=mlist.id,
                 issue_key=first.issue_key,
+                generation=first.generation + 1,  # what `send --force` takes
                 subject=first.subject,
                 issue=first.issue,
                 html=first.html,
