@@ -1,0 +1,21 @@
+"""API tokens and idempotency keys (reserved for the HTTP API, issue 14; a no-op until that work fills it in)
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-03 13:00:00
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
