@@ -1,4 +1,5 @@
-"""Small pieces the reader routers share: who is acting, lists by slug, bad-link pages."""
+"""Small pieces the reader routers share: who is acting, lists by slug, bad-link pages,
+the fields of a token page's form."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.responses import Response
 from mailer.errors import NotFoundError, TokenError
 from mailer.render.tokens import Purpose
 from mailer.urls import subscribe_url
+from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.state import WebState, client_ip
 from subscribers.models import MailingList
 from subscribers.store import SLUG, Actor
@@ -36,6 +38,17 @@ def client_network(request: Request) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+def form_fields(state: WebState, path: str) -> dict[str, str]:
+    """What a token page's form posts back with: its own public URL as the action and a
+    CSRF token bound to that path (the POST checks it against the same path), so the
+    confirm, unsubscribe and preferences pages share one rule."""
+    return {
+        "action": state.settings.public_base + path,
+        "csrf_field": CSRF_FIELD,
+        "csrf_token": state.csrf.issue(path, state.timestamp()),
+    }
 
 
 def list_by_slug(session: Session, slug: str) -> MailingList:

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from mailer.errors import TokenError
 from mailer.render.tokens import Claims
 from mailer.urls import archive_index_url, subscribe_url
-from mailer.web.common import actor, all_lists, link_problem
+from mailer.web.common import actor, all_lists, form_fields, link_problem
 from mailer.web.confirm_mail import ConfirmationMail, confirmation_for, deliver_all
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import FieldError, Form, clean_name, read_form
@@ -122,9 +122,7 @@ def _page(
             "saved": saved,
             "confirm_sent": confirm_sent,
             "errors": errors or {},
-            "action": state.settings.public_base + _path(token),
-            "csrf_field": CSRF_FIELD,
-            "csrf_token": state.csrf.issue(_path(token), state.timestamp()),
+            **form_fields(state, _path(token)),
         },
         status=status,
         private=True,

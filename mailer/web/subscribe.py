@@ -30,7 +30,14 @@ from starlette.responses import Response
 from mailer.errors import ConflictError, InvalidAddressError, NotFoundError, TokenError
 from mailer.render.tokens import Claims, preferences_url
 from mailer.urls import archive_index_url, subscribe_url
-from mailer.web.common import actor, all_lists, client_network, link_problem, list_by_slug
+from mailer.web.common import (
+    actor,
+    all_lists,
+    client_network,
+    form_fields,
+    link_problem,
+    list_by_slug,
+)
 from mailer.web.confirm_mail import ConfirmationMail, confirmation_for, deliver
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import EMAIL_MAX, FieldError, Form, clean_name, read_form
@@ -256,9 +263,7 @@ def confirm_page(request: Request, token: str) -> Response:
             "brand": found.info.name,
             "mlist": found.info,
             "email": found.email,
-            "action": state.settings.public_base + _confirm_path(token),
-            "csrf_field": CSRF_FIELD,
-            "csrf_token": state.csrf.issue(_confirm_path(token), state.timestamp()),
+            **form_fields(state, _confirm_path(token)),
         },
         private=True,
         headers={"X-Robots-Tag": "noindex"},

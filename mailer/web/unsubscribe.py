@@ -31,7 +31,7 @@ from starlette.responses import PlainTextResponse, Response
 from mailer.errors import TokenError
 from mailer.render.tokens import Claims
 from mailer.urls import archive_index_url, subscribe_url
-from mailer.web.common import actor, link_problem
+from mailer.web.common import actor, form_fields, link_problem
 from mailer.web.confirm_mail import confirmation_for, deliver
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import Form, read_form
@@ -107,9 +107,7 @@ def unsubscribe_page(request: Request, token: str) -> Response:
         {
             "brand": target.list_name or "Newsletter",
             "target": target,
-            "action": state.settings.public_base + _path(token),
-            "csrf_field": CSRF_FIELD,
-            "csrf_token": state.csrf.issue(_path(token), state.timestamp()),
+            **form_fields(state, _path(token)),
         },
         private=True,
         headers={"X-Robots-Tag": "noindex"},
@@ -176,9 +174,7 @@ def _form_post(state: WebState, request: Request, token: str, form: Form) -> Res
             "brand": target.list_name or "Newsletter",
             "target": target,
             "scope": scope,
-            "action": state.settings.public_base + _path(token),
-            "csrf_field": CSRF_FIELD,
-            "csrf_token": state.csrf.issue(_path(token), state.timestamp()),
+            **form_fields(state, _path(token)),
         },
         private=True,
     )
