@@ -102,6 +102,18 @@ class MailingList(Base):
     reply_to: Mapped[str | None] = mapped_column(String(320))
     double_opt_in: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # How the list's mail looks and speaks (`mailer lists set`, subscribers.list_settings
+    # validates every value); NULL means the default.
+    logo_url: Mapped[str | None] = mapped_column(String(2000))
+    accent_color: Mapped[str | None] = mapped_column(String(7))  # '#rrggbb'
+    lang: Mapped[str] = mapped_column(String(16), default="en", server_default="en")
+    #: opens each mail before the reader's name; NULL: the language's default, '': none
+    greeting: Mapped[str | None] = mapped_column(String(60))
+    #: Markdown of the welcome mail sent once after a confirmation; NULL: no welcome mail
+    welcome_markdown: Mapped[str | None] = mapped_column(Text)
+    subject_template: Mapped[str | None] = mapped_column(String(200))
+    #: IANA zone for readers who have none of their own; NULL: UTC
+    time_zone: Mapped[str | None] = mapped_column(String(64))
 
 
 class Subscriber(Base):
@@ -112,6 +124,8 @@ class Subscriber(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str | None] = mapped_column(String(200))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    #: the reader's IANA zone (subscribe form, preferences, import); NULL: the list's
+    time_zone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -141,6 +155,9 @@ class Subscription(Base):
     #: Bumped by every change of ``status``. A confirm link carries the version it was sent
     #: for, so it works once, and never after a later unsubscribe or a newer opt-in.
     consent_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: when the list's welcome mail was due for this subscription; set once (a conditional
+    #: UPDATE), so a replayed link or a re-confirm after a resubscribe never welcomes twice
+    welcomed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
     mailing_list: Mapped[MailingList] = relationship()

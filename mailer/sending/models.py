@@ -130,10 +130,11 @@ class Delivery(Base):
         CheckConstraint(
             "status IN ('queued', 'sending', 'sent', 'failed', 'skipped')", name="status"
         ),
-        # an issue belongs to a campaign; a confirmation mail (double opt-in) to none
+        # an issue belongs to a campaign; a system mail to one reader (double opt-in
+        # confirmation, welcome, preferences link: mailer.sending.system_mail) to none
         CheckConstraint(
             "(kind = 'issue' AND campaign_id IS NOT NULL)"
-            " OR (kind = 'confirm' AND campaign_id IS NULL)",
+            " OR (kind IN ('confirm', 'welcome', 'preferences') AND campaign_id IS NULL)",
             name="kind",
         ),
         NEVER_REUSE_IDS,
