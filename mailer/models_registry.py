@@ -10,8 +10,10 @@ table module is added in exactly one place.
 
 from __future__ import annotations
 
+import mailer.access.models  # its tables join Base.metadata
 import mailer.feedback.models  # its tables join Base.metadata
 import mailer.sending.models  # noqa: F401  (its tables join Base.metadata)
+import subscribers.outbox  # noqa: F401  (the webhook tables join Base.metadata)
 from subscribers.models import Base
 
 __all__ = ["metadata"]
