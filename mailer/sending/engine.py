@@ -336,7 +336,10 @@ class Engine:
                 self._hand_to_recorder(job, flow)
                 continue
             self._settle(job, flow, wait=True)
-            if not flow.claiming or self._finish_if_drained(job):
+            if not flow.claiming:
+                self._close_ledger(job)
+                return
+            if self._finish_if_drained(job):
                 return
             self._sleep(IDLE_WAIT)
 
@@ -494,8 +497,8 @@ class Engine:
             try:
                 with self.sessions.begin() as s:
                     tally = record(s.connection(), results, now)
-                    if fatal is not None:
-                        campaign = get_campaign(s, job.campaign_id)
+                    if fatal is not None:  # locked: a cancel committing now is not undone
+                        campaign = lock_campaign(s, job.campaign_id, self._sqlite)
                         lifecycle.auto_pause(campaign, f"{type(fatal).__name__}: {fatal}")
                         job.progress.status = campaign.status
                         job.progress.reason = campaign.pause_reason
@@ -506,6 +509,12 @@ class Engine:
                 log.warning("recording a batch lost its connection; retrying (%s)", err.orig)
                 self._sleep(0.2 * db_try)
                 db_try += 1
+
+    def _close_ledger(self, job: _Job) -> None:
+        """The run stopped: rows handed back while the campaign was cancelled or expired
+        are skipped (lifecycle.close_ledger)."""
+        with self.sessions.begin() as s:
+            lifecycle.close_ledger(s, lock_campaign(s, job.campaign_id, self._sqlite))
 
     def _finish_if_drained(self, job: _Job) -> bool:
         with self.sessions.begin() as s:

@@ -8,8 +8,8 @@
 Editors' changes (:func:`pause`, :func:`resume`, :func:`cancel`, :func:`retry_failed`) take a
 campaign id, refuse a change the campaign's state does not allow (``ConflictError``) and are
 what every entrance calls. The send engine's own changes (:func:`start`, :func:`auto_pause`,
-:func:`guard_pause`, :func:`expire`, :func:`finish`) take the campaign row it holds, inside
-the transaction where it judged the campaign.
+:func:`guard_pause`, :func:`expire`, :func:`finish`, :func:`close_ledger`) take the campaign row
+it holds, inside the transaction where it judged the campaign.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from mailer.errors import ConflictError
-from mailer.sending import guard
+from mailer.sending import campaign_events, guard
 from mailer.sending.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, get_campaign
 from subscribers.models import utcnow
 
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 PAUSABLE = (CampaignStatus.SENDING, CampaignStatus.SCHEDULED)
 #: the states nothing but ``retry_failed`` (done) leaves
 FINAL = (CampaignStatus.DONE, CampaignStatus.CANCELLED, CampaignStatus.EXPIRED)
+#: the error of a row a cancel skipped
+CANCELLED = "campaign cancelled"
 
 
 # -- the engine's changes, on the row it holds ---------------------------------------------
@@ -40,21 +42,33 @@ def start(campaign: Campaign) -> None:
     (a paused, done, cancelled or expired campaign is left as it is)."""
     if campaign.status not in (CampaignStatus.SCHEDULED, CampaignStatus.SENDING):
         return
+    first = campaign.started_at is None
     campaign.status = CampaignStatus.SENDING
     campaign.started_at = campaign.started_at or utcnow()
+    if first:
+        campaign_events.emit(campaign, "campaign.started")
 
 
 def auto_pause(campaign: Campaign, reason: str) -> None:
     """The engine stops by itself (an account-level refusal, the daily quota): paused with
-    the reason, which ``campaigns show`` prints and ``resume`` clears."""
+    the reason, which ``campaigns show`` prints and ``resume`` clears. Only a sending
+    campaign pauses: one cancelled, expired or done meanwhile stays so, and one paused
+    meanwhile keeps its reason (a guard pause must still need ``resume --force``)."""
+    if campaign.status != CampaignStatus.SENDING:
+        log.warning(
+            "campaign %s is %s; not pausing it for: %s", campaign.id, campaign.status, reason
+        )
+        return
     campaign.status = CampaignStatus.PAUSED
     campaign.pause_reason = reason[:2000]
     log.warning("campaign %s paused: %s", campaign.id, reason)
+    campaign_events.emit(campaign, "campaign.paused")
 
 
 def guard_pause(campaign: Campaign, verdict: str) -> None:
     """The reputation guard's verdict: a pause that only ``resume --force`` lifts."""
     auto_pause(campaign, guard.pause_reason(verdict))
+    campaign_events.emit(campaign, "guard.tripped", verdict=verdict)
 
 
 def expire(session: Session, campaign: Campaign, reason: str) -> None:
@@ -62,14 +76,35 @@ def expire(session: Session, campaign: Campaign, reason: str) -> None:
     campaign.status = CampaignStatus.EXPIRED
     campaign.pause_reason = reason
     campaign.finished_at = utcnow()
-    session.execute(
+    _skip(session, campaign.id, (DeliveryStatus.QUEUED, DeliveryStatus.SENDING), "Expired", reason)
+    campaign_events.emit(campaign, "campaign.expired")
+
+
+def close_ledger(session: Session, campaign: Campaign) -> int:
+    """After a run stops: a campaign cancelled or expired while batches were at the
+    transport got rows handed back to the queue (not attempted, or to retry); they are
+    skipped as the cancel or expiry skipped the others, so its ledger is final."""
+    if campaign.status == CampaignStatus.CANCELLED:
+        return _skip(session, campaign.id, (DeliveryStatus.QUEUED,), "Cancelled", CANCELLED)
+    if campaign.status == CampaignStatus.EXPIRED:
+        reason = campaign.pause_reason or "expired"
+        return _skip(session, campaign.id, (DeliveryStatus.QUEUED,), "Expired", reason)
+    return 0
+
+
+def _skip(
+    session: Session,
+    campaign_id: int,
+    statuses: tuple[DeliveryStatus, ...],
+    error_class: str,
+    error: str,
+) -> int:
+    result = session.execute(
         update(Delivery)
-        .where(
-            Delivery.campaign_id == campaign.id,
-            Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
-        )
-        .values(status=DeliveryStatus.SKIPPED, error_class="Expired", error=reason)
+        .where(Delivery.campaign_id == campaign_id, Delivery.status.in_(statuses))
+        .values(status=DeliveryStatus.SKIPPED, error_class=error_class, error=error)
     )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def finish(campaign: Campaign) -> None:
@@ -78,6 +113,7 @@ def finish(campaign: Campaign) -> None:
     if campaign.status == CampaignStatus.SENDING:
         campaign.status = CampaignStatus.DONE
         campaign.finished_at = utcnow()
+        campaign_events.emit(campaign, "campaign.done")
 
 
 # -- editors' changes, by id ---------------------------------------------------------------
@@ -93,6 +129,7 @@ def pause(session: Session, campaign_id: int, reason: str) -> Campaign:
         )
     campaign.status = CampaignStatus.PAUSED
     campaign.pause_reason = reason
+    campaign_events.emit(campaign, "campaign.paused")
     return campaign
 
 
@@ -117,6 +154,7 @@ def resume(session: Session, campaign_id: int, *, force: bool = False) -> Campai
         )
     campaign.status = CampaignStatus.SENDING
     campaign.pause_reason = None
+    campaign_events.emit(campaign, "campaign.resumed")
     return campaign
 
 
@@ -127,12 +165,9 @@ def cancel(session: Session, campaign_id: int) -> int:
         raise ConflictError(f"campaign {campaign_id} is already {campaign.status}")
     campaign.status = CampaignStatus.CANCELLED
     campaign.finished_at = utcnow()
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.QUEUED)
-        .values(status=DeliveryStatus.SKIPPED, error_class="Cancelled", error="campaign cancelled")
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    skipped = _skip(session, campaign_id, (DeliveryStatus.QUEUED,), "Cancelled", CANCELLED)
+    campaign_events.emit(campaign, "campaign.cancelled")
+    return skipped
 
 
 def retry_failed(session: Session, campaign_id: int) -> int:
@@ -149,4 +184,5 @@ def retry_failed(session: Session, campaign_id: int) -> int:
     if n and campaign.status == CampaignStatus.DONE:
         campaign.status = CampaignStatus.SENDING
         campaign.finished_at = None
+        campaign_events.emit(campaign, "campaign.resumed", retry_failed=n)
     return n

@@ -1,0 +1,117 @@
+"""An account-level refusal (FatalSendError) pauses only a campaign that is still sending:
+one cancelled, or paused by the guard, while its batch was at SES keeps that state. Real
+SES-compatible server through boto3, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mailer.sending import campaigns as camp
+from mailer.sending import guard, lifecycle
+from mailer.sending.engine import Engine
+from mailer.sending.models import Campaign
+from mailer.transports import make_transport
+from mailer.transports.base import CampaignMessage, OutgoingMessage, SendQuota, SendResult
+from tests.conftest import Database
+from tests.delivery_helpers import make_campaign, seed_list
+from tests.support.ses_server import SesServer
+
+
+class _Meanwhile:
+    """The real SES transport, with ``act`` run (and committed) right before its second
+    call goes out: what an editor or another worker does while a batch is at SES."""
+
+    def __init__(self, inner: Any, act: Callable[[], None]) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.max_batch = inner.max_batch
+        self.wants_raw = inner.wants_raw
+        self.concurrent_batch = inner.concurrent_batch
+        self.act = act
+        self.calls = 0
+
+    def send(self, campaign: CampaignMessage, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
+        self.calls += 1
+        if self.calls == 2:
+            self.act()
+        result: list[SendResult] = self.inner.send(campaign, batch)
+        return result
+
+    def quota(self) -> SendQuota | None:
+        quota: SendQuota | None = self.inner.quota()
+        return quota
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _run(db: Database, server: SesServer, act: Callable[[int], None]) -> tuple[int, str]:
+    settings = db.settings(
+        transport="ses",
+        ses_endpoint_url=server.url,
+        ses_region="us-east-1",
+        send_concurrency=1,
+        batch_size=10,
+    )
+    seed_list(db.sessions, 40)
+    cid, _, _ = make_campaign(db.sessions, settings)
+    server.configure(max_send_rate=0)
+
+    def meanwhile() -> None:
+        act(cid)
+        server.configure(account_suspended=True)  # so this very call is refused
+
+    transport = _Meanwhile(make_transport(settings), meanwhile)
+    with Engine(settings, db.sessions, transport) as engine:
+        progress = engine.run(cid)
+    assert transport.calls >= 2
+    return cid, progress.status
+
+
+def test_a_cancel_during_the_refused_call_stays_cancelled(
+    db: Database, ses_server: SesServer, aws_env: dict[str, str]
+) -> None:
+    def cancel(cid: int) -> None:
+        with db.sessions.begin() as s:
+            lifecycle.cancel(s, cid)
+
+    cid, status = _run(db, ses_server, cancel)
+    assert status == "cancelled"
+    with db.sessions() as s:
+        rep = camp.report(s, cid)
+    assert rep.campaign.status == "cancelled"
+    assert rep.campaign.pause_reason is None
+    assert "queued" not in rep.counts and "sending" not in rep.counts
+    assert rep.counts["sent"] == len(ses_server.messages()) >= 10
+
+
+def test_a_guard_pause_during_the_refused_call_keeps_its_reason(
+    db: Database, ses_server: SesServer, aws_env: dict[str, str]
+) -> None:
+    reason = guard.pause_reason("complaint rate 1.0% over 0.1%")
+
+    def guard_pause(cid: int) -> None:
+        with db.sessions.begin() as s:
+            campaign = s.get(Campaign, cid)
+            assert campaign is not None
+            lifecycle.guard_pause(campaign, "complaint rate 1.0% over 0.1%")
+
+    cid, status = _run(db, ses_server, guard_pause)
+    assert status == "paused"
+    with db.sessions() as s:
+        campaign = s.get(Campaign, cid)
+        assert campaign is not None
+        assert campaign.pause_reason == reason
+        assert guard.is_guard_pause(campaign.pause_reason)
+
+
+def test_a_sending_campaign_still_pauses_with_the_refusal(
+    db: Database, ses_server: SesServer, aws_env: dict[str, str]
+) -> None:
+    cid, status = _run(db, ses_server, lambda cid: None)
+    assert status == "paused"
+    with db.sessions() as s:
+        campaign = s.get(Campaign, cid)
+        assert campaign is not None
+        assert "AccountSuspended" in (campaign.pause_reason or "")
