@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import mailer.access.models  # its tables join Base.metadata
 import mailer.feedback.models  # its tables join Base.metadata
+import mailer.feedback.tracking.models  # its tables join Base.metadata
 import mailer.sending.models  # noqa: F401  (its tables join Base.metadata)
-import subscribers.outbox  # noqa: F401  (the webhook tables join Base.metadata)
+import subscribers.outbox  # the webhook tables join Base.metadata
+import subscribers.tracking  # noqa: F401  (list tracking setting and opt-outs)
 from subscribers.models import Base
 
 __all__ = ["metadata"]
