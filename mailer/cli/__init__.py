@@ -1,10 +1,27 @@
 """The ``mailer`` command: thin commands over the library.
 
-Each command group lives in its own module (imported below, which registers it on ``app``).
+HOW A COMMAND GROUP IS REGISTERED (start-up stays fast only if every group follows this):
+
+1. Write the group in its own module, ``mailer/cli/<name>_cmds.py``, as a ``typer.Typer``
+   (``tokens_app = typer.Typer(help="API tokens: ... .", no_args_is_help=True)`` with
+   ``@tokens_app.command("create")`` ...). A top-level command (``mailer send``) is a plain
+   function in its module, without a decorator. The module does NOT import
+   ``mailer.cli.app`` or call ``app.add_typer``: nothing registers itself on import.
+2. Add one line to :data:`COMMANDS` below, in README's CLI order:
+   ``"tokens": Entry("mailer.cli.tokens_cmds", "tokens_app", "<the group's help line>")``.
+   The help line is what ``mailer --help`` shows without importing the module; it must be
+   the group's (or command's) own first line (tests/test_cli_startup.py checks it).
+3. Nothing else imports a ``*_cmds`` module (except tests): the root group imports it when
+   that command runs. A sub-command added to an existing group (``lists set``) goes into
+   that group's module; nothing changes here.
+4. Only the command's own module pays for what it imports. Modules shared by light
+   commands (``context``, ``safe_text``, ``exit_codes``) import no SQLAlchemy, boto3,
+   FastAPI or Alembic at the top; tests/test_cli_startup.py checks ``mailer --help``.
+
 Errors from the library (``MailerError``) and from the store's driver (explained by
 :mod:`subscribers.db_errors`) become one line on stderr and a non-zero exit, never a
-traceback. Every command's docstring ends with an ``Example:`` line, which
-:func:`command` moves into the help epilog so that ``--help`` ends with it.
+traceback. Every command's docstring ends with an ``Example:`` line, which is moved into
+the help epilog so that ``--help`` ends with it.
 """
 
 from __future__ import annotations
@@ -13,46 +30,104 @@ import sys
 from typing import Any, NoReturn
 
 import typer
-from sqlalchemy.exc import DBAPIError
 
-# Command modules: importing one registers its commands. Keep README's CLI order.
-from mailer.cli import (
-    feedback_cmds,  # noqa: F401
-    issue_cmds,  # noqa: F401
-    keys_cmds,  # noqa: F401
-    ops_cmds,  # noqa: F401
-    send_cmds,  # noqa: F401
-    store_cmds,  # noqa: F401
-    web_cmds,  # noqa: F401
-)
 from mailer.cli.app import app
 from mailer.cli.context import AppContext
+from mailer.cli.lazy import Entry, LazyGroup
 from mailer.cli.safe_text import safe_text
 from mailer.errors import ConfigError, MailerError
 
-__all__ = ["app", "command", "iter_commands", "main"]
+__all__ = ["COMMANDS", "app", "command", "iter_commands", "main"]
+
+COMMANDS: dict[str, Entry] = {
+    "init": Entry(
+        "mailer.cli.init_cmds",
+        "init",
+        "Create or upgrade the database to the current schema (alembic upgrade head).",
+    ),
+    "keygen": Entry(
+        "mailer.cli.keys_cmds",
+        "keygen",
+        "Print a new random secret key for MAILER_SECRET_KEY (links are signed with it).",
+    ),
+    "lists": Entry("mailer.cli.lists_cmds", "lists_app", "Mailing lists."),
+    "subscribers": Entry(
+        "mailer.cli.subscribers_cmds",
+        "subscribers_app",
+        "Subscribers: add, import, export, show, erase.",
+    ),
+    "suppressions": Entry(
+        "mailer.cli.suppressions_cmds",
+        "suppressions_app",
+        "The suppression list: addresses never mailed.",
+    ),
+    "issue": Entry(
+        "mailer.cli.issue_cmds", "issue_app", "Issue files: check them, preview the email."
+    ),
+    "send": Entry(
+        "mailer.cli.send_cmds",
+        "send",
+        "Send an issue to a list: parse, render once, enqueue every active reader, send.",
+    ),
+    "campaigns": Entry(
+        "mailer.cli.campaigns_cmds",
+        "campaigns_app",
+        "Campaigns: list, show, pause, resume, cancel.",
+    ),
+    "worker": Entry(
+        "mailer.cli.send_cmds",
+        "worker",
+        "Send scheduled and resumed campaigns; keeps running (several on PostgreSQL).",
+    ),
+    "stats": Entry(
+        "mailer.cli.stats_cmds",
+        "stats_cmd",
+        "Delivery and reputation: sent, delivered, bounces, complaints, unsubscribes, rates "
+        "against SES's and Gmail's thresholds, per campaign and per recipient domain, and "
+        "the suppression list's growth.",
+    ),
+    "feedback": Entry(
+        "mailer.cli.feedback_cmds",
+        "feedback_app",
+        "Bounces and complaints: take SES events in from a queue or from files.",
+    ),
+    "doctor": Entry(
+        "mailer.cli.ops_cmds",
+        "doctor",
+        "Check everything before a send: database, secret key, https base URL, the SES "
+        "identity (verified, DKIM, custom MAIL FROM), configuration set and event "
+        "destination, the SNS topic or SQS queue, the SES account, and a rendered sample "
+        "(List-Unsubscribe headers, plain-text part, size under Gmail's clipping limit).",
+    ),
+    "ses": Entry("mailer.cli.ops_cmds", "ses_app", "Amazon SES provisioning."),
+    "serve": Entry(
+        "mailer.cli.web_cmds",
+        "serve",
+        "Serve the reader web pages (subscribe, confirm, unsubscribe, preferences, archive).",
+    ),
+    "tokens": Entry(
+        "mailer.cli.tokens_cmds", "tokens_app", "API tokens: create (shown once), list, revoke."
+    ),
+}
 
 
 def iter_commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
-    """Every leaf command with its full path, e.g. (("lists", "create"), cmd)."""
-    if hasattr(group, "commands"):
-        out = []
-        for name, sub in sorted(group.commands.items()):
-            out.extend(iter_commands(sub, (*path, name)))
-        return out
-    return [(path, group)]
+    """Every leaf command with its full path, e.g. (("lists", "create"), cmd); imports every
+    command module (for tests and docs, never on a user's path)."""
+    if not hasattr(group, "list_commands"):
+        return [(path, group)]
+    ctx = typer.Context(group)
+    out = []
+    for name in sorted(group.list_commands(ctx)):
+        out.extend(iter_commands(group.get_command(ctx, name), (*path, name)))
+    return out
 
 
-def command() -> Any:
-    """The click command tree, with each command's example moved into its epilog."""
-    root = typer.main.get_command(app)
-    for _, cmd in iter_commands(root):
-        help_text = cmd.help or ""
-        head, sep, example = help_text.partition("Example:")
-        if sep:
-            cmd.help = head.rstrip()
-            lines = [line.strip() for line in example.strip().splitlines() if line.strip()]
-            cmd.epilog = "\b\nExample:\n" + "\n".join("  " + line for line in lines)
+def command() -> LazyGroup:
+    """The root click group: every command listed, each module imported on first use."""
+    root = typer.main.get_group(app)
+    assert isinstance(root, LazyGroup)
+    root.entries = COMMANDS
     return root
 
 
@@ -65,12 +140,14 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"configuration error: {err}", 2)
     except MailerError as err:
         _fail(f"error: {err}", 1)
-    except DBAPIError as err:  # the store's driver: not there, unreachable, locked
-        described = actx.explain(err)
-        kind = "configuration error" if isinstance(described, ConfigError) else "error"
-        _fail(f"{kind}: {described}", 2 if isinstance(described, ConfigError) else 1)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except Exception as err:
+        described = actx.explain(err)  # the store's driver: not there, unreachable, locked
+        if described is None:
+            raise
+        kind = "configuration error" if isinstance(described, ConfigError) else "error"
+        _fail(f"{kind}: {described}", 2 if isinstance(described, ConfigError) else 1)
 
 
 def _fail(message: str, code: int) -> NoReturn:

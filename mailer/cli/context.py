@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import sys
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.cli.safe_text import SafeConsole
 from mailer.config import Settings
 from mailer.errors import MailerError
-from subscribers.db import make_engine, session_factory
-from subscribers.db_errors import explain
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 class AppContext:
@@ -31,6 +31,7 @@ class AppContext:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self._settings = settings
+        self._opened = False  # whether this command opened the store (and so SQLAlchemy)
         self.console: SafeConsole = SafeConsole(soft_wrap=True)
         self.err: SafeConsole = SafeConsole(stderr=True, soft_wrap=True)
 
@@ -48,19 +49,40 @@ class AppContext:
         return self._make_engine(create=True)
 
     def _make_engine(self, *, create: bool) -> Engine:
+        # Imported here: SQLAlchemy and the store's engine factory cost ~200 ms (-X importtime,
+        # most of a light command's start-up); `mailer --help`, keygen and issue files never
+        # open the store and must not pay it.
+        from subscribers.db import make_engine
+
         settings = self.settings
+        self._opened = True
         return make_engine(settings.database_url, create=create, open_timeout=settings.db_timeout)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
+        # Imported here: loaded already by self.engine just before, so it costs nothing
+        # (see _make_engine for why SQLAlchemy is not imported at the top).
+        from subscribers.db import session_factory
+
         return session_factory(self.engine)
 
     @property
     def interactive(self) -> bool:
         return sys.stdout.isatty()
 
-    def explain(self, err: DBAPIError) -> MailerError:
-        """The one line a database error from this command's store is told as."""
+    def explain(self, err: BaseException) -> MailerError | None:
+        """The one line a database error from this command's store is told as, or None when
+        ``err`` is not one (a command that never opened the store meets none)."""
+        if not self._opened:
+            return None
+        # Imported here: SQLAlchemy is loaded once the store was opened, so these cost
+        # nothing; at the top they would cost every command ~200 ms (see _make_engine).
+        from sqlalchemy.exc import DBAPIError
+
+        from subscribers.db_errors import explain
+
+        if not isinstance(err, DBAPIError):
+            return None
         settings = self.settings
         return explain(err, settings.database_url, waited=settings.db_timeout)
 

@@ -1,5 +1,5 @@
-"""`mailer feedback poll|ingest` and `mailer suppressions sync`: thin wrappers over
-mailer.feedback.queue, mailer.feedback.rules and mailer.feedback.suppression_sync."""
+"""`mailer feedback poll|ingest`: thin wrappers over mailer.feedback.queue and
+mailer.feedback.rules."""
 
 from __future__ import annotations
 
@@ -15,18 +15,14 @@ import typer
 from botocore.exceptions import NoRegionError
 
 from mailer import safejson
-from mailer.cli.app import app
 from mailer.cli.context import AppContext, app_context
-from mailer.cli.store_cmds import suppressions_app
 from mailer.errors import ConfigError, InputError, MailerError
 from mailer.feedback.rules import apply_payload
-from mailer.feedback.suppression_sync import sync_suppressions
 
 feedback_app = typer.Typer(
     help="Bounces and complaints: take SES events in from a queue or from files.",
     no_args_is_help=True,
 )
-app.add_typer(feedback_app, name="feedback")
 
 
 @feedback_app.command("poll")
@@ -67,7 +63,7 @@ def feedback_poll(
     Example: mailer feedback poll --queue-url https://sqs.us-east-1.amazonaws.com/111122223333/ses-feedback
     """
     # Imported here: the poller (SNS verification, cryptography) costs ~65 ms to import
-    # (-X importtime after `import mailer.cli`), which every other command would pay.
+    # (-X importtime), which `feedback ingest` would pay for nothing.
     from mailer.feedback.queue import QueuePoller
 
     actx = app_context(ctx)
@@ -128,30 +124,6 @@ def feedback_ingest(
         raise typer.Exit(1)
 
 
-@suppressions_app.command("sync")
-def suppressions_sync(
-    ctx: typer.Context,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Only report what would change.")
-    ] = False,
-) -> None:
-    """Pull SES's account-level suppression list into ours and push our bounce and complaint
-    suppressions up (ListSuppressedDestinations / PutSuppressedDestination). Idempotent.
-
-    Example: MAILER_SES_REGION=eu-west-1 mailer suppressions sync --dry-run
-    """
-    # Imported here: the SES transport (boto3, aiohttp) costs 100 ms or more to import
-    # (-X importtime after `import mailer.cli`), which every other command would pay.
-    from mailer.transports.ses import make_ses_client
-
-    actx = app_context(ctx)
-    report = sync_suppressions(make_ses_client(actx.settings), actx.sessions, dry_run=dry_run)
-    prefix = "would have: " if dry_run else ""
-    actx.console.print(prefix + report.summary())
-    for address in report.skipped:
-        actx.err.print(f"skipped unusable SES address: {address}", markup=False)
-
-
 # -- helpers -----------------------------------------------------------------------------------
 
 
@@ -182,7 +154,7 @@ def _payloads(path: Path) -> Iterator[tuple[str, Any]]:
 
 def _sqs_client(actx: AppContext, queue_url: str, endpoint_url: str | None) -> Any:
     # Imported here: boto3 (~100 ms) and botocore.config (~35 ms), measured with
-    # -X importtime after `import mailer.cli`: every other command would pay them.
+    # -X importtime: `feedback ingest` would pay them for nothing.
     import boto3
     from botocore.config import Config
 

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from mailer.cli.app import app
 from mailer.cli.context import app_context
 from mailer.issue.files import decode_issue_bytes, parse_issue_file
 from mailer.issue.markdown import declared_list
@@ -16,7 +15,6 @@ from mailer.sending import publish
 from mailer.sending.publish import Checked
 
 issue_app = typer.Typer(help="Issue files: check them, preview the email.", no_args_is_help=True)
-app.add_typer(issue_app, name="issue")
 
 DEFAULT_NEWSLETTER = "The China Brief"
 NewsletterOpt = Annotated[

@@ -6,7 +6,6 @@ import secrets
 
 import typer
 
-from mailer.cli.app import app
 from mailer.config import MIN_SECRET_KEY_LEN
 
 #: 32 random bytes (256 bits) -> 43 base64url characters, above MIN_SECRET_KEY_LEN.
@@ -20,7 +19,6 @@ def new_secret_key() -> str:
     return key
 
 
-@app.command("keygen")
 def keygen() -> None:
     """Print a new random secret key for MAILER_SECRET_KEY (links are signed with it).
 

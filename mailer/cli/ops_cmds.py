@@ -1,5 +1,5 @@
-"""`mailer stats`, `mailer doctor`, `mailer ses setup`: thin over mailer.ops.stats,
-mailer.ops.doctor and mailer.ops.provisioning."""
+"""`mailer doctor`, `mailer ses setup`: thin over mailer.ops.doctor and
+mailer.ops.provisioning."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from mailer.cli.app import app
 from mailer.cli.context import AppContext, app_context
-from mailer.cli.safe_text import safe_cell
 from mailer.errors import ConfigError, MailerError
 from mailer.issue.files import parse_issue_file
-from mailer.ops import stats as st
 from mailer.ops.aws import AwsClients
 from mailer.ops.doctor import (
     Check,
@@ -35,148 +32,8 @@ from mailer.ops.provisioning import DEFAULT_TOPIC, SetupResult, setup
 from subscribers.models import MailingList
 
 ses_app = typer.Typer(help="Amazon SES provisioning.", no_args_is_help=True)
-app.add_typer(ses_app, name="ses")
 
-_LEVEL_STYLE = {
-    st.Level.NA: "dim",
-    st.Level.OK: "green",
-    st.Level.WARN: "yellow",
-    st.Level.CRITICAL: "bold red",
-}
 _STATUS_STYLE = {"pass": "green", "fail": "bold red", "skip": "dim"}
-
-
-# -- stats -----------------------------------------------------------------------------------
-
-
-def _pct(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}%}"
-
-
-def _rate_cell(check: st.RateCheck) -> str:
-    style = _LEVEL_STYLE[check.level]
-    text = _pct(check.rate)
-    if check.crossed:
-        text += f" ({check.crossed[-1].source})"
-    return f"[{style}]{text}[/{style}]"
-
-
-def _opt(value: int | None) -> str:
-    return "-" if value is None else str(value)
-
-
-def _counts_row(c: st.Counts) -> list[str]:
-    bounce, complaint = c.checks
-    return [
-        str(c.sent),
-        str(c.delivered),
-        f"{c.hard_bounced}/{c.soft_bounced}",
-        str(c.complained),
-        str(c.failed),
-        str(c.unsubscribed),
-        _opt(c.opened),
-        _opt(c.clicked),
-        _rate_cell(bounce),
-        _rate_cell(complaint),
-    ]
-
-
-_COUNT_COLUMNS = (
-    "sent",
-    "delivered",
-    "bounced hard/soft",
-    "complained",
-    "failed",
-    "unsub",
-    "opened",
-    "clicked",
-    "bounce rate",
-    "complaint rate",
-)
-
-
-def print_report(actx: AppContext, report: st.StatsReport) -> None:
-    console = actx.console
-    scope = f"campaign {report.campaign_id}" if report.campaign_id else f"last {report.days} days"
-    if report.list_slug:
-        scope += f", list {report.list_slug}"
-    console.print(f"[bold]Delivery and reputation[/bold] — {scope}")
-    t = report.totals
-    bounce, complaint = t.checks
-    console.print(
-        f"sent {t.sent}  delivered {t.delivered}  bounced {t.bounced} "
-        f"(hard {t.hard_bounced}, soft {t.soft_bounced})  complained {t.complained}  "
-        f"rejected {t.rejected}  failed {t.failed}  unsubscribed {t.unsubscribed}  "
-        f"opened {_opt(t.opened)}  clicked {_opt(t.clicked)}  queued {t.queued}"
-    )
-    console.print(
-        f"bounce rate {_rate_cell(bounce)}   (SES reviews at 5%, pauses at 10%)\n"
-        f"complaint rate {_rate_cell(complaint)}   "
-        "(SES reviews at 0.1%, pauses at 0.5%; Gmail: under 0.1%, never 0.3%)"
-    )
-    if report.unmatched_events:
-        console.print(f"[dim]{report.unmatched_events} feedback events matched no delivery[/dim]")
-
-    if report.campaigns:
-        table = Table(
-            "id", "subject", "list", "state", "progress", *_COUNT_COLUMNS, title="campaigns"
-        )
-        for c in report.campaigns:
-            state = c.status + (f": {c.pause_reason}" if c.pause_reason else "")
-            progress = _pct(c.counts.progress, 0) + f" of {c.counts.total}"
-            table.add_row(  # subjects and SES's pause reasons: text, never markup
-                str(c.id),
-                safe_cell(c.subject[:40]),
-                safe_cell(c.list_slug),
-                safe_cell(state),
-                progress,
-                *_counts_row(c.counts),
-            )
-        console.print(table)
-    if report.domains:
-        table = Table("domain", *_COUNT_COLUMNS, title="by recipient domain")
-        for d in report.domains:
-            table.add_row(safe_cell(d.domain), *_counts_row(d.counts))
-        console.print(table)
-    s = report.suppressions
-    reasons = ", ".join(f"{k} {v}" for k, v in s.by_reason.items()) or "none"
-    console.print(
-        f"suppression list: {s.total} ({reasons}); last {report.days} days: +{s.added} -{s.removed}"
-    )
-    busy = [d for d in s.days if d.added or d.removed]
-    if busy:
-        table = Table("day", "added", "removed", "net", title="suppression growth")
-        for day in busy:
-            added = ", ".join(f"{k} {v}" for k, v in day.added.items()) or "0"
-            table.add_row(day.day.isoformat(), added, str(day.removed), f"{day.net:+d}")
-        console.print(table)
-
-
-@app.command("stats")
-def stats_cmd(
-    ctx: typer.Context,
-    campaign: Annotated[
-        int | None, typer.Option("--campaign", help="One campaign's figures, whatever its age.")
-    ] = None,
-    list_slug: Annotated[
-        str | None, typer.Option("--list", help="Only campaigns of this list.")
-    ] = None,
-    days: Annotated[int, typer.Option("--days", min=1, help="Window in days.")] = 30,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
-    """Delivery and reputation: sent, delivered, bounces, complaints, unsubscribes, rates
-    against SES's and Gmail's thresholds, per campaign and per recipient domain, and the
-    suppression list's growth.
-
-    Example: mailer stats --days 7 --list china-brief
-    """
-    actx = app_context(ctx)
-    with actx.sessions() as session:
-        report = st.collect(session, days=days, list_slug=list_slug, campaign_id=campaign)
-    if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=2))
-        return
-    print_report(actx, report)
 
 
 # -- doctor ----------------------------------------------------------------------------------
@@ -197,7 +54,6 @@ def _list_from_addresses(actx: AppContext) -> list[str]:
         return list(session.scalars(select(MailingList.from_address)))
 
 
-@app.command("doctor")
 def doctor(
     ctx: typer.Context,
     domain: Annotated[

@@ -8,7 +8,6 @@ from urllib.parse import urlsplit
 
 import typer
 
-from mailer.cli.app import app
 from mailer.cli.context import app_context
 from mailer.config import Settings
 from mailer.errors import ConfigError
@@ -50,7 +49,6 @@ def check_exposure(settings: Settings, host: str) -> None:
         )
 
 
-@app.command("serve")
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",

@@ -1,7 +1,8 @@
-"""`mailer init`, `lists`, `subscribers`, `suppressions`: thin wrappers over subscribers.store.
+"""`mailer subscribers`: thin wrappers over subscribers.store, subscribers.importer and
+mailer.feedback.erasure.
 
-Whatever came from the store or from a file (names, addresses, CSV cells, bounce details) is
-printed through mailer.cli.safe_text, never raw and never as markup.
+Whatever came from the store or from a file (names, addresses, CSV cells) is printed through
+mailer.cli.safe_text, never raw and never as markup.
 """
 
 from __future__ import annotations
@@ -13,106 +14,15 @@ from typing import Annotated, TextIO
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Column, Table
 
-from mailer.cli.app import app
 from mailer.cli.context import app_context
-from mailer.cli.safe_text import safe_cell, safe_json, safe_text
+from mailer.cli.safe_text import safe_json, safe_text
 from mailer.feedback import erasure
 from subscribers import importer, store
-from subscribers.migrate import upgrade
 
-lists_app = typer.Typer(help="Mailing lists.", no_args_is_help=True)
 subscribers_app = typer.Typer(
     help="Subscribers: add, import, export, show, erase.", no_args_is_help=True
 )
-suppressions_app = typer.Typer(
-    help="The suppression list: addresses never mailed.", no_args_is_help=True
-)
-app.add_typer(lists_app, name="lists")
-app.add_typer(subscribers_app, name="subscribers")
-app.add_typer(suppressions_app, name="suppressions")
-
-
-@app.command("init")
-def init(ctx: typer.Context) -> None:
-    """Create or upgrade the database to the current schema (alembic upgrade head).
-
-    Example: MAILER_DATABASE_URL=postgresql://postgres@127.0.0.1/test mailer init
-    """
-    actx = app_context(ctx)
-    engine = actx.creating_engine()  # the one command that may create the database
-    try:
-        upgrade(engine)
-    finally:
-        engine.dispose()
-    where = engine.url.render_as_string(hide_password=True)
-    actx.console.print(f"database ready: {safe_text(where)}", markup=False)
-
-
-@lists_app.command("create")
-def lists_create(
-    ctx: typer.Context,
-    slug: str,
-    name: Annotated[str, typer.Option("--name", help="Display name of the list.")],
-    from_address: Annotated[str, typer.Option("--from", help='From header: "Name <addr>".')],
-    reply_to: Annotated[str | None, typer.Option("--reply-to")] = None,
-    double_opt_in: Annotated[
-        bool, typer.Option("--double-opt-in/--no-double-opt-in", help="Require confirmation.")
-    ] = True,
-) -> None:
-    """Create a mailing list.
-
-    Example: mailer lists create china-brief --name "The China Brief" --from "Brief <b@example.org>"
-    """
-    actx = app_context(ctx)
-    with actx.sessions.begin() as session:
-        mlist = store.create_list(
-            session,
-            slug,
-            name=name,
-            from_address=from_address,
-            reply_to=reply_to,
-            double_opt_in=double_opt_in,
-        )
-        actx.console.print(
-            f"created list {safe_text(mlist.slug)} ({safe_text(mlist.name)}) "
-            f"from {safe_text(mlist.from_address)}",
-            markup=False,
-        )
-
-
-@lists_app.command("show")
-def lists_show(ctx: typer.Context) -> None:
-    """Show every list with its subscriber counts.
-
-    Example: mailer lists show
-    """
-    actx = app_context(ctx)
-    with actx.sessions() as session:
-        rows = store.list_counts(session)
-    # the slug is what every other command takes: never truncate it
-    width = max((len(m.slug) for m, _ in rows), default=4)
-    table = Table(
-        Column("slug", no_wrap=True, min_width=width),
-        "name",
-        "from",
-        "double opt-in",
-        "active",
-        "pending",
-        "unsubscribed",
-    )
-    for m, counts in rows:
-        table.add_row(
-            safe_cell(m.slug),
-            safe_cell(m.name),
-            safe_cell(m.from_address),
-            "yes" if m.double_opt_in else "no",
-            str(counts.get("active", 0)),
-            str(counts.get("pending", 0)),
-            str(counts.get("unsubscribed", 0)),
-        )
-    actx.console.print(table)
 
 
 @subscribers_app.command("add")
@@ -276,65 +186,4 @@ def subscribers_erase(
         erasure.erase(session, email)
     actx.console.print(
         f"erased {safe_text(email)}; a tombstone keeps it from being re-imported", markup=False
-    )
-
-
-@suppressions_app.command("list")
-def suppressions_list(
-    ctx: typer.Context,
-    search: Annotated[
-        str | None, typer.Option("--search", help="Substring of the address.")
-    ] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 100,
-) -> None:
-    """List suppressed addresses, newest first.
-
-    Example: mailer suppressions list --search example.com
-    """
-    actx = app_context(ctx)
-    table = Table("email", "reason", "since", "detail")
-    with actx.sessions() as session:
-        for s in store.list_suppressions(session, search=search, limit=limit):
-            table.add_row(
-                safe_cell(s.email or "(erased)"),
-                safe_cell(s.reason),
-                s.created_at.isoformat(timespec="seconds"),
-                safe_cell((s.detail or "")[:60]),
-            )
-    actx.console.print(table)
-
-
-@suppressions_app.command("add")
-def suppressions_add(
-    ctx: typer.Context,
-    email: str,
-    reason: Annotated[
-        str, typer.Option("--reason", help="manual, hard_bounce, complaint ...")
-    ] = "manual",
-    detail: Annotated[str | None, typer.Option("--detail")] = None,
-) -> None:
-    """Suppress an address: it is never mailed again until removed.
-
-    Example: mailer suppressions add someone@example.com --reason manual
-    """
-    actx = app_context(ctx)
-    with actx.sessions.begin() as session:
-        row = store.suppress(session, email, reason, detail=detail)
-        actx.console.print(
-            f"suppressed {safe_text(row.email)} ({safe_text(row.reason)})", markup=False
-        )
-
-
-@suppressions_app.command("remove")
-def suppressions_remove(ctx: typer.Context, email: str) -> None:
-    """Remove an address from the suppression list (logged in the consent ledger).
-
-    Example: mailer suppressions remove someone@example.com
-    """
-    actx = app_context(ctx)
-    with actx.sessions.begin() as session:
-        removed = store.unsuppress(session, email)
-    shown = safe_text(email)
-    actx.console.print(
-        f"removed {shown}" if removed else f"{shown} was not suppressed", markup=False
     )

@@ -1,0 +1,121 @@
+"""What `mailer send`, `mailer worker` and the `mailer campaigns` commands that send share:
+the transport, running a campaign here with a progress bar, its report, the exit code."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mailer.cli.context import AppContext
+from mailer.cli.exit_codes import ExitCode
+from mailer.sending import campaigns as camp
+from mailer.sending import publish
+from mailer.sending.engine import Engine
+from mailer.sending.engine import Progress as SendProgress
+from mailer.sending.publish import Outcome
+from mailer.transports import make_transport
+from mailer.transports.base import Transport
+
+
+@contextmanager
+def transport_for(actx: AppContext) -> Iterator[Transport]:
+    """The configured transport, closed after use."""
+    transport = make_transport(actx.settings)
+    try:
+        yield transport
+    finally:
+        transport.close()
+
+
+def exit_with(code: ExitCode) -> None:
+    """End the command with ``code`` (nothing to do for OK)."""
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
+
+
+@contextmanager
+def graceful_stop(engine: Engine) -> Iterator[None]:
+    """SIGTERM: finish the batch in flight, leave the rest queued."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        engine.request_stop()
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def run_with_progress(actx: AppContext, campaign_id: int) -> Outcome:
+    """Run the campaign here; a Rich progress bar on a terminal; the summary at the end."""
+    with transport_for(actx) as transport:
+        if actx.interactive:
+            with Progress(
+                TextColumn("sending"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("failed {task.fields[failed]}  {task.fields[rate]:.0f}/s"),
+                TimeRemainingColumn(),
+                console=actx.console,
+            ) as bar:
+                task = bar.add_task("send", total=None, failed=0, rate=0.0)
+
+                def show(p: SendProgress) -> None:
+                    bar.update(task, total=p.total, completed=p.done, failed=p.failed, rate=p.rate)
+
+                outcome = _run(actx, transport, campaign_id, show)
+        else:
+            outcome = _run(actx, transport, campaign_id, None)
+    print_report(actx, campaign_id)
+    return outcome
+
+
+def _run(
+    actx: AppContext,
+    transport: Transport,
+    campaign_id: int,
+    show: Callable[[SendProgress], None] | None,
+) -> Outcome:
+    return publish.run(
+        actx.settings,
+        actx.sessions,
+        transport,
+        campaign_id,
+        on_progress=show,
+        watch=graceful_stop,
+    )
+
+
+def print_report(actx: AppContext, campaign_id: int) -> None:
+    with actx.sessions() as s:
+        rep = camp.report(s, campaign_id)
+    c = rep.campaign
+    table = Table(title=f"campaign {c.id}: {c.subject}", show_header=False)
+    table.add_row("list", rep.list_slug)
+    table.add_row("status", c.status + (f" ({c.pause_reason})" if c.pause_reason else ""))
+    for state in ("queued", "sending", "sent", "failed", "skipped"):
+        table.add_row(state, str(rep.counts.get(state, 0)))
+    table.add_row("readers", str(rep.total))
+    table.add_row("in flight at a crash (re-claimed)", str(c.reclaimed))
+    table.add_row("rate", f"{rep.rate:.1f}/s")
+    for label, value in (
+        ("scheduled", c.scheduled_at),
+        ("expires", c.expires_at),
+        ("started", c.started_at),
+        ("finished", c.finished_at),
+    ):
+        if value is not None:
+            table.add_row(label, value.isoformat(timespec="seconds"))
+    actx.console.print(table)
+    if rep.failures:
+        failures = Table("delivery", "email", "error")
+        for did, email, cls, err in rep.failures:
+            failures.add_row(str(did), email or "(erased)", f"{cls}: {err}")
+        actx.console.print(failures)

@@ -1,0 +1,100 @@
+"""Start-up: `mailer --help` and the light commands import only what they use.
+
+Timing goals live in scripts/bench.py (the `startup` row); here, deterministic checks of what
+a command imports, in a fresh interpreter each time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import typer
+
+from mailer.cli import COMMANDS, command
+from tests.conftest import Database
+
+HEAVY = ("sqlalchemy", "boto3", "botocore", "fastapi", "alembic", "uvicorn")
+
+# Runs `mailer ARGS...` through the real entry point, then prints which heavy packages and
+# which command modules that one run imported.
+PROBE = f"""
+import json, sys
+HEAVY = {HEAVY!r}
+from mailer.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+heavy = sorted(m for m in HEAVY if m in sys.modules)
+cmds = sorted(m for m in sys.modules if m.startswith("mailer.cli.") and m.endswith("_cmds"))
+print("PROBE " + json.dumps(dict(heavy=heavy, cmds=cmds)))
+"""
+
+
+def probe(*args: str, env: dict[str, str] | None = None) -> dict[str, list[str]]:
+    run = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    line = [x for x in run.stdout.splitlines() if x.startswith("PROBE ")]
+    assert line, f"no probe output: {run.stdout!r} {run.stderr!r}"
+    result: dict[str, list[str]] = json.loads(line[-1][len("PROBE ") :])
+    return result
+
+
+def test_help_imports_no_heavy_package_and_no_command_module() -> None:
+    seen = probe("--help")
+    assert seen == {"heavy": [], "cmds": []}
+
+
+def test_import_alone_imports_nothing_heavy() -> None:
+    code = f"import sys, mailer.cli; print([m for m in {HEAVY!r} if m in sys.modules])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_group_help_imports_only_its_own_module() -> None:
+    seen = probe("lists", "--help")
+    assert seen["cmds"] == ["mailer.cli.lists_cmds"]
+    assert "boto3" not in seen["heavy"] and "fastapi" not in seen["heavy"]
+
+
+def test_light_commands_import_no_aws_web_or_migrations(db: Database) -> None:
+    for args in (("lists", "show"), ("campaigns", "show", "1")):
+        seen = probe(*args, env=db.env())
+        assert set(seen["heavy"]) <= {"sqlalchemy"}, (args, seen)
+        assert len(seen["cmds"]) == 1, (args, seen)
+
+
+def test_every_entry_says_what_its_command_says() -> None:
+    """`mailer --help` shows the registry's line without importing: it must be the
+    command's own first line, or the listing lies."""
+    root = command()
+    ctx = typer.Context(root)
+    for name, entry in COMMANDS.items():
+        cmd = root.get_command(ctx, name)
+        assert cmd is not None, name
+        assert cmd.get_short_help_str(10_000) == entry.help, name
+
+
+def test_unknown_command_suggests_from_unloaded_ones() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "mailer", "campaings"], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2
+    assert "No such command 'campaings'" in run.stderr and "'campaigns'" in run.stderr
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_group_loads_under_its_name(name: str) -> None:
+    root = command()
+    cmd = root.get_command(typer.Context(root), name)
+    assert cmd is not None and cmd.name == name
