@@ -11,6 +11,8 @@ Runs, each in its own process and one after the other (they would disturb each o
   guard     scripts/bench_guard.py     reputation guard's cost per batch (no numeric goal)
   web       scripts/bench_web.py       reader page p95 while 60 forged SNS messages name slow
                                        certificate hosts, against its unloaded p95 (issue 13)
+  startup   scripts/bench_startup.py   `mailer --help`, `lists show`, `campaigns show 1` start-up,
+                                       against `python -c pass` (issue 17)
 
 Each script prints its own figures with the baseline or limit it measured in the same run;
 this one reads them (bench_send's ``--json``, the others' printed tables) and prints one
@@ -278,6 +280,31 @@ def parse_import(out: str, _: Path) -> list[Figure]:
     return figures
 
 
+def parse_startup(out: str, _: Path) -> list[Figure]:
+    base = _find(r"^python -c pass \(median of \d+\): ([\d.]+) s", out)
+    goal = _find(r"^goal each <= ([\d.]+) s", out)
+    if not (base and goal):
+        raise ValueError("bench_startup output not understood")
+    limit, pass_s = _num(goal.group(1)), _num(base.group(1))
+    figures = [
+        Figure(
+            "startup",
+            f"mailer {m.group(1)} (median)",
+            _num(m.group(2)),
+            "s",
+            pass_s,
+            "python -c pass",
+            _num(m.group(2)) / pass_s,
+            f"<= {goal.group(1)} s",
+            _verdict(_num(m.group(2)) <= limit),
+        )
+        for m in re.finditer(r"^mailer (.+?) \(median of \d+\): ([\d.]+) s", out, re.MULTILINE)
+    ]
+    if not figures:
+        raise ValueError("bench_startup printed no figures")
+    return figures
+
+
 Parser = Callable[[str, Path], list[Figure]]
 BENCHES: dict[str, tuple[str, list[str], list[str], Parser]] = {
     # name: (script, arguments, quick arguments, parser)
@@ -287,6 +314,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str], Parser]] = {
     "feedback": ("bench_feedback.py", [], ["--events", "600", "--clients", "4"], parse_feedback),
     "guard": ("bench_guard.py", [], ["--rows", "5000", "--repeat", "5"], parse_guard),
     "web": ("bench_web.py", [], ["--pages", "50"], parse_web),
+    "startup": ("bench_startup.py", [], ["--runs", "3"], parse_startup),
 }
 
 

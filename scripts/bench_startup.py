@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""How long a person waits for `mailer` to start (issue 17): `mailer --help`, `mailer lists
+show` and `mailer campaigns show 1` on a small demo database, each the median of N runs,
+against bare `python -c pass` measured in the same run. Goal: each command <= 0.3 s.
+
+The project's modules are byte-compiled first (as an install does), so the figure is the
+start-up a user meets, not the compiler's.
+
+    .venv/bin/python scripts/bench_startup.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_SECONDS = 0.3
+ISSUE = ROOT / "scripts" / "demo_data" / "issue.txt"
+
+
+def mailer_cmd() -> list[str]:
+    """The console script a user runs (``-m mailer`` only when it is not installed)."""
+    script = Path(sys.executable).parent / "mailer"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "mailer"]
+
+
+def timed(cmd: list[str], env: dict[str, str], runs: int) -> float:
+    """Median wall time of ``runs`` runs of ``cmd`` (each must succeed)."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=ROOT)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def demo_database(tmp: Path, env: dict[str, str]) -> None:
+    """A list with a few readers and one campaign sent through the outbox."""
+    mailer = mailer_cmd()
+
+    def run(*args: str) -> None:
+        subprocess.run([*mailer, *args], env=env, check=True, capture_output=True, cwd=tmp)
+
+    run("init")
+    run("lists", "create", "demo", "--name", "Demo", "--from", "Demo <demo@example.org>")
+    for i in range(5):
+        run("subscribers", "add", f"reader{i}@example.com", "--list", "demo", "--confirmed")
+    run("send", str(ISSUE), "--list", "demo")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=15, help="runs per command (median)")
+    args = parser.parse_args(argv)
+    for folder in ("mailer", "subscribers"):
+        compileall.compile_dir(ROOT / folder, quiet=1)
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as name:
+        tmp = Path(name)
+        env = dict(os.environ)
+        env.update(
+            MAILER_DATABASE_URL=f"sqlite:///{tmp / 'demo.db'}",
+            MAILER_OUTBOX_DIR=str(tmp / "outbox"),
+            MAILER_TRANSPORT="outbox",
+            MAILER_POSTAL_ADDRESS="1 Example Road, Example City",
+            COLUMNS="120",
+        )
+        demo_database(tmp, env)
+        base = timed([sys.executable, "-c", "pass"], env, args.runs)
+        print(f"python -c pass (median of {args.runs}): {base:.3f} s")
+        worst = 0.0
+        for label in ("--help", "lists show", "campaigns show 1"):
+            seconds = timed([*mailer_cmd(), *label.split()], env, args.runs)
+            worst = max(worst, seconds)
+            print(
+                f"mailer {label} (median of {args.runs}): {seconds:.3f} s, "
+                f"{seconds / base:.1f}x python -c pass"
+            )
+    met = worst <= GOAL_SECONDS
+    print(f"goal each <= {GOAL_SECONDS} s: {'met' if met else 'MISSED'}")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
