@@ -17,6 +17,7 @@ __all__ = [
     "FIELDS",
     "PLACEHOLDER_RE",
     "SAMPLE_VALUES",
+    "TRACK_FIELD",
     "clean_field",
     "placeholder",
     "splice",
@@ -24,7 +25,11 @@ __all__ = [
 ]
 
 FIELDS: tuple[str, ...] = ("unsubscribe_url", "preferences_url", "name")
-PLACEHOLDER_RE = re.compile(r"%%(" + "|".join(FIELDS) + r")%%")
+TRACK_FIELD = "track"
+"""The reader's part of tracked links (:mod:`mailer.render.tracking`): only in the HTML of
+a campaign whose list tracks, written by the send engine; the renderer never writes it, and
+content that spells it is neutralised like the other fields."""
+PLACEHOLDER_RE = re.compile(r"%%(" + "|".join((*FIELDS, TRACK_FIELD)) + r")%%")
 SAMPLE_VALUES: Mapping[str, str] = {
     "unsubscribe_url": "https://example.com/unsubscribe/sample-token-0123456789abcdef0123456789",
     "preferences_url": "https://example.com/preferences/sample-token-0123456789abcdef0123456",
@@ -42,7 +47,7 @@ def clean_field(value: str) -> str:
 
 def placeholder(name: str) -> str:
     """The placeholder text for a reader field, e.g. ``%%name%%``."""
-    if name not in FIELDS:
+    if name not in FIELDS and name != TRACK_FIELD:
         raise RenderError(f"unknown reader field {name!r} (known: {', '.join(FIELDS)})")
     return f"%%{name}%%"
 
