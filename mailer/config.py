@@ -127,6 +127,10 @@ class Settings:
     guard_min_sample: int = 200
     guard_bounce_rate: float = 0.04
     guard_complaint_rate: float = 0.0008
+    # webhooks out (mailer worker delivers them)
+    webhook_timeout: float = 10.0
+    webhook_retry_base: float = 10.0
+    webhook_max_attempts: int = 12
 
     @property
     def production(self) -> bool:
@@ -184,6 +188,12 @@ class Settings:
             raise ConfigError("MAILER_DB_TIMEOUT must be > 0")
         if self.preferences_ttl <= 0:
             raise ConfigError("MAILER_PREFERENCES_TTL must be > 0")
+        if self.webhook_timeout <= 0 or self.webhook_retry_base < 0:
+            raise ConfigError(
+                "MAILER_WEBHOOK_TIMEOUT must be > 0 and MAILER_WEBHOOK_RETRY_BASE >= 0"
+            )
+        if self.webhook_max_attempts < 1:
+            raise ConfigError("MAILER_WEBHOOK_MAX_ATTEMPTS must be >= 1")
         if self.production:
             self._check_production_keys()
 
@@ -252,6 +262,9 @@ def _converter(name: str) -> Callable[[str], Any]:
         "guard_min_sample": int,
         "guard_bounce_rate": float,
         "guard_complaint_rate": float,
+        "webhook_timeout": parse_duration,
+        "webhook_retry_base": parse_duration,
+        "webhook_max_attempts": int,
         "confirm_ttl": parse_duration,
         "preferences_ttl": parse_duration,
         "subscribe_ip_limit": int,

@@ -31,7 +31,7 @@ from mailer.errors import (
     NotFoundError,
     SuppressedError,
 )
-from subscribers import csv_guard
+from subscribers import csv_guard, outbox
 from subscribers.addresses import normalize_email
 from subscribers.models import (
     ConsentEvent,
@@ -291,6 +291,8 @@ def subscribe(
         list_id=mlist.id,
         detail={"status": subn.status, "confirmed_by_operator": confirmed},
     )
+    if subn.status == Status.ACTIVE and previous != Status.ACTIVE:
+        _emit_subscriber(session, "subscriber.confirmed", sub.id, mlist.id, actor)
     session.flush()
     return SubscribeResult(subn, sub, created, subn.status == Status.PENDING)
 
@@ -353,8 +355,22 @@ def confirm(
     assert sub is not None
     unsuppress(session, sub.email, actor=actor)
     record(session, "confirm", actor, subscriber_id=subscriber_id, list_id=list_id)
+    _emit_subscriber(session, "subscriber.confirmed", subscriber_id, list_id, actor)
     session.flush()
     return ConfirmOutcome.CONFIRMED
+
+
+def _emit_subscriber(
+    session: Session, type_: str, subscriber_id: int, list_id: int, actor: Actor
+) -> None:
+    """The webhook event of a subscription change, in its transaction (nothing is looked
+    up unless an endpoint wants it)."""
+    if not outbox.wanted(session, type_):
+        return
+    slug = session.scalar(select(MailingList.slug).where(MailingList.id == list_id))
+    email = session.scalar(select(Subscriber.email).where(Subscriber.id == subscriber_id))
+    data = {"subscriber_id": subscriber_id, "email": email, "list": slug, "source": actor.source}
+    outbox.emit(session, type_, data, email=email)
 
 
 def _activate_if_pending(session: Session, subn: Subscription, version: int) -> bool:
@@ -394,6 +410,7 @@ def unsubscribe(
         if subn.status != Status.UNSUBSCRIBED:
             _set_status(subn, Status.UNSUBSCRIBED)
             record(session, "unsubscribe", actor, subscriber_id=subscriber_id, list_id=subn.list_id)
+            _emit_subscriber(session, "subscriber.unsubscribed", subscriber_id, subn.list_id, actor)
             changed.append(subn)
     session.flush()
     return changed
@@ -427,6 +444,8 @@ def suppress(
     session.add(row)
     sub_id = session.scalar(select(Subscriber.id).where(Subscriber.email == address))
     record(session, "suppress", actor, subscriber_id=sub_id, detail={"reason": reason})
+    data = {"email": address, "reason": reason, "source": actor.source}
+    outbox.emit(session, "suppression.added", data, email=address)
     session.flush()
     return row
 
@@ -450,6 +469,8 @@ def unsuppress(session: Session, email: str, *, actor: Actor = CLI) -> bool:
         return False
     sub_id = session.scalar(select(Subscriber.id).where(Subscriber.email == address))
     record(session, "unsuppress", actor, subscriber_id=sub_id, detail={"was": reason})
+    data = {"email": address, "was": reason, "source": actor.source}
+    outbox.emit(session, "suppression.removed", data, email=address)
     session.flush()
     return True
 
@@ -485,6 +506,10 @@ def erase(session: Session, email: str, *, actor: Actor = CLI) -> None:
     else:
         tomb.email, tomb.reason, tomb.detail = None, SuppressionReason.ERASED, None
     session.add(ConsentEvent(email_hash=digest, action="erase", source=actor.source[:200]))
+    # earlier events keep their type and time, not the person; this one names no one
+    outbox.redact_address(session, address)
+    erased = {"subscriber_id": sub and sub.id, "source": actor.source}
+    outbox.emit(session, "subscriber.erased", erased)
     session.flush()
 
 

@@ -79,6 +79,11 @@ COMMANDS: dict[str, Entry] = {
         "worker",
         "Send scheduled and resumed campaigns; keeps running (several on PostgreSQL).",
     ),
+    "webhooks": Entry(
+        "mailer.cli.webhooks_cmds",
+        "webhooks_app",
+        "Webhooks out: signed events (campaign.done, ...) posted to your endpoints.",
+    ),
     "stats": Entry(
         "mailer.cli.stats_cmds",
         "stats_cmd",

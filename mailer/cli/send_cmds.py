@@ -19,6 +19,7 @@ from mailer.sending import publish
 from mailer.sending.engine import Engine
 from mailer.sending.publish import Outcome
 from mailer.sending.schedule import Schedule
+from mailer.webhooks.dispatch import Background, Dispatcher, Policy
 from subscribers import store
 
 
@@ -104,10 +105,14 @@ def worker(
     """
     actx = app_context(ctx)
     outcomes: list[Outcome] = []
+    hooks = Dispatcher(actx.sessions, Policy.from_settings(actx.settings))
+    background = Background(hooks, poll)  # webhooks out, on their own thread
     with transport_for(actx) as transport:
         engine = Engine(actx.settings, actx.sessions, transport)
         try:
             engine.start(wait=wait)
+            if not once:
+                background.start()
             with graceful_stop(engine):
                 while not engine.stopping:
                     ran = list(_run_due(actx, engine))
@@ -117,8 +122,10 @@ def worker(
                     if not ran:
                         time.sleep(poll)
         finally:
+            background.stop()
             engine.close()
     if once:
+        hooks.run_once()  # each due webhook delivery tried once
         exit_with(of_outcomes(outcomes))
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from mailer.errors import ConflictError
 from mailer.issue.model import Issue
 from mailer.render.compiler import RenderedIssue
+from mailer.sending import campaign_events
 from mailer.sending.ledger import state_counts
 from mailer.sending.models import (
     RELEASED,
@@ -119,6 +120,7 @@ def create_campaign(
         raise _already_sent(mlist, winner, forced=schedule.force)
     campaign = get_campaign(session, campaign_id)
     enqueued = enqueue(session, campaign, fresh=True)
+    campaign_events.emit(campaign, "campaign.scheduled")
     return campaign, enqueued
 
 
