@@ -1,10 +1,11 @@
 """The send engine: claim a batch of Delivery rows, personalize, send, record.
 
-DESIGN.md principle 2 — the Delivery row is the truth: rows are claimed before the
+docs/architecture.md principle 2 — the Delivery row is the truth: rows are claimed before the
 transport is called and marked after (:mod:`mailer.sending.ledger`); a worker that dies
 leaves ``sending`` rows that another worker (or ``campaigns resume``) claims again and
 counts. The campaign's rate and the account's quota are :mod:`mailer.sending.pacing`'s;
-every status change :mod:`mailer.sending.lifecycle`'s.
+every status change :mod:`mailer.sending.lifecycle`'s; the calls on the pool's threads
+:mod:`mailer.sending.calls`'s; each reader's message :mod:`mailer.sending.personalize`'s.
 
 One run keeps ``PIPELINE`` batches going: the next is claimed and personalized while the
 last one sends on the pool's threads, and sent batches are written by one recorder thread,
@@ -29,17 +30,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.config import Settings
-from mailer.errors import (
-    ConflictError,
-    FatalSendError,
-    NotSentError,
-    RetryableSendError,
-    TransportError,
-)
-from mailer.render.compiler import clean_field
+from mailer.errors import ConflictError, FatalSendError
 from mailer.render.message import MessageTemplate
 from mailer.render.tokens import Signer
 from mailer.sending import guard, lifecycle
+from mailer.sending.calls import Calls
 from mailer.sending.leases import (
     Heartbeat,
     beat,
@@ -62,11 +57,16 @@ from mailer.sending.ledger import (
 )
 from mailer.sending.models import Campaign, CampaignStatus, DeliveryStatus, get_campaign
 from mailer.sending.pacing import Pacing
-from mailer.transports.base import CampaignMessage, OutgoingMessage, SendResult, Transport
+from mailer.sending.personalize import reader_message
+from mailer.sending.progress import Progress
+from mailer.transports.base import OutgoingMessage, Transport
 from subscribers.db import InlineExecutor, is_sqlite
 from subscribers.models import MailingList, utcnow
 
 log = logging.getLogger(__name__)
+
+#: Progress and reader_message are read from here by the entrances and the use cases
+__all__ = ["Engine", "NoClaim", "Progress", "reader_message"]
 
 PIPELINE = 2  # batches in flight: the next is claimed while the last one sends
 RECORDS_AHEAD = 2  # sent batches waiting for the recorder before the engine waits for it
@@ -77,36 +77,6 @@ RECONNECT_TRIES = 8
 RECONNECT_FIRST_WAIT = 0.5
 RECONNECT_MAX_WAIT = 30.0
 IDLE_WAIT = 0.5  # rows waiting for a retry time, or claimed elsewhere
-
-
-@dataclass
-class Progress:
-    """What the engine reports after each batch (and returns at the end)."""
-
-    campaign_id: int
-    total: int = 0
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-    retried: int = 0
-    started: float = field(default_factory=time.monotonic)
-    status: str = ""
-    reason: str | None = None
-
-    @property
-    def done(self) -> int:
-        return self.sent + self.failed + self.skipped
-
-    @property
-    def rate(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.sent / elapsed if elapsed > 0 else 0.0
-
-    def add(self, tally: Tally) -> None:
-        self.sent += tally.sent
-        self.failed += tally.failed
-        self.skipped += tally.skipped
-        self.retried += tally.retried
 
 
 class NoClaim(enum.Enum):
@@ -173,8 +143,7 @@ class Engine:
             self.worker_id, sqlite=self._sqlite, lease_seconds=settings.lease_seconds
         )
         self._heartbeat = Heartbeat(sessions, self.worker_id, sqlite=self._sqlite)
-        self._fatal: list[FatalSendError] = []
-        self._no_more_calls = threading.Event()  # an account-level refusal: stop calling
+        self._calls = Calls(transport, self.pacing.pacer)  # a fresh one for each run
         self._stop_after_batch = threading.Event()  # request_stop: claim nothing more
 
     # -- the worker ------------------------------------------------------------------------
@@ -294,8 +263,7 @@ class Engine:
         """The send loop with its threads; on any failure the batches already handed to
         the transport are recorded before the error goes on (or they would be re-sent)."""
         self.pacing.read_quota(self.transport)
-        self._fatal = []
-        self._no_more_calls = threading.Event()
+        self._calls = Calls(self.transport, self.pacing.pacer)
         pool = ThreadPoolExecutor(
             max_workers=self.settings.send_concurrency, thread_name_prefix="send"
         )
@@ -309,7 +277,7 @@ class Engine:
         except Exception:
             # a failed claim/check (e.g. the database connection was cut) must not drop the
             # batches already handed to SES: record them, or they are re-sent after re-claim
-            self._no_more_calls.set()
+            self._calls.stop()
             recorder.shutdown(wait=True)
             for written in flow.recording:
                 if written.exception() is not None:  # left `sending`: re-claimed, counted
@@ -317,7 +285,7 @@ class Engine:
             self._record_inflight(job, flow.inflight)
             raise
         finally:
-            self._no_more_calls.set()
+            self._calls.stop()
             pool.shutdown(wait=True, cancel_futures=True)
             recorder.shutdown(wait=True)
 
@@ -357,8 +325,8 @@ class Engine:
         batch = flow.inflight.popleft()
         outcomes = [o for f in batch.futures for o in f.result()]
         fatal = None
-        if self._fatal and not flow.fatal_recorded:
-            fatal = self._fatal[0]
+        if self._calls.refusal is not None and not flow.fatal_recorded:
+            fatal = self._calls.refusal
             flow.claiming = False
             flow.fatal_recorded = True
         flow.recording.append(flow.recorder.submit(self._record, job, batch, outcomes, fatal))
@@ -422,43 +390,10 @@ class Engine:
         step = self.pacing.chunk_size(self.transport.max_batch, self.transport.concurrent_batch)
         message = job.template.campaign
         futures = [
-            pool.submit(self._call, message, messages[i : i + step], claim.start_at)
+            pool.submit(self._calls.call, message, messages[i : i + step], claim.start_at)
             for i in range(0, len(messages), step)
         ]
         return _Batch(claim, futures)
-
-    def _call(
-        self, campaign: CampaignMessage, chunk: list[OutgoingMessage], start_at: float
-    ) -> list[Outcome]:
-        """One transport call in its paced slot (on a pool thread). An account-level
-        refusal stops every later call; the rows it kept from going out are not attempted."""
-        not_attempted = [Outcome(m.delivery_id, None) for m in chunk]
-        if self._no_more_calls.is_set():
-            return not_attempted
-        self.pacing.pacer.wait(start_at, len(chunk))
-        if self._no_more_calls.is_set():
-            return not_attempted
-        try:
-            results = self.transport.send(campaign, chunk)
-        except FatalSendError as err:
-            self._no_more_calls.set()  # no call after an account-level refusal
-            self._fatal.append(err)
-            return not_attempted
-        except TransportError as err:
-            results = [SendResult(error=err) for _ in chunk]
-        except Exception as err:  # a bug or library surprise: retry, never lose the row
-            log.exception("transport raised an unexpected error")
-            wrapped = RetryableSendError(f"{type(err).__name__}: {err}")
-            results = [SendResult(error=wrapped) for _ in chunk]
-        outcomes: list[Outcome] = []
-        for m, r in zip(chunk, results, strict=True):
-            if isinstance(r.error, NotSentError):  # refused mid-batch: keep what went out
-                self._no_more_calls.set()
-                self._fatal.append(r.error.fatal)
-                outcomes.append(Outcome(m.delivery_id, None))
-            else:
-                outcomes.append(Outcome(m.delivery_id, r))
-        return outcomes
 
     def _personalize(self, job: _Job, row: ClaimedRow, reader: Reader) -> OutgoingMessage:
         assert row.subscriber_id is not None
@@ -525,26 +460,3 @@ class Engine:
             lifecycle.finish(campaign)
             job.progress.status = campaign.status
             return True
-
-
-def reader_message(
-    template: MessageTemplate,
-    signer: Signer,
-    base_url: str,
-    *,
-    list_id: int,
-    subscriber_id: int,
-    delivery_id: int,
-    email: str,
-    name: str,
-    raw: bool = True,
-) -> OutgoingMessage:
-    """One reader's message: signed links, cleaned fields, spliced MIME (the per-reader path;
-    the engine and `send --test-to` both build messages here)."""
-    unsub = f"{base_url}/unsubscribe/{signer.sign('unsubscribe', subscriber_id, list_id)}"
-    prefs = f"{base_url}/preferences/{signer.preferences_token(subscriber_id, list_id)}"
-    fields = {"unsubscribe_url": unsub, "preferences_url": prefs, "name": clean_field(name)}
-    message_id = template.message_id(delivery_id)
-    headers = template.reader_headers(email, unsub, message_id)
-    body = template.render(to=email, fields=fields, headers=headers) if raw else b""
-    return OutgoingMessage(delivery_id, email, body, fields, headers, message_id)

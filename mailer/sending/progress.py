@@ -1,0 +1,42 @@
+"""What a send run reports after each batch and returns at the end: counts, rate, status.
+
+Its own module because the entrances read it (the CLI's progress bar, ``publish``'s
+outcome) without needing the engine's threads and database loop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from mailer.sending.ledger import Tally
+
+
+@dataclass
+class Progress:
+    """What the engine reports after each batch (and returns at the end)."""
+
+    campaign_id: int
+    total: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retried: int = 0
+    started: float = field(default_factory=time.monotonic)
+    status: str = ""
+    reason: str | None = None
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.skipped
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.sent / elapsed if elapsed > 0 else 0.0
+
+    def add(self, tally: Tally) -> None:
+        self.sent += tally.sent
+        self.failed += tally.failed
+        self.skipped += tally.skipped
+        self.retried += tally.retried
