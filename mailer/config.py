@@ -127,6 +127,10 @@ class Settings:
     guard_min_sample: int = 200
     guard_bounce_rate: float = 0.04
     guard_complaint_rate: float = 0.0008
+    # click and open tracking (lists that ask for it: `mailer lists set SLUG --track`)
+    track_min_delay: float = 10.0  # a click sooner than this after sending is a machine's
+    track_burst_window: float = 2.0  # clicks on track_burst_links links within this: machine
+    track_burst_links: int = 3
     # webhooks out (mailer worker delivers them)
     webhook_timeout: float = 10.0
     webhook_retry_base: float = 10.0
@@ -188,6 +192,10 @@ class Settings:
             raise ConfigError("MAILER_DB_TIMEOUT must be > 0")
         if self.preferences_ttl <= 0:
             raise ConfigError("MAILER_PREFERENCES_TTL must be > 0")
+        if self.track_min_delay < 0 or self.track_burst_window < 0:
+            raise ConfigError("MAILER_TRACK_MIN_DELAY and MAILER_TRACK_BURST_WINDOW must be >= 0")
+        if self.track_burst_links < 2:
+            raise ConfigError("MAILER_TRACK_BURST_LINKS must be >= 2")
         if self.webhook_timeout <= 0 or self.webhook_retry_base < 0:
             raise ConfigError(
                 "MAILER_WEBHOOK_TIMEOUT must be > 0 and MAILER_WEBHOOK_RETRY_BASE >= 0"
@@ -274,6 +282,9 @@ def _converter(name: str) -> Callable[[str], Any]:
         "header_timeout": parse_duration,
         "max_connections": int,
         "db_timeout": parse_duration,
+        "track_min_delay": parse_duration,
+        "track_burst_window": parse_duration,
+        "track_burst_links": int,
     }
     return kinds.get(name, str)
 
