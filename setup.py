@@ -16,9 +16,15 @@ CODE = find_packages(include=["mailer", "mailer.*", "subscribers", "subscribers.
 TEMPLATE_FOLDERS = find_namespace_packages("templates", exclude=["__pycache__", "*.__pycache__"])
 TEMPLATES = ["mailer._templates", *(f"mailer._templates.{name}" for name in TEMPLATE_FOLDERS)]
 MIGRATIONS = ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"]
+# gettext catalogs: the .po sources, compiled in memory on first use (mailer.render.i18n)
+LOCALES = ["locale/*/LC_MESSAGES/*.po"]
 
 setup(
     packages=[*CODE, *TEMPLATES],
     package_dir={"mailer._templates": "templates"},
-    package_data={"subscribers": MIGRATIONS, **{name: ["*"] for name in TEMPLATES}},
+    package_data={
+        "subscribers": MIGRATIONS,
+        "mailer.render": LOCALES,
+        **{name: ["*"] for name in TEMPLATES},
+    },
 )

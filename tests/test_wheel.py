@@ -185,6 +185,14 @@ def test_the_wheel_ships_templates_and_migrations_and_no_tests(built: Built) -> 
     required = {"subscribers/migrations/env.py", "subscribers/migrations/script.py.mako"}
     assert (required | versions) - names == set()
 
+    # the gettext catalogs (compiled in memory from the .po: mailer.render.i18n)
+    locale = REPO / "mailer" / "render" / "locale"
+    catalogs = {
+        "mailer/render/locale/" + p.relative_to(locale).as_posix() for p in locale.rglob("*.po")
+    }
+    assert "mailer/render/locale/zh_Hans/LC_MESSAGES/messages.po" in catalogs
+    assert catalogs - names == set()
+
 
 def test_the_build_prints_no_license_deprecation(built: Built) -> None:
     assert "project.license" not in built.log

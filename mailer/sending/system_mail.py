@@ -1,0 +1,451 @@
+"""Mail to one reader that is not an issue: the double opt-in confirmation and the welcome.
+
+One way for every entrance (the web's subscribe and confirm pages, `mailer subscribers add`
+and import, the API): the mail is a Delivery row of its own (``kind`` ``confirm`` or
+``welcome``, no campaign), claimed before the transport is called and marked after, like an
+issue's, so a bounce or a complaint about it matches that row by MessageId and suppresses
+like any other. Each message is built with the stdlib ``email`` package and carries
+``Auto-Submitted: auto-generated`` (RFC 3834) and no List-Unsubscribe (not a campaign).
+
+Rules that live here, so no entrance can forget one:
+
+* **welcome once**: :func:`welcome_due` moves ``subscriptions.welcomed_at`` from NULL in one
+  conditional UPDATE; only the caller whose UPDATE hit sends. A replayed confirm link, two
+  presses at once, or a re-confirm after an unsubscribe and resubscribe welcome nobody twice.
+* **confirmation flood**: :func:`confirmation_allowed` counts the address's confirmation
+  rows in the ledger over the last day, so an operator re-running an import, or the API
+  called in a loop, cannot bomb an inbox (the web also has its per-IP and per-address
+  windows in front).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from typing import Any
+
+from babel.dates import format_datetime as babel_datetime
+from markdown_it import MarkdownIt
+from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailer.config import Settings
+from mailer.errors import MailerError, TransportError
+from mailer.render import i18n
+from mailer.render.compiler import compile_email, date_label, render_text_template
+from mailer.render.i18n import gettext_for
+from mailer.render.message import sending_domain
+from mailer.render.tokens import Signer, preferences_url
+from mailer.sending.models import Delivery, DeliveryStatus
+from mailer.transports.base import CampaignMessage, OutgoingMessage, Transport
+from mailer.urls import archive_index_url
+from subscribers.models import MailingList, Subscriber, Subscription, utcnow
+
+log = logging.getLogger(__name__)
+
+CONFIRM_HTML = "confirm.mjml"
+CONFIRM_TEXT = "confirm.txt.j2"
+WELCOME_HTML = "welcome.mjml.j2"
+WELCOME_TEXT = "welcome.txt.j2"
+#: confirmation mails one address may get in CONFIRM_WINDOW, whoever asks
+CONFIRM_PER_ADDRESS = 3
+CONFIRM_WINDOW = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class SystemMail:
+    """What a one-reader mail says, before it becomes MIME."""
+
+    kind: str  # 'confirm' | 'welcome' (deliveries.kind)
+    to: str
+    subscriber_id: int
+    subject: str
+    from_address: str
+    reply_to: str | None
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ConfirmationMail:
+    """The double opt-in mail for a pending subscription."""
+
+    to: str
+    subscriber_id: int
+    list_name: str
+    from_address: str
+    reply_to: str | None
+    confirm_url: str
+    expires_at: datetime
+    lang: str = "en"
+
+    @property
+    def subject(self) -> str:
+        _ = gettext_for(self.lang)
+        return _("Confirm your subscription to %(newsletter)s") % {"newsletter": self.list_name}
+
+
+def expires_label(at: datetime, lang: str = "en") -> str:
+    """'Monday, March 3, 2025 at 14:05 UTC' (in English; other languages as Babel writes
+    a long date and time in UTC)."""
+    at = at.astimezone(UTC)
+    if i18n.supported(lang) == "en":
+        return f"{date_label(at.date())} at {at:%H:%M} UTC"
+    return babel_datetime(at, "long", tzinfo=UTC, locale=i18n.locale_name(lang))
+
+
+def _address_lines(settings: Settings) -> list[str]:
+    return [ln.strip() for ln in settings.postal_address.splitlines() if ln.strip()]
+
+
+def confirmation_bodies(mail: ConfirmationMail, settings: Settings) -> tuple[str, str]:
+    """(html, text) of the confirmation mail."""
+    _ = gettext_for(mail.lang)
+    context = {
+        **i18n.template_context(mail.lang),
+        "title": mail.subject,
+        "preheader": _("One click to start receiving %(newsletter)s.")
+        % {"newsletter": mail.list_name},
+        "preview_filler": "",
+        "newsletter_name": mail.list_name,
+        "email": mail.to,
+        "confirm_url": mail.confirm_url,
+        "expires_label": expires_label(mail.expires_at, mail.lang),
+        "address_lines": _address_lines(settings),
+    }
+    templates = settings.template_dir  # MAILER_TEMPLATE_DIR's email/ files come first
+    html = compile_email(CONFIRM_HTML, context, template_dir=templates)
+    return html, render_text_template(CONFIRM_TEXT, context, template_dir=templates)
+
+
+def confirmation_mail(
+    settings: Settings,
+    signer: Signer,
+    mlist: MailingList,
+    subscription: Subscription,
+    address: str,
+    *,
+    now: datetime,
+) -> ConfirmationMail:
+    """The mail for a pending subscription: its link is bound to the subscription's current
+    consent version, so it works once and never after a later change."""
+    expires_at = now + timedelta(seconds=settings.confirm_ttl)
+    token = signer.sign(
+        "confirm",
+        subscription.subscriber_id,
+        mlist.id,
+        expires_at=expires_at,
+        version=subscription.consent_version,
+    )
+    return ConfirmationMail(
+        to=address,
+        subscriber_id=subscription.subscriber_id,
+        list_name=mlist.name,
+        from_address=mlist.from_address,
+        reply_to=mlist.reply_to,
+        confirm_url=f"{settings.public_base}/confirm/{token}",
+        expires_at=expires_at,
+        lang=i18n.supported(mlist.lang),
+    )
+
+
+def as_system_mail(mail: ConfirmationMail, settings: Settings) -> SystemMail:
+    html, text = confirmation_bodies(mail, settings)
+    return SystemMail(
+        "confirm",
+        mail.to,
+        mail.subscriber_id,
+        mail.subject,
+        mail.from_address,
+        mail.reply_to,
+        html,
+        text,
+    )
+
+
+# -- welcome -------------------------------------------------------------------------------
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+
+
+def welcome_html(markdown: str) -> str:
+    """The list's welcome text as HTML; raw HTML in it is shown as text, never markup, and
+    links keep only http(s) and mailto targets (markdown-it's validateLink)."""
+    return str(_MARKDOWN.render(markdown))
+
+
+def welcome_mail(
+    settings: Settings,
+    signer: Signer,
+    mlist: MailingList,
+    subscriber: Subscriber,
+    *,
+    now: datetime,
+) -> SystemMail | None:
+    """The list's welcome mail for this reader, or None when the list has none."""
+    if not mlist.welcome_markdown:
+        return None
+    _ = gettext_for(mlist.lang)
+    subject = _("Welcome to %(newsletter)s") % {"newsletter": mlist.name}
+    prefs = preferences_url(settings, signer, subscriber.id, mlist.id, now=now)
+    context: dict[str, Any] = {
+        **i18n.template_context(mlist.lang),
+        "title": subject,
+        "preheader": subject,
+        "preview_filler": "",
+        "newsletter_name": mlist.name,
+        "welcome_html": welcome_html(mlist.welcome_markdown),
+        "welcome_text": mlist.welcome_markdown,
+        "preferences_url": prefs,
+        "archive_index_url": archive_index_url(settings, mlist.slug),
+        "address_lines": _address_lines(settings),
+    }
+    templates = settings.template_dir
+    html = compile_email(WELCOME_HTML, context, template_dir=templates)
+    text = render_text_template(WELCOME_TEXT, context, template_dir=templates)
+    return SystemMail(
+        "welcome",
+        subscriber.email,
+        subscriber.id,
+        subject,
+        mlist.from_address,
+        mlist.reply_to,
+        html,
+        text,
+    )
+
+
+def welcome_due(session: Session, subscription: Subscription, mlist: MailingList) -> bool:
+    """True once per subscription, for the caller that should send the welcome mail: the
+    list has one, and this call moved ``welcomed_at`` from NULL (the database decides, so
+    two confirmations racing each other cannot both win). A list without a welcome mail
+    leaves ``welcomed_at`` alone: a welcome added later still reaches later confirmations."""
+    if not mlist.welcome_markdown:
+        return False
+    done = session.execute(
+        update(Subscription)
+        .where(Subscription.id == subscription.id, Subscription.welcomed_at.is_(None))
+        .values(welcomed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(done, CursorResult)
+    return done.rowcount == 1
+
+
+# -- flood limit ---------------------------------------------------------------------------
+
+
+def confirmation_allowed(session: Session, subscriber_id: int, now: datetime) -> bool:
+    """Fewer than CONFIRM_PER_ADDRESS confirmation mails went to this reader in the window."""
+    sent = session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(
+            Delivery.kind == "confirm",
+            Delivery.subscriber_id == subscriber_id,
+            Delivery.claimed_at > now - CONFIRM_WINDOW,
+        )
+    )
+    return (sent or 0) < CONFIRM_PER_ADDRESS
+
+
+# -- claimed now, sent after the commit ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Due:
+    """A system mail whose ledger row is claimed in the caller's transaction (with the
+    change that made it due); :func:`send_due` renders and sends it after the commit."""
+
+    kind: str
+    delivery_id: int
+    subscriber_id: int
+    list_id: int
+
+
+def claim_welcome(
+    session: Session, subscription: Subscription, mlist: MailingList, now: datetime
+) -> Due | None:
+    """In the confirming transaction: the welcome mail's row, if one is due (once)."""
+    if not welcome_due(session, subscription, mlist):
+        return None
+    delivery_id = claim(session, "welcome", subscription.subscriber_id, now)
+    return Due("welcome", delivery_id, subscription.subscriber_id, mlist.id)
+
+
+def claim_confirmation(session: Session, subscription: Subscription, now: datetime) -> Due | None:
+    """For an operator's or the API's pending reader: the confirmation mail's row, unless
+    the subscription is not pending or the address had its share today (then None)."""
+    if subscription.status != "pending":
+        return None
+    if not confirmation_allowed(session, subscription.subscriber_id, now):
+        log.info(
+            "confirmation for subscriber %d held back: flood limit", subscription.subscriber_id
+        )
+        return None
+    delivery_id = claim(session, "confirm", subscription.subscriber_id, now)
+    return Due("confirm", delivery_id, subscription.subscriber_id, subscription.list_id)
+
+
+def send_due(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    signer: Signer,
+    transport: Transport,
+    due: Due,
+    *,
+    now: datetime,
+) -> bool:
+    """Render and send a claimed mail, and mark its row (see :func:`deliver`). A reader who
+    was erased, or a subscription that changed, since the claim gets nothing: the row is
+    marked skipped."""
+    with sessions() as session:
+        mlist = session.get(MailingList, due.list_id)
+        subscriber = session.get(Subscriber, due.subscriber_id)
+        subscription = session.scalar(
+            select(Subscription).where(
+                Subscription.subscriber_id == due.subscriber_id,
+                Subscription.list_id == due.list_id,
+            )
+        )
+        mail: SystemMail | None = None
+        try:
+            if mlist is not None and subscriber is not None and subscription is not None:
+                if due.kind == "welcome" and subscription.status == "active":
+                    mail = welcome_mail(settings, signer, mlist, subscriber, now=now)
+                elif due.kind == "confirm" and subscription.status == "pending":
+                    mail = as_system_mail(
+                        confirmation_mail(
+                            settings, signer, mlist, subscription, subscriber.email, now=now
+                        ),
+                        settings,
+                    )
+        except MailerError as err:  # a template that does not render
+            log.error("%s mail (delivery %d) not rendered: %s", due.kind, due.delivery_id, err)
+            with sessions.begin() as session:
+                mark(session, due.delivery_id, DeliveryStatus.FAILED, error=err)
+            return False
+    if mail is None:
+        with sessions.begin() as session:
+            mark(session, due.delivery_id, DeliveryStatus.SKIPPED)
+        return False
+    return deliver(sessions, transport, mail, now=now, delivery_id=due.delivery_id)
+
+
+# -- the ledger and the transport -------------------------------------------------------------
+
+
+def build_message(
+    mail: SystemMail, *, delivery_id: int = 0, now: datetime | None = None
+) -> tuple[CampaignMessage, OutgoingMessage]:
+    """The transport's two halves: what SES bulk would template, and the raw MIME.
+    ``campaign_id`` is 0 (no campaign); ``delivery_id`` the mail's ledger row."""
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = mail.from_address
+    msg["To"] = mail.to
+    if mail.reply_to:
+        msg["Reply-To"] = mail.reply_to
+    msg["Subject"] = mail.subject
+    msg["Date"] = format_datetime(now or datetime.now(UTC))
+    message_id = make_msgid(mail.kind, domain=sending_domain(mail.from_address))
+    msg["Message-ID"] = message_id
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(mail.text)
+    msg.add_alternative(mail.html, subtype="html")
+    campaign = CampaignMessage(
+        campaign_id=0,
+        subject=mail.subject,
+        from_address=mail.from_address,
+        html=mail.html,
+        text=mail.text,
+        headers={"Auto-Submitted": "auto-generated"},
+        reply_to=mail.reply_to,
+        tags={"kind": mail.kind},
+    )
+    outgoing = OutgoingMessage(
+        delivery_id=delivery_id,
+        to=mail.to,
+        raw=msg.as_bytes(),
+        headers={"To": mail.to, "Message-ID": message_id},
+        message_id=message_id,
+    )
+    return campaign, outgoing
+
+
+def send_now(mail: SystemMail, transport: Transport, *, delivery_id: int = 0) -> str:
+    """Build and send; the transport's message id, or TransportError."""
+    campaign, outgoing = build_message(mail, delivery_id=delivery_id)
+    result = transport.send(campaign, [outgoing])[0]
+    if result.error is not None:
+        raise result.error
+    if not result.message_id:
+        raise TransportError(f"the transport accepted the {mail.kind} mail without an id")
+    return result.message_id
+
+
+def claim(session: Session, kind: str, subscriber_id: int, now: datetime) -> int:
+    """The mail's ledger row, claimed (``sending``) before the transport is called."""
+    row = Delivery(
+        kind=kind,
+        campaign_id=None,
+        subscriber_id=subscriber_id,
+        status=DeliveryStatus.SENDING,
+        claimed_at=now,
+        attempts=1,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def mark(
+    session: Session,
+    delivery_id: int,
+    status: DeliveryStatus,
+    *,
+    message_id: str | None = None,
+    at: datetime | None = None,
+    error: MailerError | None = None,
+) -> None:
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == delivery_id)
+        .values(
+            status=status.value,
+            message_id=message_id,
+            sent_at=at,
+            error_class=type(error).__name__[:64] if error else None,
+            error=str(error) if error else None,
+        )
+    )
+
+
+def deliver(
+    sessions: sessionmaker[Session],
+    transport: Transport,
+    mail: SystemMail,
+    *,
+    now: datetime,
+    delivery_id: int | None = None,
+) -> bool:
+    """Claim a ledger row (unless the caller claimed it in its own transaction), send, mark
+    it. Failures are logged and recorded on the row, never raised: the reader's request
+    (or the operator's import) has succeeded either way. True when the mail went out."""
+    if delivery_id is None:
+        with sessions.begin() as session:
+            delivery_id = claim(session, mail.kind, mail.subscriber_id, now)
+    try:
+        message_id = send_now(mail, transport, delivery_id=delivery_id)
+    except MailerError as err:
+        log.error("%s mail (delivery %d) not sent: %s", mail.kind, delivery_id, err)
+        with sessions.begin() as session:
+            mark(session, delivery_id, DeliveryStatus.FAILED, error=err)
+        return False
+    with sessions.begin() as session:
+        mark(session, delivery_id, DeliveryStatus.SENT, message_id=message_id, at=now)
+    log.info("%s mail sent (delivery %d, %s)", mail.kind, delivery_id, message_id)
+    return True

@@ -1,0 +1,207 @@
+"""Lifecycle mails through the ledger (issue 15): the welcome mail goes once per
+subscription, whatever replays or races; an operator's pending reader gets a confirmation
+mail within the flood limit; both are Delivery rows marked with their message ids, on
+SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+from sqlalchemy import select
+
+from mailer.render.tokens import Signer
+from mailer.sending import system_mail
+from mailer.sending.models import Delivery
+from mailer.transports.outbox import OutboxTransport
+from subscribers import list_settings, store
+from subscribers.list_settings import ListChanges
+from subscribers.models import Subscription
+from tests.conftest import TEST_SECRET_KEY, Database
+
+NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+WELCOME = (
+    "# Welcome aboard\n\nEvery morning, nine stories. <script>alert(1)</script>\n\n"
+    "[x](javascript:alert(1))"
+)
+
+
+def _setup(db: Database, *, lang: str = "en", welcome: str | None = WELCOME) -> None:
+    with db.sessions.begin() as s:
+        mlist = store.create_list(
+            s, "brief", name="The Brief", from_address="Brief <b@example.org>"
+        )
+        list_settings.update_list(
+            s, mlist, ListChanges(lang=lang, welcome_markdown=welcome or list_settings.CLEAR)
+        )
+        store.subscribe(s, "reader@example.org", mlist)
+
+
+def _body(msg: EmailMessage, kind: str) -> str:
+    part = msg.get_body((kind,))
+    assert part is not None
+    return str(part.get_content())
+
+
+def _outbox(db: Database) -> list[EmailMessage]:
+    folder = db.tmp / "outbox" / "0"
+    files = sorted(folder.glob("*.eml")) if folder.exists() else []
+    out = []
+    for f in files:
+        msg = email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        out.append(msg)
+    return out
+
+
+def _confirm(db: Database, signer: Signer) -> system_mail.Due | None:
+    """What the web's confirm does, in one transaction: confirm, claim the welcome."""
+    with db.sessions.begin() as s:
+        mlist = store.get_list(s, "brief")
+        subn = s.scalar(select(Subscription))
+        assert subn is not None
+        try:
+            store.confirm(
+                s, subn.subscriber_id, mlist.id, version=subn.consent_version, actor=store.CLI
+            )
+        except Exception:  # a replay: ConflictError, nothing due
+            return None
+        s.refresh(subn)
+        return system_mail.claim_welcome(s, subn, mlist, NOW)
+
+
+def _send(db: Database, due: system_mail.Due) -> bool:
+    return system_mail.send_due(
+        db.sessions,
+        db.settings(),
+        Signer(TEST_SECRET_KEY),
+        OutboxTransport(db.tmp / "outbox"),
+        due,
+        now=NOW,
+    )
+
+
+def test_welcome_once_after_confirm_then_never_again(db: Database) -> None:
+    _setup(db)
+    signer = Signer(TEST_SECRET_KEY)
+    due = _confirm(db, signer)
+    assert due is not None and due.kind == "welcome"
+    assert _send(db, due)
+    [msg] = _outbox(db)
+    assert msg["Subject"] == "Welcome to The Brief"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    html = _body(msg, "html")
+    text = _body(msg, "plain")
+    assert "Welcome aboard" in html and "Every morning, nine stories." in text
+    # Markdown's raw HTML is shown as text, a javascript: link is no link
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script" not in html.lower() and 'href="javascript' not in html.lower()
+    assert "/preferences/" in html and "/archive/brief" in html
+    with db.sessions() as s:
+        row = s.get(Delivery, due.delivery_id)
+        assert row is not None and (row.kind, row.status) == ("welcome", "sent")
+        assert row.message_id and (db.tmp / "outbox" / "0" / row.message_id).is_file()
+    # unsubscribe, subscribe again, confirm again: no second welcome
+    with db.sessions.begin() as s:
+        subn = s.scalar(select(Subscription))
+        assert subn is not None
+        store.unsubscribe(s, subn.subscriber_id, subn.list_id, actor=store.CLI)
+        store.subscribe(s, "reader@example.org", store.get_list(s, "brief"), self_service=True)
+    assert _confirm(db, signer) is None
+    assert len(_outbox(db)) == 1
+
+
+def test_racing_confirmations_welcome_once(db: Database) -> None:
+    """Two transactions that both saw the subscription unwelcomed: the database lets one
+    UPDATE through."""
+    _setup(db)
+    with db.sessions.begin() as s:
+        subn = s.scalar(select(Subscription))
+        assert subn is not None
+        store._activate(subn)
+    results: list[bool] = []
+    barrier = threading.Barrier(4)
+
+    def one() -> None:
+        with db.sessions.begin() as s:
+            subn = s.scalar(select(Subscription))
+            mlist = store.get_list(s, "brief")
+            assert subn is not None
+            barrier.wait()
+            results.append(system_mail.welcome_due(s, subn, mlist))
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+
+
+def test_no_welcome_without_text_and_later_text_still_welcomes(db: Database) -> None:
+    _setup(db, welcome=None)
+    assert _confirm(db, Signer(TEST_SECRET_KEY)) is None
+    with db.sessions() as s:
+        subn = s.scalar(select(Subscription))
+        assert subn is not None and subn.welcomed_at is None
+
+
+def test_welcome_in_chinese(db: Database) -> None:
+    _setup(db, lang="zh-Hans", welcome="# 欢迎\n\n每天早上九条新闻。")
+    due = _confirm(db, Signer(TEST_SECRET_KEY))
+    assert due is not None and _send(db, due)
+    [msg] = _outbox(db)
+    assert msg["Subject"] == "欢迎订阅《The Brief》"
+    html = _body(msg, "html")
+    assert 'lang="zh-Hans"' in html
+    assert "&#38405;&#35835;" in html or "阅读往期内容" in html  # non-ASCII as references
+
+
+def test_operator_pending_reader_gets_confirmation_within_the_limit(db: Database) -> None:
+    _setup(db)
+    sent = 0
+    for i in range(system_mail.CONFIRM_PER_ADDRESS + 2):
+        with db.sessions.begin() as s:
+            subn = s.scalar(select(Subscription))
+            assert subn is not None
+            due = system_mail.claim_confirmation(s, subn, NOW + timedelta(minutes=i))
+        if due is not None:
+            sent += _send(db, due)
+    assert sent == system_mail.CONFIRM_PER_ADDRESS
+    msgs = _outbox(db)
+    assert len(msgs) == sent
+    assert msgs[0]["Subject"] == "Confirm your subscription to The Brief"
+    assert "/confirm/" in _body(msgs[0], "plain")
+    # a day later the window has moved on
+    with db.sessions.begin() as s:
+        subn = s.scalar(select(Subscription))
+        assert subn is not None
+        assert system_mail.claim_confirmation(s, subn, NOW + timedelta(days=1, hours=1))
+
+
+def test_confirmation_skipped_when_no_longer_pending(db: Database) -> None:
+    _setup(db)
+    with db.sessions.begin() as s:
+        subn = s.scalar(select(Subscription))
+        assert subn is not None
+        due = system_mail.claim_confirmation(s, subn, NOW)
+        assert due is not None
+        store._activate(subn)  # confirmed some other way before the mail went
+    assert not _send(db, due)
+    with db.sessions() as s:
+        row = s.get(Delivery, due.delivery_id)
+        assert row is not None and row.status == "skipped"
+    assert _outbox(db) == []
+
+
+def test_active_reader_gets_no_confirmation(db: Database, tmp_path: Path) -> None:
+    _setup(db)
+    with db.sessions.begin() as s:
+        subn = s.scalar(select(Subscription))
+        assert subn is not None
+        store._activate(subn)
+        assert system_mail.claim_confirmation(s, subn, NOW) is None
