@@ -38,7 +38,7 @@ from mailer.ops.doctor import (
 from mailer.render.compiler import GMAIL_CLIP_BYTES
 from subscribers import store
 from subscribers.db import make_engine
-from tests.conftest import Database
+from tests.conftest import TEST_SECRET_KEY, Database
 from tests.plugins.aws import REGION, MotoHandle
 from tests.support.ses_server import SesServer
 
@@ -86,7 +86,7 @@ def aws(moto: MotoHandle, ses_server: SesServer) -> Iterator[tuple[AwsClients, s
 def good_settings(db: Database, topic: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "base_url": f"https://{DOMAIN}",
-        "secret_key": "a-long-enough-production-secret",
+        "secret_key": TEST_SECRET_KEY,
         "transport": "ses",
         "ses_region": REGION,
         "ses_configuration_set": "brief",
@@ -106,7 +106,7 @@ def statuses(checks: list[Check]) -> list[str]:
 def cli_env(db: Database, ses_server: SesServer, moto: MotoHandle, topic: str) -> dict[str, str]:
     return {
         "MAILER_DATABASE_URL": db.url,
-        "MAILER_SECRET_KEY": "a-long-enough-production-secret",
+        "MAILER_SECRET_KEY": TEST_SECRET_KEY,
         "MAILER_BASE_URL": f"https://{DOMAIN}",
         "MAILER_TRANSPORT": "ses",
         "MAILER_SES_ENDPOINT_URL": ses_server.url,
@@ -196,7 +196,7 @@ def test_failures_exit_non_zero(
 def test_ses_checks_are_skipped_off_ses(db: Database) -> None:
     env = {
         "MAILER_DATABASE_URL": db.url,
-        "MAILER_SECRET_KEY": "a-long-enough-production-secret",
+        "MAILER_SECRET_KEY": TEST_SECRET_KEY,
         "MAILER_BASE_URL": f"https://{DOMAIN}",
     }
     r = CliRunner().invoke(command(), ["doctor", "--json"], env=env, prog_name="mailer")
@@ -229,11 +229,22 @@ def test_database(db: Database, tmp_path: Path) -> None:
 
 
 def test_secret_key_and_base_url() -> None:
-    assert check_secret_key(Settings(secret_key="x" * 16)).status == "pass"
+    strong = "k3Y-9fQ2_vL7pXw4TzR8mB1nC6dH0sJa"
+    assert check_secret_key(Settings(secret_key=strong)).status == "pass"
     assert check_secret_key(Settings(secret_key="")).detail.startswith(
         "MAILER_SECRET_KEY is not set"
     )
-    assert "shorter than 16" in check_secret_key(Settings(secret_key="short")).detail
+    assert "shorter than 32" in check_secret_key(Settings(secret_key="short")).detail
+    # the one rule sending enforces (config.weak_key_reason), not a length of its own
+    for weak, why in [
+        ("x" * 40, "repeats too few characters"),
+        ("abcdefgh" * 5, "repeats a pattern of 8"),
+        ("   " + "k3Y-9fQ2" + "   ", "shorter than 32"),
+    ]:
+        check = check_secret_key(Settings(secret_key=weak))
+        assert check.status == "fail" and why in check.detail, (weak, check.detail)
+    old_weak = check_secret_key(Settings(secret_key=strong, old_secret_keys=("a" * 40,)))
+    assert old_weak.status == "fail" and "MAILER_OLD_SECRET_KEYS" in old_weak.detail
     assert check_base_url(Settings(base_url="https://news.example.com")).status == "pass"
     assert "must be https" in check_base_url(Settings(base_url="http://news.example.com")).detail
     assert (

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
-from mailer.config import Settings
+from mailer.config import KEYGEN_HINT, Settings, weak_key_reason
 from mailer.issue.model import Issue, Item
 from mailer.ops.aws import (
     AWS_ERRORS,
@@ -58,7 +58,6 @@ __all__ = [
 REQUIRED_EVENTS = frozenset({"BOUNCE", "COMPLAINT"})
 """The SES event types without which the feedback rules cannot protect the sender."""
 WEBHOOK_PATH = "/webhooks/ses"
-MIN_SECRET_KEY = 16
 
 Status = Literal["pass", "fail", "skip"]
 
@@ -107,11 +106,18 @@ def check_database(engine: Engine) -> Check:
 
 
 def check_secret_key(settings: Settings) -> Check:
+    """The signing keys pass the one strength rule (:func:`mailer.config.weak_key_reason`)
+    that sending and serving in the open enforce, old keys included."""
     name = "secret key set"
+    reason = weak_key_reason(settings.secret_key)
     if not settings.secret_key:
         return _fail(name, "MAILER_SECRET_KEY is not set: links would be signed with a dev key")
-    if len(settings.secret_key) < MIN_SECRET_KEY:
-        return _fail(name, f"MAILER_SECRET_KEY is shorter than {MIN_SECRET_KEY} characters")
+    if reason is not None:
+        return _fail(name, f"MAILER_SECRET_KEY {reason} ({KEYGEN_HINT})")
+    if any(weak_key_reason(old) is not None for old in settings.old_secret_keys):
+        return _fail(
+            name, "MAILER_OLD_SECRET_KEYS holds a weak key: links signed with it can be forged"
+        )
     return _pass(name, f"{len(settings.secret_key)} characters")
 
 
