@@ -22,6 +22,7 @@ from subscribers import list_settings, store
 from subscribers.list_settings import ListChanges
 from subscribers.models import Subscription
 from tests.conftest import TEST_SECRET_KEY, Database
+from tests.web_support import BASE, Web, csrf_of, link_in, text_body
 
 NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
 WELCOME = (
@@ -205,3 +206,36 @@ def test_active_reader_gets_no_confirmation(db: Database, tmp_path: Path) -> Non
         assert subn is not None
         store._activate(subn)
         assert system_mail.claim_confirmation(s, subn, NOW) is None
+
+
+# -- through the web: subscribe, the confirm page's button, the welcome in the outbox --------
+
+
+def test_web_confirm_sends_the_welcome_once(db: Database) -> None:
+    web = Web(db)
+    try:
+        with db.sessions.begin() as s:
+            list_settings.update_list(
+                s, store.get_list(s, "brief"), ListChanges(welcome_markdown="# Hello, reader")
+            )
+        web.subscribe("new@example.com")
+        [confirm] = web.mails()
+        link = link_in(text_body(confirm), "confirm").removeprefix(BASE)
+        button = web.client.get(link)
+        done = web.client.post(link, data={"csrf_token": csrf_of(button.text)})
+        assert done.status_code == 200
+        mails = web.mails()
+        assert [m["Subject"] for m in mails] == [
+            "Confirm your subscription to The Test Brief",
+            "Welcome to The Test Brief",
+        ]
+        assert "Hello, reader" in text_body(mails[1])
+        # the same button again (a replay): confirmed already, no second welcome
+        again = web.client.post(link, data={"csrf_token": csrf_of(button.text)})
+        assert again.status_code == 200
+        assert len(web.mails()) == 2
+        with db.sessions() as s:
+            kinds = sorted(d.kind for d in s.scalars(select(Delivery)))
+        assert kinds == ["confirm", "welcome"]
+    finally:
+        web.close()

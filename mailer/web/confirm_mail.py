@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from mailer.config import Settings
 from mailer.sending import system_mail
 from mailer.sending.system_mail import ConfirmationMail, Due, expires_label
@@ -21,6 +24,7 @@ __all__ = [
     "ConfirmationMail",
     "Due",
     "build_message",
+    "claim_welcome",
     "confirmation_for",
     "deliver",
     "deliver_all",
@@ -82,6 +86,21 @@ def deliver_all(state: WebState, mails: list[ConfirmationMail]) -> None:
     """Send several (a preferences save may start a double opt-in on more than one list)."""
     for mail in mails:
         deliver(state, mail)
+
+
+def claim_welcome(
+    session: Session, subscriber_id: int, mlist: MailingList, now: datetime
+) -> Due | None:
+    """In the confirming transaction: the welcome mail's ledger row, if one is due (once
+    per subscription; none when the list has no welcome text)."""
+    subscription = session.scalar(
+        select(Subscription).where(
+            Subscription.subscriber_id == subscriber_id, Subscription.list_id == mlist.id
+        )
+    )
+    if subscription is None:
+        return None
+    return system_mail.claim_welcome(session, subscription, mlist, now)
 
 
 def send_due(state: WebState, due: Due) -> None:

@@ -38,7 +38,14 @@ from mailer.web.common import (
     link_problem,
     list_by_slug,
 )
-from mailer.web.confirm_mail import ConfirmationMail, confirmation_for, deliver
+from mailer.web.confirm_mail import (
+    ConfirmationMail,
+    Due,
+    claim_welcome,
+    confirmation_for,
+    deliver,
+    send_due,
+)
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import EMAIL_MAX, FieldError, Form, clean_name, read_form
 from mailer.web.state import WebState, web_state
@@ -286,24 +293,31 @@ def _confirm(state: WebState, request: Request, token: str) -> Response:
     except TokenError as err:
         return link_problem(state, request, token, "confirm", err)
     assert claims.version is not None  # verify() guarantees it for confirm tokens
+    welcome: Due | None = None
     try:
         with state.sessions.begin() as session:
             mlist = session.get(MailingList, claims.list_id)
             if mlist is None:
                 raise NotFoundError("the list no longer exists")
             info = ListInfo.of(mlist)
-            store.confirm(
+            outcome = store.confirm(
                 session,
                 claims.subscriber_id,
                 claims.list_id,
                 version=claims.version,
                 actor=actor(request, "web:confirm"),
             )
+            if outcome == store.ConfirmOutcome.CONFIRMED:
+                # claimed with the confirmation, once per subscription (system_mail)
+                welcome = claim_welcome(session, claims.subscriber_id, mlist, state.now())
     except NotFoundError:
         return _gone(state)
     except ConflictError:
         return _stale(state, info)
-    return _confirmed(state, info, claims)
+    response = _confirmed(state, info, claims)
+    if welcome is not None:
+        response.background = BackgroundTask(send_due, state, welcome)
+    return response
 
 
 def _confirmed(state: WebState, info: ListInfo, claims: Claims) -> Response:
