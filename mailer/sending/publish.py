@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailer.config import Settings
 from mailer.issue.model import Issue
 from mailer.render.compiler import Branding, RenderedIssue, render_issue
+from mailer.render.list_brand import branding_for
 from mailer.render.message import MessageTemplate, build_preview_message
 from mailer.render.tokens import Signer
 from mailer.sending import campaigns, lifecycle
@@ -163,7 +164,7 @@ def preview(
 def render_for(settings: Settings, mlist: MailingList, issue: Issue) -> RenderedIssue:
     """Render once for the list, with "view in browser" pointing at the issue's archive page."""
     url = archive_url(settings, mlist.slug, issue.key())
-    return render_issue(issue, Branding.from_settings(settings, mlist.name, url))
+    return render_issue(issue, branding_for(settings, mlist, archive_url=url))
 
 
 # -- a send that is not a campaign ---------------------------------------------------------

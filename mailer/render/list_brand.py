@@ -1,0 +1,38 @@
+"""A list's :class:`~mailer.render.compiler.Branding`, built in one place (issue 15).
+
+Every renderer of a list's mail (`mailer send`, the web desk and API through
+:func:`mailer.sending.publish.render_for`, the worker from the campaign it rendered, the
+system mails) gets the list's settings the same way: its name, language, greeting (NULL:
+the language's own "Hello"; '': no greeting line) and, where Branding has them, logo and
+accent colour. A new per-list setting is added here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from mailer.config import Settings
+from mailer.render import i18n
+from mailer.render.compiler import Branding
+from subscribers.models import MailingList
+
+
+def greeting_for(mlist: MailingList) -> str:
+    """The list's greeting, or the default in its language."""
+    if mlist.greeting is not None:
+        return mlist.greeting
+    _ = i18n.gettext_for(mlist.lang)
+    return _("Hello")
+
+
+def branding_for(
+    settings: Settings, mlist: MailingList, *, archive_url: str | None = None
+) -> Branding:
+    """The list's branding under MAILER_BASE_URL and MAILER_POSTAL_ADDRESS."""
+    return Branding(
+        newsletter_name=mlist.name,
+        base_url=settings.public_base,
+        postal_address=settings.postal_address,
+        lang=i18n.supported(mlist.lang),
+        archive_url=archive_url,
+        greeting=greeting_for(mlist),
+        template_dir=settings.template_dir,
+    )
