@@ -31,6 +31,12 @@ from email.header import Header
 from email.utils import formataddr, parseaddr
 from typing import TYPE_CHECKING, Any
 
+# at the top: whoever imports this module builds a client (mailer.transports imports it
+# lazily); botocore is loaded by ses_http anyway, boto3 adds 20-110 ms (-X importtime)
+import boto3
+from botocore.config import Config
+from botocore.exceptions import NoRegionError
+
 from mailer.config import Settings
 from mailer.errors import (
     ConfigError,
@@ -77,10 +83,6 @@ _MAX_HEADERS = 15
 
 def make_ses_client(settings: Settings, *, session: Any = None) -> SESV2Client:
     """One ``sesv2`` client sized for the send concurrency; single attempt per call."""
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import NoRegionError
-
     config = Config(
         max_pool_connections=max(10, settings.send_concurrency + 4),
         retries={"mode": "standard", "total_max_attempts": 1},
