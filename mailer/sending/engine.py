@@ -59,6 +59,7 @@ from mailer.sending.models import Campaign, CampaignStatus, DeliveryStatus, get_
 from mailer.sending.pacing import Pacing
 from mailer.sending.personalize import reader_message
 from mailer.sending.progress import Progress
+from mailer.sending.tracked import campaign_html
 from mailer.transports.base import OutgoingMessage, Transport
 from subscribers.db import InlineExecutor, is_sqlite
 from subscribers.models import MailingList, utcnow
@@ -94,6 +95,7 @@ class _Job:
     list_id: int
     template: MessageTemplate
     progress: Progress
+    tracked: bool = False  # the list tracks: each reader's %%track%% is filled
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,12 +246,13 @@ class Engine:
             lifecycle.start(campaign)
             mlist = s.get(MailingList, campaign.list_id)
             assert mlist is not None
+            html, tracked = campaign_html(s, campaign, self.signer, self.settings.public_base)
             template = MessageTemplate.build(
                 campaign_id=campaign.id,
                 subject=campaign.subject,
                 from_address=mlist.from_address,
                 reply_to=mlist.reply_to,
-                html=campaign.html,
+                html=html,
                 text=campaign.text,
                 list_name=mlist.name,
                 list_slug=mlist.slug,
@@ -257,7 +260,7 @@ class Engine:
             progress = Progress(campaign_id)
             progress.total = sum(state_counts(s, campaign_id).values())
             progress.status = campaign.status
-            return _Job(campaign_id, campaign.list_id, template, progress)
+            return _Job(campaign_id, campaign.list_id, template, progress, tracked)
 
     def _send(self, job: _Job) -> None:
         """The send loop with its threads; on any failure the batches already handed to
@@ -407,6 +410,7 @@ class Engine:
             email=reader.email,
             name=reader.name,
             raw=self.transport.wants_raw,
+            tracked=job.tracked,
         )
 
     def _record(

@@ -1,0 +1,58 @@
+"""The intake behind ``/r/`` and ``/o/``: hits are queued and written in batches.
+
+The redirect answers before anything is written (:meth:`TrackingIntake.record` only queues
+the hit); a :class:`~mailer.feedback.group_commit.GroupWriter` thread writes what waits in
+one transaction, so a slow database slows the writing, never the redirect. ``flush`` writes
+what is queued (the web app's shutdown calls it, so SIGTERM loses nothing); a crash loses
+what was still queued, about one batch when the writer keeps up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailer.config import Settings
+from mailer.feedback.group_commit import GroupWriter
+from mailer.feedback.tracking.classify import Hit, Thresholds
+from mailer.feedback.tracking.store import LinkTables, write_hits
+
+__all__ = ["TrackingIntake"]
+
+
+class TrackingIntake:
+    """Queue hits, write them behind in batches; ``links`` are the campaigns' link tables
+    (shared with the route that looks up where a click goes)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        *,
+        links: LinkTables | None = None,
+        batch: int = 256,
+    ) -> None:
+        self.thresholds = Thresholds.from_settings(settings)
+        self.links = links or LinkTables()
+        self.writer: GroupWriter[Hit, int | None] = GroupWriter(
+            sessions,
+            self._write,
+            # one writer: each batch sees every earlier click committed, so a burst split
+            # across batches is still found (_flag_bursts), on every database
+            threads=1,
+            batch=batch,
+            name="tracking-writer",
+            describe=lambda hit: f"hit on delivery {hit.delivery_id}",
+        )
+
+    def _write(self, session: Session, hits: Sequence[Hit]) -> list[int | None]:
+        return write_hits(session, hits, self.thresholds, self.links)
+
+    def record(self, hit: Hit) -> None:
+        """Queue the hit and return at once."""
+        self.writer.put(hit)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Write everything queued so far; False when ``timeout`` passed first."""
+        return self.writer.flush(timeout)
