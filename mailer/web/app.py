@@ -39,6 +39,7 @@ from mailer.web.pages import Pages, static_files
 from mailer.web.ratelimit import SlidingWindow, make_storage
 from mailer.web.security import BodyLimit, SecurityHeaders
 from mailer.web.state import WebState, system_clock, web_state
+from mailer.web.tracking import flush_tracking, tracking_router
 from subscribers.db import make_engine, normalize_url, session_factory
 
 #: Paths whose bodies are small forms (RFC 8058 posts included).
@@ -95,6 +96,7 @@ def create_app(
         try:
             yield
         finally:
+            flush_tracking(_app)  # hits queued behind the redirect are written first
             sns.close()
             state.close()
 
@@ -130,6 +132,7 @@ def _include_routers(app: FastAPI, state: WebState, sns: SNSVerifier) -> None:
     app.include_router(webhooks.ses_webhook_router(state.settings, state.sessions, verifier=sns))
     app.include_router(admin.admin_router())
     app.include_router(metrics.metrics_router())
+    app.include_router(tracking_router(app, state))  # /r, /o (mailer.web.tracking)
 
 
 def _waiting(settings: Settings) -> dict[str, Any]:
