@@ -17,10 +17,15 @@ first item has to be told apart from the intro: its title is the first line that
 the subject's headlines (or the teaser); failing that, the first pair of short lines (title
 <= 250 chars, source <= 80) followed by a longer line.
 
-A missing URL line cannot always be seen (the lost item melts into the one above), but
-the parser refuses the clear cases: a summary or closing line that repeats one of the
-subject's headlines, or a known source name, with more lines after it. The issue has no
-date line; "Today is <Month D, YYYY>" in the intro gives the date.
+A missing URL line would make an item melt into the one above it, or (the last item's) into
+the closing, and be lost without a word. The parser refuses it, naming the line: a summary or
+closing line that repeats one of the subject's headlines, or a known source name, with more
+lines after it; and any three lines in a row, in a summary or in the closing, that have the
+shape of an item's head (:func:`item_head_at`): a line of at most 250 characters (a title),
+a source line (at most 80 characters, not ending like a sentence: no final ``. , ; : ! ?``),
+then a line longer than that source (a summary). Prose paragraphs end like sentences, and a
+sign-off ("Thanks for reading," / "The editors") has no longer line after it, so closing text
+passes. The issue has no date line; "Today is <Month D, YYYY>" in the intro gives the date.
 """
 
 from __future__ import annotations
@@ -111,6 +116,9 @@ def parse(text: str, *, source: str = "issue") -> Issue:
     for block in item_blocks:
         _refuse_swallowed_items(block[2:], headlines, sources, source=source)
     _refuse_swallowed_items(closing, headlines, sources, source=source)
+    for block in item_blocks:
+        _refuse_item_shapes(block[2:], after_last_url=False, source=source)
+    _refuse_item_shapes(closing, after_last_url=True, source=source)
 
     return Issue(
         subject=subject,
@@ -169,6 +177,50 @@ def _refuse_swallowed_items(
                 line=prev.no,
                 source=source,
             )
+
+
+_SENTENCE_END = tuple(".,;:!?\u2026\u3002\uff0c\uff1b\uff1a\uff01\uff1f")
+_CLOSERS = "\"'\u201d\u2019)]\u300d\u300f\uff09"
+
+
+def source_shaped(text: str) -> bool:
+    """Short and not ending like a sentence (after closing quotes): a publication's name."""
+    return len(text) <= SOURCE_MAX and not text.rstrip(_CLOSERS).endswith(_SENTENCE_END)
+
+
+def item_head_at(run: list[Line], i: int) -> bool:
+    """True when ``run[i:i+3]`` has an item head's shape: title, source, longer summary."""
+    if i < 0 or i + 2 >= len(run):
+        return False
+    title, src, summary = run[i].text, run[i + 1].text, run[i + 2].text
+    return len(title) <= TITLE_MAX and source_shaped(src) and len(summary) > len(src)
+
+
+def _refuse_item_shapes(run: list[Line], *, after_last_url: bool, source: str) -> None:
+    """Refuse summary or closing text that holds an item whose URL line is missing."""
+    for i in range(len(run) - 2):
+        if not item_head_at(run, i):
+            continue
+        if item_head_at(run, i + 1):
+            i += 1  # a short last summary line before the real title also fits: skip it
+        title, src = run[i], run[i + 1]
+        if after_last_url:
+            where = (
+                "after the last URL: this item has no URL line (add it after the item's "
+                "summary; if this is closing text, end its short lines like sentences or "
+                "join them)"
+            )
+        else:
+            where = (
+                f"inside the summary of the item above: that item has no URL line (add it "
+                f"before line {title.no})"
+            )
+        raise IssueParseError(
+            f"lines {title.no}-{src.no} look like an item's title and source "
+            f"({shorten(title.text)!r}, {shorten(src.text)!r}) {where}",
+            line=title.no,
+            source=source,
+        )
 
 
 def format_brief(issue: Issue, *, blank_lines: bool = False, newline: str = "\n") -> str:
