@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer import safejson
@@ -34,6 +35,7 @@ from mailer.feedback.models import PoisonMessage
 from mailer.feedback.rules import apply_event
 from mailer.feedback.sns import CertFetcher, SNSVerifier
 from subscribers.db import transaction
+from subscribers.db_errors import explain
 from subscribers.models import utcnow
 
 __all__ = ["PollStats", "QueuePoller"]
@@ -148,7 +150,7 @@ class QueuePoller:
             return
         except Exception as err:
             if attempts >= self.max_attempts:
-                reason = f"still failing after {attempts} receives: {type(err).__name__}: {err}"
+                reason = f"still failing after {attempts} receives: {self._describe(err)}"
                 self._set_aside(message, reason, attempts, stats)
             else:
                 log.warning(
@@ -156,12 +158,21 @@ class QueuePoller:
                     message.get("MessageId"),
                     attempts,
                     self.max_attempts,
-                    err,
+                    self._describe(err),
                 )
                 self._retry_later(message)
                 stats.retried += 1
             return
         self._delete(message)
+
+    def _describe(self, err: Exception) -> str:
+        """One line for the log and the poison row. A driver's error (its SQL, parameters
+        and a link, over many lines) is told as the CLI tells it
+        (:func:`subscribers.db_errors.explain`): unreachable, locked, not initialised."""
+        if isinstance(err, DBAPIError):
+            told = explain(err, self.settings.database_url, waited=self.settings.db_timeout)
+            return f"{type(told).__name__}: {told}"
+        return f"{type(err).__name__}: {err}"
 
     def _parse(self, body: str) -> SESEvent | SetupNotice:
         try:
