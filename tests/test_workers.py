@@ -1,6 +1,14 @@
 """Several `mailer worker` processes on PostgreSQL share one campaign: every reader exactly
 once, and the campaign's rate limit holds across them (FOR UPDATE SKIP LOCKED claims, the
-shared pacing cursor)."""
+shared pacing cursor).
+
+The rate is checked without measuring one (a measured rate flakes on a busy machine; how
+fast it goes is scripts/bench.py's): every claim reserves ``n / rate`` seconds on the
+campaign's shared cursor and no call goes out before its slot starts, so (1) the cursor
+has moved at least ``readers / rate`` seconds past the start (no two claims shared a slot)
+and (2) by any moment ``t``, no more than ``rate * (t - start)`` messages plus one batch
+have reached SES. Within one worker the slots' spacing is checked with Pacer's injected
+clock (tests/test_delivery.py, test_pacer_*)."""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from mailer.sending import campaigns as camp
+from mailer.sending.models import Campaign
 from tests.conftest import Database
 from tests.delivery_helpers import make_campaign, seed_list
 from tests.support.ses_server import SesServerProcess
@@ -63,8 +72,19 @@ def test_three_workers_share_a_campaign(
     assert max(got.values()) == 1  # each reader exactly once
     sent_by = [int(out.split("sent ")[1].split(",")[0]) for out, _ in outputs if "sent " in out]
     assert sum(sent_by) == readers and len([n for n in sent_by if n > 0]) == 3  # all worked
-    times = sorted(m["time"] for m in ses_proc.control.messages())
-    measured = (len(times) - 1) / (times[-1] - times[0])
-    assert abs(measured - rate) / rate <= 0.10, f"rate {measured:.0f}/s vs limit {rate:.0f}/s"
     with db.sessions() as s:
         assert camp.report(s, cid).counts == {"sent": readers}
+        campaign = s.get(Campaign, cid)
+        assert campaign is not None
+        assert campaign.started_at is not None and campaign.rate_cursor is not None
+        start = campaign.started_at.timestamp()
+        reserved = campaign.rate_cursor.timestamp() - start
+    assert reserved >= readers / rate, f"slots reserved {reserved:.2f} s < {readers / rate} s"
+    batch = int(env["MAILER_BATCH_SIZE"])
+    times = sorted(m["time"] for m in ses_proc.control.messages())
+    early = [
+        (k, t - start)
+        for k, t in enumerate(times, start=1)
+        if k > rate * (t - start) + batch  # faster than the slots allow
+    ]
+    assert not early, f"{len(early)} messages ahead of the rate, first (n, s): {early[0]}"
