@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -98,9 +99,11 @@ def test_send_exits_with_how_the_campaign_ended(
 
 def test_a_send_that_starts_too_late_exits_4(db: Database) -> None:
     seed_list(db.sessions, 3)
+    # started 3 minutes ago (inside --at's 5-minute grace; an older time is refused),
+    # expired 2 minutes ago
+    at = (datetime.now(UTC) - timedelta(minutes=3)).isoformat(timespec="seconds")
     r = _mailer(
-        db, None, "send", str(ISSUE), "--list", "brief", "--at", "2020-01-01T06:00Z",
-        "--expires-after", "6h",
+        db, None, "send", str(ISSUE), "--list", "brief", "--at", at, "--expires-after", "1m",
     )  # fmt: skip
     assert r.returncode == 4, r.stderr
     assert _status(db) == ["expired"]

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from mailer.cli.context import app_context
-from mailer.issue.files import decode_issue_bytes, parse_issue_file
-from mailer.issue.markdown import declared_list
+from mailer.cli.declared import find_list, list_of
+from mailer.issue.files import parse_issue_file
 from mailer.sending import publish
 from mailer.sending.publish import Checked
 
@@ -42,7 +42,7 @@ def check(
     """
     settings = app_context(ctx).settings
     issue = parse_issue_file(file)
-    checked = publish.check(settings, issue, newsletter=newsletter, list_slug=_list_of(file))
+    checked = publish.check(settings, issue, newsletter=newsletter, list_slug=list_of(file))
     for line in summary(checked):
         typer.echo(line)
     if strict and checked.warnings:
@@ -69,16 +69,26 @@ def render(
 ) -> None:
     """Render an issue: DIR/email.html, email.txt (sample reader), message.eml, archive.html.
 
+    A Markdown issue whose front matter names a 'list:' of the store is shown with that
+    list's From and name (unless --from / --newsletter say otherwise).
+
     Example: mailer issue render issues/2025-03-03.txt --out preview/
     """
-    settings = app_context(ctx).settings
+    actx = app_context(ctx)
+    settings = actx.settings
     issue = parse_issue_file(file)
+    slug = list_of(file)
+    mlist, missing = find_list(actx, slug) if slug else (None, None)
+    if missing:
+        actx.err.print(f"note: list {slug}: {missing}; using the default From", markup=False)
+    source = ctx.get_parameter_source("newsletter")
+    newsletter_given = source is not None and source.name != "DEFAULT"
     shown = publish.preview(
         settings,
         issue,
-        newsletter=newsletter,
-        list_slug=_list_of(file),
-        from_address=from_address,
+        newsletter=newsletter if mlist is None or newsletter_given else mlist.name,
+        list_slug=slug,
+        from_address=from_address or (mlist.from_address if mlist else None),
         to=to,
         archive_url=archive_url,
     )
@@ -122,9 +132,3 @@ def summary(checked: Checked) -> list[str]:
     else:
         lines.append("warnings:  none")
     return lines
-
-
-def _list_of(file: Path) -> str | None:
-    """The ``list:`` of a Markdown issue (already parsed once, so this cannot fail anew)."""
-    text = decode_issue_bytes(file.read_bytes(), source=str(file))
-    return declared_list(text, source=str(file))

@@ -4,6 +4,7 @@ the transport, running a campaign here with a progress bar, its report, the exit
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -18,6 +19,7 @@ from mailer.sending import campaigns as camp
 from mailer.sending import publish
 from mailer.sending.engine import Engine
 from mailer.sending.engine import Progress as SendProgress
+from mailer.sending.models import CampaignStatus
 from mailer.sending.publish import Outcome
 from mailer.transports import make_transport
 from mailer.transports.base import Transport
@@ -53,19 +55,33 @@ def graceful_stop(engine: Engine) -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+#: a campaign someone may still send (anything else has ended, for now or for good)
+LIVE = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING)
+
+
+def _bar(actx: AppContext, verb: str) -> Progress:
+    return Progress(
+        TextColumn(verb),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("failed {task.fields[failed]}  {task.fields[rate]:.0f}/s"),
+        TimeRemainingColumn(),
+        console=actx.console,
+    )
+
+
+def _rows(actx: AppContext, campaign_id: int) -> int:
+    """The campaign's readers, known before the first batch (the bar's total)."""
+    with actx.sessions() as s:
+        return camp.report(s, campaign_id, failures=0).total
+
+
 def run_with_progress(actx: AppContext, campaign_id: int) -> Outcome:
     """Run the campaign here; a Rich progress bar on a terminal; the summary at the end."""
     with transport_for(actx) as transport:
         if actx.interactive:
-            with Progress(
-                TextColumn("sending"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("failed {task.fields[failed]}  {task.fields[rate]:.0f}/s"),
-                TimeRemainingColumn(),
-                console=actx.console,
-            ) as bar:
-                task = bar.add_task("send", total=None, failed=0, rate=0.0)
+            with _bar(actx, "sending") as bar:
+                task = bar.add_task("send", total=_rows(actx, campaign_id), failed=0, rate=0.0)
 
                 def show(p: SendProgress) -> None:
                     bar.update(task, total=p.total, completed=p.done, failed=p.failed, rate=p.rate)
@@ -74,6 +90,27 @@ def run_with_progress(actx: AppContext, campaign_id: int) -> Outcome:
         else:
             outcome = _run(actx, transport, campaign_id, None)
     print_report(actx, campaign_id)
+    return outcome
+
+
+def follow_with_progress(actx: AppContext, campaign_id: int) -> Outcome:
+    """Follow a campaign another worker sends (a bar on a terminal) until it ends or that
+    worker goes away; the summary when it has ended."""
+    started = time.monotonic()
+    if actx.interactive:
+        with _bar(actx, "worker sending") as bar:
+            task = bar.add_task("follow", total=_rows(actx, campaign_id), failed=0, rate=0.0)
+
+            def show(o: Outcome) -> None:
+                done = o.sent + o.failed + o.skipped
+                rate = o.sent / max(time.monotonic() - started, 1e-9)
+                bar.update(task, total=done + o.left, completed=done, failed=o.failed, rate=rate)
+
+            outcome = publish.follow(actx.sessions, campaign_id, on_progress=show)
+    else:
+        outcome = publish.follow(actx.sessions, campaign_id)
+    if outcome.status not in LIVE:
+        print_report(actx, campaign_id)
     return outcome
 
 

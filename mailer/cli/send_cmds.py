@@ -12,8 +12,17 @@ from typing import Annotated
 import typer
 
 from mailer.cli.context import AppContext, app_context
+from mailer.cli.declared import choose_list
 from mailer.cli.exit_codes import ExitCode, of_outcome, of_outcomes
-from mailer.cli.running import exit_with, graceful_stop, run_with_progress, transport_for
+from mailer.cli.running import (
+    LIVE,
+    exit_with,
+    follow_with_progress,
+    graceful_stop,
+    run_with_progress,
+    transport_for,
+)
+from mailer.errors import ConflictError
 from mailer.issue.files import parse_issue_file
 from mailer.sending import publish
 from mailer.sending.engine import Engine
@@ -26,7 +35,10 @@ from subscribers import store
 def send(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="The issue file (brief text or Markdown).")],
-    list_slug: Annotated[str, typer.Option("--list", help="List slug.")],
+    list_slug: Annotated[
+        str | None,
+        typer.Option("--list", help="List slug (default: the file's front matter 'list:')."),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count and render; send nothing.")
     ] = False,
@@ -46,10 +58,14 @@ def send(
     Exits 0 when every reader was sent or skipped (or the send is scheduled), 1 on an error
     or failed rows, 3 paused, 4 expired, 5 cancelled, 6 stopped (README: Exit codes).
 
+    The list is --list, or the Markdown front matter's 'list:'. On SQLite, while a `mailer
+    worker` is sending, the campaign is queued for that worker and its progress followed.
+
     Example: mailer send issues/2026-11-28.txt --list china-brief --expires-after 6h
     """
     actx = app_context(ctx)
     issue = parse_issue_file(file)
+    list_slug = choose_list(file, list_slug)
     schedule = Schedule.parse(at, expires_after, force=force)
     with actx.sessions() as s:
         mlist = store.get_list(s, list_slug)
@@ -85,7 +101,34 @@ def send(
             f"scheduled for {schedule.at:%Y-%m-%d %H:%M}Z; `mailer worker` sends it then"
         )
         return
-    exit_with(of_outcome(run_with_progress(actx, created.campaign_id)))
+    exit_with(of_outcome(send_or_follow(actx, created.campaign_id)))
+
+
+def send_or_follow(actx: AppContext, campaign_id: int) -> Outcome:
+    """Send the campaign here, or, while a `mailer worker` is SQLite's one sender, leave it
+    queued for that worker and follow its progress; send it here if the worker goes away
+    before it is done."""
+    told = False
+    while True:
+        worker_id = publish.sending_worker(actx.sessions)
+        if worker_id is None:
+            try:
+                return run_with_progress(actx, campaign_id)
+            except ConflictError:  # a worker took SQLite's one sender lease just now
+                if publish.sending_worker(actx.sessions) is None:
+                    raise
+                continue
+        if not told:
+            actx.console.print(
+                f"a worker ({worker_id}) is sending on this SQLite database: campaign "
+                f"{campaign_id} is queued for it; following its progress (Ctrl-C stops "
+                "following, not the send)",
+                markup=False,
+            )
+            told = True
+        outcome = follow_with_progress(actx, campaign_id)
+        if outcome.status not in LIVE:
+            return outcome
 
 
 def worker(

@@ -92,7 +92,7 @@ def create_campaign(
     schedule = schedule or Schedule()
     key = issue.key()
     earlier = find_sent(session, mlist, key)
-    if earlier is not None and not schedule.force:
+    if earlier is not None and (not schedule.force or _waiting(earlier)):
         raise _already_sent(mlist, earlier, forced=False)
     values = {
         "list_id": mlist.id,
@@ -131,7 +131,19 @@ def _insert_unless_taken(session: Session) -> Insert:
     return insert_of(Campaign).on_conflict_do_nothing()
 
 
+def _waiting(campaign: Campaign) -> bool:
+    """Scheduled for a time (``--at``) and not started: a second send, even a forced one,
+    would mail every reader twice; cancelling it is what the editor meant."""
+    return campaign.status == CampaignStatus.SCHEDULED.value and campaign.scheduled_at is not None
+
+
 def _already_sent(mlist: MailingList, earlier: Campaign, *, forced: bool) -> ConflictError:
+    if _waiting(earlier):
+        return ConflictError(
+            f"this issue is already scheduled to {mlist.slug} as campaign {earlier.id} "
+            f"for {earlier.scheduled_at:%Y-%m-%d %H:%M} UTC; "
+            f"to send it at another time, `mailer campaigns cancel {earlier.id}` first"
+        )
     again = (
         "another --force send of it started at the same time"
         if forced

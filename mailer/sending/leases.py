@@ -58,6 +58,14 @@ def take_sqlite_lease(s: Session, worker_id: str) -> bool:
     return True
 
 
+def sqlite_sender(s: Session) -> str | None:
+    """The worker that is SQLite's one sender now (its id), or None."""
+    lease = s.get(Lease, SQLITE_LEASE)
+    if lease is None or lease.expires_at <= utcnow():
+        return None
+    return lease.holder
+
+
 def release(s: Session, worker_id: str) -> None:
     """Drop every lease the worker holds (it stops): its claims are re-claimable at once."""
     s.execute(

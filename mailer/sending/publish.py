@@ -17,6 +17,7 @@ is a bug waiting for its first divergence (DESIGN.md principle 11).
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -32,12 +33,14 @@ from mailer.render.message import MessageTemplate, build_preview_message
 from mailer.render.tokens import Signer
 from mailer.sending import campaigns, lifecycle
 from mailer.sending.engine import Engine, Progress, reader_message
+from mailer.sending.leases import reap_dead_local_workers, sqlite_sender
 from mailer.sending.ledger import state_counts
 from mailer.sending.models import CampaignStatus, DeliveryStatus, get_campaign
 from mailer.sending.schedule import Schedule
 from mailer.transports.base import Transport
 from mailer.urls import archive_url
 from subscribers.addresses import normalize_email
+from subscribers.db import is_sqlite
 from subscribers.models import MailingList, utcnow
 
 __all__ = [
@@ -364,6 +367,51 @@ def run_due(engine: Engine, sessions: sessionmaker[Session]) -> Iterator[Outcome
         yield _outcome(sessions, engine.run(campaign_id))
         if engine.stopping:
             return
+
+
+def sending_worker(sessions: sessionmaker[Session]) -> str | None:
+    """On SQLite, the worker sending now (its id), if any: SQLite allows one sender at a time,
+    so a send hands its campaign to that worker and follows it (:func:`follow`) instead
+    of failing.
+    None on PostgreSQL, where any number of workers send at once."""
+    with sessions.begin() as s:
+        if not is_sqlite(s):
+            return None
+        reap_dead_local_workers(s)
+        return sqlite_sender(s)
+
+
+def follow(
+    sessions: sessionmaker[Session],
+    campaign_id: int,
+    *,
+    on_progress: Callable[[Outcome], None] | None = None,
+    poll: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
+    """Watch a campaign another worker sends, from the ledger, until it ends (done, paused,
+    expired, cancelled) or no worker is sending any more (then it is still scheduled or
+    sending: the caller may send it itself). The counts are the ledger's, from every run."""
+    while True:
+        with sessions() as s:
+            campaign = get_campaign(s, campaign_id)
+            counts = state_counts(s, campaign_id)
+            seen = Outcome(
+                campaign_id=campaign_id,
+                status=campaign.status,
+                reason=campaign.pause_reason,
+                sent=counts.get(DeliveryStatus.SENT, 0),
+                failed=counts.get(DeliveryStatus.FAILED, 0),
+                skipped=counts.get(DeliveryStatus.SKIPPED, 0),
+                failed_rows=counts.get(DeliveryStatus.FAILED, 0),
+                left=counts.get(DeliveryStatus.QUEUED, 0) + counts.get(DeliveryStatus.SENDING, 0),
+            )
+        if on_progress is not None:
+            on_progress(seen)
+        live = seen.status in (CampaignStatus.SCHEDULED, CampaignStatus.SENDING)
+        if not live or sending_worker(sessions) is None:
+            return seen
+        sleep(poll)
 
 
 @dataclass(frozen=True)

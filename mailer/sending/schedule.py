@@ -14,6 +14,11 @@ from mailer.config import parse_duration
 from mailer.errors import InputError
 from subscribers.models import utcnow
 
+#: How far in the past ``--at`` may be and still mean "now": a time typed a minute before
+#: pressing Enter. Anything older is a typo (a wrong year or day), refused, never sent at once.
+PAST_GRACE = timedelta(minutes=5)
+_BARE_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)?\s*$")
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -36,6 +41,12 @@ class Schedule:
         """From an editor's text; ``expires_after`` counts from the start (``at`` or now)."""
         now = now or utcnow()
         start = parse_when(at, now) if at else None
+        if start is not None and start < now - PAST_GRACE:
+            raise InputError(
+                f"--at: {at!r} is {_ago(now - start)} ago ({start:%Y-%m-%d %H:%M} UTC); a time "
+                f"in the past is refused unless within {_ago(PAST_GRACE)} of now. "
+                "To send now, leave out --at"
+            )
         expires = (
             (start or now) + parse_span("--expires-after", expires_after) if expires_after else None
         )
@@ -52,7 +63,7 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     rel = re.match(r"^\s*(?:\+|in\s+)(.+)$", text)
     try:
         if rel:
-            return now + timedelta(seconds=parse_duration(rel.group(1)))
+            return now + parse_span("--at", rel.group(1))
         when = datetime.fromisoformat(text.strip())
     except ValueError as err:
         raise InputError(
@@ -62,8 +73,22 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
 
 
 def parse_span(option: str, text: str) -> timedelta:
-    """A duration such as ``6h``; a bad one is an InputError naming ``option``."""
+    """A duration such as ``6h``; a bad one is an InputError naming ``option``. A bare
+    number is refused: ``--expires-after 6`` meant hours, not the seconds it would be."""
+    if _BARE_NUMBER.match(text):
+        n = text.strip()
+        raise InputError(f"{option}: {n!r} has no unit: write {n}m, {n}h or {n}d (or {n}s)")
     try:
         return timedelta(seconds=parse_duration(text))
     except ValueError as err:
         raise InputError(f"{option}: {err}") from err
+
+
+def _ago(span: timedelta) -> str:
+    """A span in its largest whole unit: '5 minutes', '3 days', '6 years'."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("year", 365 * 86400), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} seconds"
