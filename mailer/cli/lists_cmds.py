@@ -19,6 +19,7 @@ from mailer.cli.context import app_context
 from mailer.cli.safe_text import safe_cell, safe_text
 from mailer.errors import InputError
 from subscribers import list_settings, store
+from subscribers.tracking import parse_track, set_tracking, tracking_of
 
 lists_app = typer.Typer(help="Mailing lists.", no_args_is_help=True)
 
@@ -102,7 +103,11 @@ def show_settings(ctx: typer.Context, slug: str) -> None:
     """Print one list's settings, one ``key: value`` line each."""
     actx = app_context(ctx)
     with actx.sessions() as session:
-        shown = list_settings.describe(store.get_list(session, slug))
+        mlist = store.get_list(session, slug)
+        shown = {
+            **list_settings.describe(mlist),
+            "track": tracking_of(session, mlist.id).describe(),
+        }
     for key, value in shown.items():
         actx.console.print(f"{key}: {safe_text(value)}", markup=False, highlight=False)
 
@@ -165,9 +170,14 @@ def lists_set(
         str | None,
         typer.Option("--time-zone", help="IANA zone for readers without one ('' for UTC)."),
     ] = None,
+    track: Annotated[
+        str | None,
+        typer.Option("--track", help="Track clicks, opens, 'clicks,opens' or 'off' (default)."),
+    ] = None,
 ) -> None:
     """Change a list's settings: sender, branding, language, greeting, welcome mail,
-    subject template, default time zone. Every value is checked before any is stored.
+    subject template, default time zone, click and open tracking (--track). Every value is
+    checked before any is stored.
 
     Example: mailer lists set china-brief --lang zh-Hans --accent '#b3261e' --welcome welcome.md
     """
@@ -190,9 +200,16 @@ def lists_set(
         subject_template=_optional(subject_template),
         time_zone=_optional(time_zone),
     )
+    tracking = parse_track(track) if track is not None else None
     actx = app_context(ctx)
     with actx.sessions.begin() as session:
         mlist = store.get_list(session, slug)
-        changed = list_settings.update_list(session, mlist, changes)
-    what = ", ".join(list_settings.OPTION[c] for c in changed) if changed else "nothing"
+        changed: list[str] = []
+        if tracking is None or not changes.empty():  # --track alone is a change too
+            changed = [
+                list_settings.OPTION[c] for c in list_settings.update_list(session, mlist, changes)
+            ]
+        if tracking is not None and set_tracking(session, mlist.id, tracking):
+            changed.append("--track")
+    what = ", ".join(changed) if changed else "nothing"
     actx.console.print(f"{safe_text(slug)}: changed {what}", markup=False, highlight=False)

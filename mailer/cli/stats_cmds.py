@@ -9,7 +9,9 @@ import typer
 from rich.table import Table
 
 from mailer.cli.context import AppContext, app_context
+from mailer.cli.links_report import show_links
 from mailer.cli.safe_text import safe_cell
+from mailer.errors import InputError
 from mailer.ops import stats as st
 
 _LEVEL_STYLE = {
@@ -133,14 +135,26 @@ def stats_cmd(
     ] = None,
     days: Annotated[int, typer.Option("--days", min=1, help="Window in days.")] = 30,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    links: Annotated[
+        bool,
+        typer.Option("--links", help="Clicks per link and opens, people and machines apart."),
+    ] = False,
 ) -> None:
     """Delivery and reputation: sent, delivered, bounces, complaints, unsubscribes, rates
     against SES's and Gmail's thresholds, per campaign and per recipient domain, and the
     suppression list's growth.
 
     Example: mailer stats --days 7 --list china-brief
+
+    With --links (and --campaign N): each link's human clicks, unique human clickers,
+    machine and proxy clicks, and the opens (tracking: `mailer lists set SLUG --track`).
     """
     actx = app_context(ctx)
+    if links:
+        if campaign is None:
+            raise InputError("--links needs --campaign N (one campaign's links)")
+        show_links(actx, campaign, as_json=as_json)
+        return
     with actx.sessions() as session:
         report = st.collect(session, days=days, list_slug=list_slug, campaign_id=campaign)
     if as_json:
