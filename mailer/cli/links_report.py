@@ -1,0 +1,66 @@
+"""`mailer stats --campaign N --links`: what readers read, people and machines apart.
+
+Thin over :func:`mailer.ops.engagement.campaign_engagement`; titles and URLs come from the
+issue and are printed as text, never as markup (safe_cell).
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from mailer.cli.context import AppContext
+from mailer.cli.safe_text import safe_cell
+from mailer.ops.engagement import CampaignEngagement, campaign_engagement
+
+
+def show_links(actx: AppContext, campaign_id: int, *, as_json: bool) -> None:
+    """Print the campaign's per-link clicks and its opens (``--json``: the report's shape)."""
+    with actx.sessions() as session:
+        report = campaign_engagement(session, campaign_id)
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        return
+    _print(actx, report)
+
+
+def _print(actx: AppContext, report: CampaignEngagement) -> None:
+    console = actx.console
+    table = Table(
+        "#",
+        "title",
+        "url",
+        "human clicks",
+        "unique human clickers",
+        "machine",
+        "proxy",
+        title=f"campaign {report.campaign_id}: clicks per link",
+    )
+    for n, link in enumerate(report.links, start=1):
+        table.add_row(
+            str(n),
+            safe_cell(link.title[:50]),
+            safe_cell(link.url[:60]),
+            str(link.human_clicks),
+            str(link.unique_human_clickers),
+            str(link.machine_clicks),
+            str(link.proxy_clicks),
+        )
+    console.print(table)
+    opens = report.opens
+    console.print(
+        f"sent {report.sent}  readers who clicked {report.unique_human_clickers} "
+        f"(click-through {report.click_through_rate:.1%})  machine share of clicks "
+        f"{report.machine_share:.0%}  hidden trap link hit {report.trap_clicks}",
+        markup=False,
+        highlight=False,
+    )
+    console.print(
+        f"opens: human {opens.get('human', 0)} ({report.unique_human_openers} readers)  "
+        f"machine {opens.get('machine', 0)}  proxy {opens.get('proxy', 0)} "
+        "(Apple/Gmail fetch every image: a proxy open says nothing about a person)",
+        markup=False,
+        highlight=False,
+    )
