@@ -232,7 +232,8 @@ def subscribe(
     ``self_service`` (the person asked, through a form or one of our links): a new
     subscription to a single opt-in list starts active; coming back after an unsubscribe, or
     while suppressed, always starts a fresh double opt-in (pending, a confirmation mail is
-    due), and the suppression lifts only when that mail is confirmed (principle 9).
+    due), and the suppression lifts only when that mail is confirmed
+    (docs/architecture.md principle 9).
     """
     address = normalize_email(email)
     suppression = find_suppression(session, address)
@@ -330,9 +331,10 @@ def confirm(
     themselves). Each link works once: confirming bumps the version, and so does any later
     unsubscribe or new opt-in. A stale link raises ConflictError and changes nothing.
 
-    The database decides (principle 10): one conditional UPDATE moves the row only if it is
-    still pending at ``version``, so a press racing an unsubscribe, or the same link pressed
-    twice at once, cannot act on what it read before the other committed."""
+    The database decides (docs/architecture.md principle 10): one conditional UPDATE moves
+    the row only if it is still pending at ``version``, so a press racing an unsubscribe, or
+    the same link pressed twice at once, cannot act on what it read before the other
+    committed."""
     subn = session.scalar(
         select(Subscription).where(
             Subscription.subscriber_id == subscriber_id, Subscription.list_id == list_id

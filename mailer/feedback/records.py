@@ -1,5 +1,5 @@
-"""The small frozen records an SES event becomes at the border (docs/architecture.md
-principle 4): :class:`SESEvent` with one detail record per event type, or a
+"""The small frozen records an SES event becomes at the border
+(docs/architecture.md principle 4): :class:`SESEvent` with one detail record per event type, or a
 :class:`SetupNotice`. :mod:`mailer.feedback.events` builds them (and re-exports them);
 the rules, the writer and the entrances read them.
 """

@@ -1,6 +1,6 @@
 """What readers read: a campaign's clicks per link and its opens, people and machines apart.
 
-DESIGN.md principle 12 (honest numbers): ``human_clicks`` and ``unique_human_clickers``
+docs/architecture.md principle 12 (honest numbers): ``human_clicks`` and ``unique_human_clickers``
 count only clicks classed human; machines (scanners, HEAD requests, clicks too soon, bursts,
 the trap) and proxies (Apple's and Google's image fetches) are counted beside them, never
 in them. Every entrance reads the same figures from here: ``mailer stats --campaign N

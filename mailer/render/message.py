@@ -3,7 +3,7 @@
 The rendered issue's HTML and text still hold per-reader placeholders. ``MessageTemplate``
 encodes everything that is the same for every reader exactly once — the static headers,
 and each part's static chunks quoted-printable encoded — and per reader only encodes the
-few field values and joins bytes (DESIGN.md principle 1: the per-reader path never runs
+few field values and joins bytes (docs/architecture.md principle 1: the per-reader path never runs
 MJML, premailer or ``EmailMessage`` over the body).
 
 Splicing works because quoted-printable allows a soft line break (``=\\r\\n``) anywhere:

@@ -11,7 +11,7 @@ So ``u.3e8.1.Zq3...`` is about 35 characters: short enough for a ``List-Unsubscr
 header and every link of every email, and URL-safe as it stands. Only lowercase hex, dots
 and the base64url alphabet appear, so a token never needs quoting in a path.
 
-Why these rules (DESIGN.md principle 9: consent only moves forward by the reader's act):
+Why these rules (docs/architecture.md principle 9: consent only moves forward by the reader's act):
 
 * Unsubscribe tokens never expire (a one-click link in a years-old email must still work),
   and can only ever unsubscribe.

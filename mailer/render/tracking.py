@@ -1,6 +1,6 @@
 """Tracked links: a campaign's link table, its HTML rewritten once, tokens per reader.
 
-Compile once, personalize cheaply (DESIGN.md principle 1). When a list tracks, the send
+Compile once, personalize cheaply (docs/architecture.md principle 1). When a list tracks, the send
 engine rewrites the campaign's HTML once (:func:`rewrite`): every ``href`` that is one of
 the issue's item links becomes ``{base}/r/{campaign}.%%track%%.{link}.{link signature}``,
 a hidden trap link and (for opens) a 1x1 pixel ``{base}/o/{campaign}.%%track%%.{open

@@ -1,4 +1,4 @@
-"""Claims and marks of Delivery rows, on SQLite and PostgreSQL (DESIGN.md principle 2).
+"""Claims and marks of Delivery rows, on SQLite and PostgreSQL (docs/architecture.md principle 2).
 
 * a claim (``queued -> sending``, with worker id and time) is one statement per batch, in
   the transaction that locked the campaign row; on PostgreSQL ``FOR UPDATE SKIP LOCKED``

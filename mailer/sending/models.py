@@ -2,9 +2,9 @@
 
 A Campaign is one issue snapshot (with its rendered bodies) going to one list. A Delivery is
 one reader of that campaign; its row is claimed before the transport is called and marked
-after, so a crash loses nobody (DESIGN.md principle 2). Every change of a campaign's status
-is in :mod:`mailer.sending.lifecycle`; claims and marks of delivery rows in
-:mod:`mailer.sending.ledger`.
+after, so a crash loses nobody (docs/architecture.md principle 2). Every change of a
+campaign's status is in :mod:`mailer.sending.lifecycle`; claims and marks of delivery rows
+in :mod:`mailer.sending.ledger`.
 
     Delivery.status:  queued -> sending -> sent | failed | skipped
     Campaign.status:  scheduled -> sending -> done
@@ -78,8 +78,8 @@ class Campaign(Base):
             name="status",
         ),
         # One live campaign per issue, list and generation: two sends of one issue racing
-        # each other cannot both insert (DESIGN.md principle 10); ``--force`` makes the next
-        # generation. A cancelled or expired campaign leaves the index.
+        # each other cannot both insert (docs/architecture.md principle 10); ``--force``
+        # makes the next generation. A cancelled or expired campaign leaves the index.
         Index(
             "uq_campaigns_live_issue",
             "list_id",

@@ -1,5 +1,5 @@
-"""One reader's message from the campaign's template: the per-reader path (principle 1 in
-docs/architecture.md: compile once, personalize cheaply). The engine builds every
+"""One reader's message from the campaign's template: the per-reader path
+(docs/architecture.md principle 1: compile once, personalize cheaply). The engine builds every
 delivery here and ``publish.send_test`` its test messages, so both carry the same links.
 """
 

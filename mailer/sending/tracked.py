@@ -1,7 +1,7 @@
 """A campaign's HTML as its readers get it: with tracked links when its list tracks.
 
 The engine calls :func:`campaign_html` once per run of a campaign (compile once,
-personalize cheaply: DESIGN.md principle 1) and fills ``%%track%%`` per reader
+personalize cheaply: docs/architecture.md principle 1) and fills ``%%track%%`` per reader
 (:func:`mailer.render.tracking.reader_track`). Test sends, the web edition and system
 mails never come here, so they are never tracked.
 """

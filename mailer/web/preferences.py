@@ -5,7 +5,7 @@ can only change that subscriber, and only the lists it may touch: those they are
 subscribed to (active or pending) and the one the link was sent for. Unticking
 unsubscribes. Ticking a list they are not on only *starts* a fresh double opt-in
 (pending, and a confirmation mail): a link never activates anyone, nor lifts a suppression
-(DESIGN.md principle 9). Preferences links expire (``MAILER_PREFERENCES_TTL``); every
+(docs/architecture.md principle 9). Preferences links expire (``MAILER_PREFERENCES_TTL``); every
 issue carries a fresh one. Each change goes through the store, which writes the consent
 ledger; a name change is recorded as ``preferences``.
 """

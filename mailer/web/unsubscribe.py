@@ -8,8 +8,9 @@
   body, however often it is repeated.
 * Any other ``POST`` is the page's form: CSRF-checked; ``scope`` = ``list`` (this list) or
   ``all``; ``action=resubscribe`` (from the result page) only *starts* a fresh double
-  opt-in for this list: the reader is pending and gets a confirmation mail (principle 9:
-  a link never re-activates anyone, nor lifts a suppression).
+  opt-in for this list: the reader is pending and gets a confirmation mail
+  (docs/architecture.md principle 9: a link never re-activates anyone, nor lifts a
+  suppression).
 
 The signed token alone names the subscriber and the list; no form field can point the
 action at anyone else. The token never expires, so it can only ever unsubscribe: its pages

@@ -1,5 +1,6 @@
-"""People or machines: the verdict on one click or open, with the reason (DESIGN.md
-principle 12: reports count people and show machines apart, nothing is thrown away).
+"""People or machines: the verdict on one click or open, with the reason
+(docs/architecture.md principle 12: reports count people and show machines apart, nothing
+is thrown away).
 
 What we see of a hit is its request (method, User-Agent, Accept-Language, client address)
 and when it came relative to the message's sending. The rules, first the ones that make a

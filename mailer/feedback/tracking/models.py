@@ -2,7 +2,7 @@
 
 Nothing is thrown away: a scanner's click is stored like a reader's, with ``verdict``
 (``human``, ``machine`` or ``proxy``) and the ``reason`` that decided it, so reports count
-people and still show the machines apart (DESIGN.md principle 12). The reader is named by
+people and still show the machines apart (docs/architecture.md principle 12). The reader is named by
 ``subscriber_id`` with ``ON DELETE CASCADE``: erasing a reader deletes their events in the
 database itself. The user agent is kept only as a digest and a short prefix.
 """
