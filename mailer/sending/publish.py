@@ -273,16 +273,23 @@ def create(
     issue: Issue,
     rendered: RenderedIssue,
     schedule: Schedule | None = None,
+    *,
+    record: Callable[[Session, Created], None] | None = None,
 ) -> Created:
     """One campaign of the issue for the list, its readers queued, in one transaction.
 
     A list gets an issue once: a live campaign of it, or another send of it that wins a race
     against this one, is a ConflictError naming that campaign (``schedule.force`` sends it
-    again, once however many are started together)."""
+    again, once however many are started together). ``record`` runs inside the same
+    transaction with the result (the API keeps its idempotent answer there): if it raises,
+    no campaign was created."""
     schedule = schedule or Schedule()
     with sessions.begin() as s:
         campaign, enqueued = campaigns.create_campaign(s, mlist, issue, rendered, schedule)
-        return Created(campaign.id, mlist.slug, enqueued, schedule)
+        created = Created(campaign.id, mlist.slug, enqueued, schedule)
+        if record is not None:
+            record(s, created)
+        return created
 
 
 class Ending(enum.StrEnum):

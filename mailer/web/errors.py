@@ -81,6 +81,8 @@ def status_for(err: MailerError) -> int:
 
 
 def wants_json(request: Request) -> bool:
+    if request.url.path.startswith("/api/"):  # the HTTP API answers JSON, whatever Accept says
+        return True
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/html" not in accept
 
