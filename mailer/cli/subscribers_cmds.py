@@ -18,7 +18,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from mailer.cli.context import app_context
 from mailer.cli.safe_text import safe_json, safe_text
 from mailer.feedback import erasure
+from mailer.sending import system_mail
+from mailer.transports import make_transport
 from subscribers import importer, store
+from subscribers.models import utcnow
 
 subscribers_app = typer.Typer(
     help="Subscribers: add, import, export, show, erase.", no_args_is_help=True
@@ -37,8 +40,13 @@ def subscribers_add(
     resubscribe: Annotated[
         bool, typer.Option("--resubscribe", help="Override a suppression or unsubscribe.")
     ] = False,
+    mail: Annotated[
+        bool,
+        typer.Option("--mail/--no-mail", help="Send a pending reader the confirmation mail."),
+    ] = True,
 ) -> None:
-    """Add one subscriber to a list (pending until confirmed on a double opt-in list).
+    """Add one subscriber to a list (pending until confirmed on a double opt-in list: the
+    reader gets the confirmation mail, at most 3 a day per address).
 
     Example: mailer subscribers add reader@example.com --list china-brief --confirmed
     """
@@ -48,11 +56,25 @@ def subscribers_add(
         result = store.subscribe(
             session, email, mlist, name=name, confirmed=confirmed, resubscribe=resubscribe
         )
-        actx.console.print(
+        line = (
             f"{safe_text(result.subscriber.email)}: {result.subscription.status} "
-            f"on {safe_text(mlist.slug)}",
-            markup=False,
+            f"on {safe_text(mlist.slug)}"
         )
+        ids = (result.subscriber.id, mlist.id)
+    if result.needs_confirmation and mail:
+        transport = make_transport(actx.settings)
+        try:
+            sent = system_mail.request_confirmation(
+                actx.sessions, actx.settings, transport, *ids, now=utcnow()
+            )
+        finally:
+            transport.close()
+        line += (
+            " (confirmation mail sent)"
+            if sent
+            else " (no confirmation mail: sent 3 today already, or sending failed)"
+        )
+    actx.console.print(line, markup=False)
 
 
 @subscribers_app.command("import")
@@ -63,8 +85,17 @@ def subscribers_import(
     confirmed: Annotated[bool, typer.Option("--confirmed")] = False,
     resubscribe: Annotated[bool, typer.Option("--resubscribe")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not list bad rows.")] = False,
+    mail: Annotated[
+        bool,
+        typer.Option(
+            "--mail/--no-mail",
+            help="Without --confirmed: send each pending reader never mailed the confirmation.",
+        ),
+    ] = True,
 ) -> None:
     """Import subscribers from a CSV file; bad rows are skipped and reported by line.
+    Without --confirmed, pending readers get the confirmation mail (once: an import run
+    again mails nobody twice).
 
     Example: mailer subscribers import readers.csv --list china-brief --confirmed
     """
@@ -104,6 +135,21 @@ def subscribers_import(
         f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, "
         f"skipped {report.skipped_total}" + (f" ({skipped})" if skipped else "")
     )
+    if mail and not confirmed:
+        with actx.sessions() as session:
+            mlist = store.get_list(session, list_slug)
+        transport = make_transport(actx.settings)
+        try:
+            sent, held = system_mail.confirm_unmailed(
+                actx.sessions, actx.settings, transport, mlist, now=utcnow()
+            )
+        finally:
+            transport.close()
+        if sent or held:
+            actx.console.print(
+                f"confirmation mails: {sent} sent"
+                + (f", {held} not sent (limit or failure)" if held else "")
+            )
 
 
 @subscribers_app.command("export")

@@ -336,6 +336,71 @@ def send_due(
     return deliver(sessions, transport, mail, now=now, delivery_id=due.delivery_id)
 
 
+# -- for the entrances: an operator's or the API's pending readers --------------------------
+
+
+def request_confirmation(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    transport: Transport,
+    subscriber_id: int,
+    list_id: int,
+    *,
+    now: datetime,
+) -> bool:
+    """After `subscribers add`, or the API, left a reader pending (its transaction
+    committed): claim and send the confirmation mail, within the flood limit. True when a
+    mail went out; False when none was due (not pending, limit reached) or it failed (the
+    row says why)."""
+    with sessions.begin() as session:
+        subscription = session.scalar(
+            select(Subscription).where(
+                Subscription.subscriber_id == subscriber_id, Subscription.list_id == list_id
+            )
+        )
+        due = None if subscription is None else claim_confirmation(session, subscription, now)
+    if due is None:
+        return False
+    return send_due(sessions, settings, Signer.from_settings(settings), transport, due, now=now)
+
+
+def confirm_unmailed(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    transport: Transport,
+    mlist: MailingList,
+    *,
+    now: datetime,
+) -> tuple[int, int]:
+    """After an import without ``--confirmed``: a confirmation mail to each pending reader
+    of the list who was never sent one since subscribing (so re-running the import mails
+    nobody twice, and readers left pending by earlier versions get theirs). (sent, held
+    back or failed)."""
+    mailed = (
+        select(Delivery.id)
+        .where(
+            Delivery.kind == "confirm",
+            Delivery.subscriber_id == Subscription.subscriber_id,
+            Delivery.claimed_at >= Subscription.created_at,
+        )
+        .exists()
+    )
+    with sessions() as session:
+        waiting = list(
+            session.scalars(
+                select(Subscription.subscriber_id)
+                .where(Subscription.list_id == mlist.id, Subscription.status == "pending", ~mailed)
+                .order_by(Subscription.id)
+            )
+        )
+    sent = 0
+    for subscriber_id in waiting:
+        sent += request_confirmation(
+            sessions, settings, transport, subscriber_id, mlist.id, now=now
+        )
+    return sent, len(waiting) - sent
+
+
 # -- the ledger and the transport -------------------------------------------------------------
 
 
