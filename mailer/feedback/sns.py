@@ -109,10 +109,6 @@ class SNSMessage:
     unsubscribe_url: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    @property
-    def is_notification(self) -> bool:
-        return self.type == NOTIFICATION
-
 
 def is_sns_host(host: str) -> bool:
     """True only for ``sns.<region>.amazonaws.com`` and its ``.com.cn`` twin, exactly."""
@@ -307,10 +303,6 @@ class SNSVerifier:
             raise VerificationError("SNS Signature does not match the message") from err
 
     # -- certificates -----------------------------------------------------------------
-
-    def has_certificate(self, url: object) -> bool:
-        """True when verifying a message signed under ``url`` needs no I/O (cached)."""
-        return self.certificates.has(url)
 
     def clear_cache(self) -> None:
         """Forget every cached certificate and failure (tests, benchmarks, rotation)."""

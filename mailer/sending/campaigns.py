@@ -221,18 +221,12 @@ class CampaignReport:
     campaign: Campaign
     list_slug: str
     counts: dict[str, int]
-    rate: float  # sent per second between the first and the last send
-    first_sent: datetime | None
-    last_sent: datetime | None
+    rate: float  # sent per second between the start and the last send
     failures: list[tuple[int, str | None, str | None, str | None]]  # id, email, class, error
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
-
-    @property
-    def in_flight(self) -> int:
-        return self.counts.get(DeliveryStatus.SENDING, 0)
 
 
 def report(session: Session, campaign_id: int, *, failures: int = 20) -> CampaignReport:
@@ -259,7 +253,5 @@ def report(session: Session, campaign_id: int, *, failures: int = 20) -> Campaig
         list_slug=mlist.slug if mlist else "?",
         counts=counts,
         rate=sent / span if span > 0 else 0.0,
-        first_sent=first,
-        last_sent=last,
         failures=[tuple(r) for r in rows],  # type: ignore[misc]
     )
