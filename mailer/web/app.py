@@ -35,6 +35,7 @@ from mailer.transports.base import Transport
 from mailer.web import admin, archive, metrics, preferences, subscribe, unsubscribe, webhooks
 from mailer.web.api import api_router
 from mailer.web.csrf import CsrfGuard
+from mailer.web.desk import desk_router
 from mailer.web.errors import install_error_handlers
 from mailer.web.pages import Pages, static_files
 from mailer.web.ratelimit import SlidingWindow, make_storage
@@ -133,8 +134,9 @@ def _include_routers(app: FastAPI, state: WebState, sns: SNSVerifier) -> None:
     app.include_router(webhooks.ses_webhook_router(state.settings, state.sessions, verifier=sns))
     app.include_router(admin.admin_router())
     app.include_router(metrics.metrics_router())
-    app.include_router(api_router())  # /api/v1 (mailer.web.api)
     app.include_router(tracking_router(app, state))  # /r, /o (mailer.web.tracking)
+    app.include_router(desk_router(state))  # /desk (mailer.web.desk)
+    app.include_router(api_router())  # /api/v1 (mailer.web.api)
 
 
 def _waiting(settings: Settings) -> dict[str, Any]:

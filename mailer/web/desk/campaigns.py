@@ -1,0 +1,137 @@
+"""The campaigns page and one campaign's page, with pause, resume, cancel, retry-failed.
+
+    GET  /desk/campaigns                      the newest campaigns
+    GET  /desk/campaigns/{id}                 progress, counts, stats; refreshes itself
+                                              (``<meta http-equiv=refresh>``, no script)
+                                              while it is scheduled or sending
+    POST /desk/campaigns/{id}/pause|resume|cancel|retry-failed
+                                              CSRF-checked; 303 back to the campaign
+
+The figures are the API's (:mod:`mailer.ops.campaign_view`), the changes its use cases
+(:mod:`mailer.sending.publish`). Resuming a campaign the reputation guard paused needs an
+ops token: an editor sees why it paused and who to ask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Path
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from mailer.errors import NotFoundError
+from mailer.ops.campaign_view import campaign_view, campaign_views
+from mailer.sending import publish
+from mailer.sending.guard import is_guard_pause
+from mailer.sending.models import CampaignStatus
+from mailer.web.desk.context import NO_STORE, Desk, Signed
+from mailer.web.forms import read_form
+
+#: seconds between refreshes of a campaign that is sending
+REFRESH_SECONDS = 5
+#: a scheduled campaign looks again at most this often (or when it is due)
+SCHEDULED_REFRESH = 60
+LIST_LIMIT = 50
+ACTIONS = ("pause", "resume", "cancel", "retry-failed")
+CampaignId = Annotated[int, Path(ge=1, le=2_147_483_647)]
+_LIVE = (CampaignStatus.SCHEDULED.value, CampaignStatus.SENDING.value)
+
+
+def refresh_after(status: str, scheduled_at: datetime | None, now: datetime) -> int | None:
+    """Seconds until the page reloads itself, or None when the campaign has settled."""
+    if status == CampaignStatus.SENDING:
+        return REFRESH_SECONDS
+    if status == CampaignStatus.SCHEDULED:
+        if scheduled_at is None:
+            return REFRESH_SECONDS
+        until = (scheduled_at - now).total_seconds()
+        return int(min(SCHEDULED_REFRESH, max(REFRESH_SECONDS, until)))
+    return None
+
+
+class CampaignRoutes:
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+
+    async def campaigns(self, request: Request) -> Response:
+        signed = self.desk.who(request)
+        if signed is None:
+            return self.desk.to_sign_in(request)
+        with self.desk.state.sessions() as s:
+            views = campaign_views(s, limit=LIST_LIMIT)
+        live = any(v.status in _LIVE for v in views)
+        return self.desk.page(
+            "campaigns.html",
+            {
+                "title": "Campaigns",
+                "active": "campaigns",
+                "views": views,
+                "refresh": REFRESH_SECONDS * 2 if live else None,
+            },
+            signed=signed,
+        )
+
+    async def campaign(self, request: Request, campaign_id: CampaignId) -> Response:
+        signed = self.desk.who(request)
+        if signed is None:
+            return self.desk.to_sign_in(request)
+        with self.desk.state.sessions() as s:
+            view = campaign_view(s, campaign_id)
+        now = self.desk.state.now()
+        guard_paused = view.status == CampaignStatus.PAUSED and is_guard_pause(view.pause_reason)
+        tokens = {
+            action: self.desk.form_token(signed, f"/desk/campaigns/{campaign_id}/{action}")
+            for action in ACTIONS
+        }
+        done = view.total - view.counts.get("queued", 0) - view.counts.get("sending", 0)
+        return self.desk.page(
+            "campaign.html",
+            {
+                "title": f"Campaign {view.id}",
+                "active": "campaigns",
+                "view": view,
+                "done_rows": done,
+                "percent": round(100 * done / view.total) if view.total else 0,
+                "refresh": refresh_after(view.status, view.scheduled_at, now),
+                "tokens": tokens,
+                "guard_paused": guard_paused,
+                "again": request.query_params.get("again") == "1",
+                "changed": request.query_params.get("changed", "")[:32],
+            },
+            signed=signed,
+        )
+
+    def action(self, name: str) -> Callable[..., Any]:
+        """The POST handler of one action."""
+
+        async def handler(request: Request, campaign_id: CampaignId) -> Response:
+            signed = self.desk.who(request)
+            if signed is None:
+                return self.desk.to_sign_in(request)
+            form = await read_form(request)
+            path = f"/desk/campaigns/{campaign_id}/{name}"
+            self.desk.check_form(signed, form.get("csrf_token"), path)
+            self._change(signed, name, campaign_id, force=form.get("force") == "1")
+            return RedirectResponse(
+                f"/desk/campaigns/{campaign_id}?changed={name}", status_code=303, headers=NO_STORE
+            )
+
+        return handler
+
+    def _change(self, signed: Signed, name: str, campaign_id: int, *, force: bool) -> None:
+        sessions = self.desk.state.sessions
+        if name == "pause":
+            publish.pause(sessions, campaign_id, f"paused on the desk by {signed.principal.name}")
+        elif name == "resume":
+            if force:
+                self.desk.require_ops(signed, "Resuming a campaign the reputation guard paused")
+            publish.resume(sessions, campaign_id, force=force)
+        elif name == "cancel":
+            publish.cancel(sessions, campaign_id)
+        elif name == "retry-failed":
+            publish.retry_failed(sessions, campaign_id)
+        else:  # pragma: no cover - the router registers ACTIONS only
+            raise NotFoundError("no such action")

@@ -1,0 +1,53 @@
+"""Where a pasted issue lives between the desk's steps: the table the API keeps handed-over
+issues in (``api_issues``, :class:`mailer.access.models.HandedIssue`), by the issue's key.
+
+The pages then carry only the key (no issue text in hidden fields or cookies), and an
+issue posted through ``POST /api/v1/issues`` opens on the desk by the same key. Each step
+parses the stored text again, so every step sees exactly the issue that was checked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailer.access.handover import issue_text, keep_issue
+from mailer.errors import NotFoundError
+from mailer.issue.files import parse_issue_text
+from mailer.issue.markdown import declared_list
+from mailer.issue.model import Issue
+
+__all__ = ["KEY", "Stored", "keep", "load"]
+
+KEY = re.compile(r"^[0-9a-f]{64}$")
+SOURCE = "pasted issue"
+
+
+@dataclass(frozen=True)
+class Stored:
+    key: str
+    text: str
+    issue: Issue
+    declared_list: str | None
+
+
+def parse(text: str) -> Stored:
+    """Parse pasted text (IssueParseError names the line); the key is the issue's own."""
+    issue = parse_issue_text(text, source=SOURCE)
+    return Stored(issue.key(), text, issue, declared_list(text, source=SOURCE))
+
+
+def keep(sessions: sessionmaker[Session], stored: Stored, by: str) -> None:
+    """Store the text under its key once; the same issue pasted again keeps the first text."""
+    keep_issue(sessions, stored.key, stored.text, by=by)
+
+
+def load(sessions: sessionmaker[Session], key: str) -> Stored:
+    """The stored issue by key, parsed; NotFoundError (404) for an unknown or malformed key."""
+    if not KEY.match(key):
+        raise NotFoundError("no such issue")
+    with sessions() as s:
+        text = issue_text(s, key)
+    return parse(text)

@@ -1,0 +1,267 @@
+"""Paste or upload an issue, check it, preview it.
+
+    GET  /desk                                the paste/upload form
+    POST /desk/issues                         parse (errors: the line, the text kept in the
+                                              form, 422); store by key; 303 to the check page
+    GET  /desk/issues/{key}?list=SLUG         summary, warnings, previews side by side
+                                              (desktop and 375 px frames, plain text), the
+                                              test-send and send forms
+    GET  /desk/issues/{key}/preview.html      the preview email, for the frames: sandboxed,
+                                              a CSP of its own, framed by the desk only
+
+The use cases are :func:`mailer.sending.publish.check` and
+:func:`~mailer.sending.publish.preview`; the rendered previews of the last few issues are
+kept in memory (rendering runs MJML and premailer: once per issue and list, not per frame).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from mailer.errors import IssueParseError
+from mailer.issue.files import decode_issue_bytes
+from mailer.sending import publish
+from mailer.urls import archive_url
+from mailer.web.common import all_lists, list_by_slug
+from mailer.web.desk import handed
+from mailer.web.desk.context import NO_STORE, Desk, Signed
+from mailer.web.desk.sending import send_forms
+from mailer.web.forms import MAX_FIELDS, read_form
+from subscribers.models import MailingList
+
+#: an issue is a few dozen KB; anything near this is not an issue
+MAX_ISSUE_BYTES = 512 * 1024
+PREVIEW_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+    "font-src https: data:; form-action 'none'; frame-ancestors 'self'; base-uri 'none'; "
+    "sandbox"
+)
+_CACHED = 16
+
+
+@dataclass(frozen=True)
+class Shown:
+    """An issue checked and previewed for one list."""
+
+    checked: publish.Checked
+    preview: publish.Preview
+
+
+class PreviewCache:
+    """The last few (issue, list) previews; a stored issue never changes under its key."""
+
+    def __init__(self, size: int = _CACHED) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, str], Shown] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Shown | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str], shown: Shown) -> None:
+        with self._lock:
+            self._items[key] = shown
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+class IssueRoutes:
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+        self.cache = PreviewCache()
+
+    # -- paste -------------------------------------------------------------------------
+
+    def _paste_page(
+        self,
+        signed: Signed,
+        *,
+        text: str = "",
+        error: dict[str, Any] | None = None,
+        status: int = 200,
+    ) -> Response:
+        return self.desk.page(
+            "new_issue.html",
+            {
+                "title": "New issue",
+                "active": "new",
+                "text": text,
+                "error": error,
+                "max_kb": MAX_ISSUE_BYTES // 1024,
+                "csrf_token": self.desk.form_token(signed, "/desk/issues"),
+            },
+            signed=signed,
+            status=status,
+        )
+
+    async def new_issue(self, request: Request) -> Response:
+        signed = self.desk.who(request)
+        if signed is None:
+            return self.desk.to_sign_in(request)
+        return self._paste_page(signed)
+
+    async def submit(self, request: Request) -> Response:
+        signed = self.desk.who(request)
+        if signed is None:
+            return self.desk.to_sign_in(request)
+        pasted = await _read_issue_form(request)
+        self.desk.check_form(signed, pasted.csrf_token, "/desk/issues")
+        if pasted.too_big:
+            return self._paste_page(
+                signed,
+                error={
+                    "title": "That is too much for one issue",
+                    "line": None,
+                    "line_text": "",
+                    "message": f"That issue is over {MAX_ISSUE_BYTES // 1024} KB. An issue is "
+                    "a few dozen KB: is it really an issue file?"
+                },
+                status=413,
+            )
+        text = pasted.data.decode("utf-8", errors="replace")
+        try:
+            stored = handed.parse(decode_issue_bytes(pasted.data, source=handed.SOURCE))
+        except IssueParseError as err:
+            return self._paste_page(signed, text=text, error=_parse_error(err, text), status=422)
+        handed.keep(self.desk.state.sessions, stored, signed.principal.name)
+        target = f"/desk/issues/{stored.key}"
+        if stored.declared_list:
+            target += f"?list={stored.declared_list}"
+        return RedirectResponse(target, status_code=303, headers=NO_STORE)
+
+    # -- check and preview -------------------------------------------------------------
+
+    def shown(self, stored: handed.Stored, mlist: MailingList) -> Shown:
+        """The issue checked and previewed for the list (cached)."""
+        cache_key = (stored.key, mlist.slug)
+        found = self.cache.get(cache_key)
+        if found is not None:
+            return found
+        settings = self.desk.state.settings
+        checked = publish.check(settings, stored.issue, newsletter=mlist.name, list_slug=mlist.slug)
+        preview = publish.preview(
+            settings,
+            stored.issue,
+            newsletter=mlist.name,
+            list_slug=mlist.slug,
+            from_address=mlist.from_address,
+            archive_url=archive_url(settings, mlist.slug, stored.key),
+        )
+        found = Shown(checked, preview)
+        self.cache.put(cache_key, found)
+        return found
+
+    def issue_context(
+        self, signed: Signed, key: str, slug: str | None
+    ) -> tuple[dict[str, Any], handed.Stored, MailingList]:
+        """What the check page shows, for the chosen list (or the declared, or the first)."""
+        stored = handed.load(self.desk.state.sessions, key)
+        with self.desk.state.sessions() as s:
+            lists = all_lists(s)
+            if not lists:
+                raise HTTPException(
+                    409, "there is no list yet: create one with `mailer lists create`"
+                )
+            wanted = slug or stored.declared_list
+            mlist = list_by_slug(s, wanted) if wanted else lists[0]
+            s.expunge_all()
+        shown = self.shown(stored, mlist)
+        context: dict[str, Any] = {
+            "title": f"Check: {stored.issue.subject}",
+            "active": "new",
+            "stored": stored,
+            "issue": stored.issue,
+            "checked": shown.checked,
+            "text_preview": shown.preview.text,
+            "lists": lists,
+            "mlist": mlist,
+            "preview_url": f"/desk/issues/{key}/preview.html?list={mlist.slug}",
+            **send_forms(self.desk, signed, stored, mlist),
+        }
+        return context, stored, mlist
+
+    async def check_page(self, request: Request, key: str) -> Response:
+        signed = self.desk.who(request)
+        if signed is None:
+            return self.desk.to_sign_in(request)
+        context, _, _ = self.issue_context(signed, key, request.query_params.get("list"))
+        return self.desk.page("issue.html", context, signed=signed)
+
+    async def preview_html(self, request: Request, key: str) -> Response:
+        signed = self.desk.who(request)
+        if signed is None:
+            raise HTTPException(401, "sign in to the desk first")
+        stored = handed.load(self.desk.state.sessions, key)
+        slug = request.query_params.get("list")
+        with self.desk.state.sessions() as s:
+            mlist = list_by_slug(s, slug) if slug else None
+            if mlist is None:
+                raise HTTPException(404)
+            s.expunge(mlist)
+        html = self.shown(stored, mlist).preview.html
+        return Response(
+            html,
+            media_type="text/html; charset=utf-8",
+            headers={
+                **NO_STORE,
+                "Content-Security-Policy": PREVIEW_CSP,
+                "X-Frame-Options": "SAMEORIGIN",
+                "Cross-Origin-Resource-Policy": "same-origin",
+            },
+        )
+
+
+@dataclass(frozen=True)
+class Pasted:
+    """What the paste form sent: the CSRF token, and the issue's bytes (a chosen file wins
+    over the text box); ``too_big`` when they are over the limit."""
+
+    csrf_token: str
+    data: bytes
+    too_big: bool
+
+
+async def _read_issue_form(request: Request) -> Pasted:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "multipart/form-data":
+        plain = await read_form(request)
+        data = plain.get("text").encode("utf-8")
+        return Pasted(plain.get("csrf_token"), data, len(data) > MAX_ISSUE_BYTES)
+    form = await request.form(max_files=1, max_fields=MAX_FIELDS, max_part_size=2 * MAX_ISSUE_BYTES)
+    try:
+        token, text, upload = form.get("csrf_token"), form.get("text"), form.get("file")
+        data = await upload.read(MAX_ISSUE_BYTES + 1) if isinstance(upload, UploadFile) else b""
+        if not data:
+            data = (text if isinstance(text, str) else "").encode("utf-8")
+        return Pasted(token if isinstance(token, str) else "", data, len(data) > MAX_ISSUE_BYTES)
+    finally:
+        await form.close()
+
+
+def _parse_error(err: IssueParseError, text: str) -> dict[str, Any]:
+    """The message, the line number and that line's text (what the editor has to fix)."""
+    line_text = ""
+    if err.line is not None:
+        lines = text.splitlines()
+        if 1 <= err.line <= len(lines):
+            line_text = lines[err.line - 1][:300]
+    where = f"Line {err.line}: " if err.line is not None else ""
+    return {
+        "title": where + "the issue could not be read",
+        "message": err.reason,
+        "line": err.line,
+        "line_text": line_text,
+    }

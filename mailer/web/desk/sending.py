@@ -1,0 +1,272 @@
+"""Test-send, then send now or schedule, through a confirmation step.
+
+    POST /desk/issues/{key}/test      the real issue to a few addresses ([TEST], ledger
+                                      untouched): :func:`mailer.sending.publish.send_test`
+    POST /desk/issues/{key}/confirm   read list, time, expiry; show the list and the number
+                                      of readers (:func:`~mailer.sending.publish.dry_run`)
+    POST /desk/issues/{key}/send      :func:`~mailer.sending.publish.create`; 303 to the
+                                      campaign, which ``mailer worker`` sends
+
+The confirmation form's token is bound to the session *and* to exactly what the page
+showed (list, start, expiry, force), so what is sent is what was confirmed. It is also the
+form's idempotency key (:mod:`mailer.access.idempotency`, the API's own):
+the same confirmation posted twice (a double click, a reload, a replay) makes one campaign
+and answers with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from mailer.access import idempotency
+from mailer.access.idempotency import Answer
+from mailer.errors import ConflictError, InputError, InvalidAddressError
+from mailer.sending import publish
+from mailer.sending.schedule import Schedule, parse_span
+from mailer.web.common import list_by_slug
+from mailer.web.desk import handed
+from mailer.web.desk.context import NO_STORE, Desk, Signed
+from mailer.web.forms import Form, read_form
+from subscribers.addresses import normalize_email
+from subscribers.models import MailingList
+
+#: "a few addresses": a test send is not a way around the ledger
+MAX_TEST_ADDRESSES = 5
+#: a start this far in the past is a typo, not "now"
+PAST_SLACK = timedelta(minutes=1)
+IDEMPOTENCY_PREFIX = "desk-confirm:"
+
+
+def send_forms(
+    desk: Desk, signed: Signed, stored: handed.Stored, mlist: MailingList
+) -> dict[str, Any]:
+    """The tokens of the check page's two forms."""
+    key = stored.key
+    return {
+        "test_token": desk.form_token(signed, f"/desk/issues/{key}/test"),
+        "confirm_token": desk.form_token(signed, f"/desk/issues/{key}/confirm"),
+        "default_zone": mlist.time_zone or "UTC",
+    }
+
+
+class SendRoutes:
+    def __init__(self, desk: Desk, issue_context: Any) -> None:
+        self.desk = desk
+        self.issue_context = issue_context  # IssueRoutes.issue_context (the check page)
+
+    async def _signed_form(self, request: Request, path: str) -> tuple[Signed | None, Form]:
+        signed = self.desk.who(request)
+        if signed is None:
+            return None, Form(())
+        form = await read_form(request)
+        self.desk.check_form(signed, form.get("csrf_token"), path)
+        return signed, form
+
+    # -- test send ---------------------------------------------------------------------
+
+    async def test_send(self, request: Request, key: str) -> Response:
+        signed, form = await self._signed_form(request, f"/desk/issues/{key}/test")
+        if signed is None:
+            return self.desk.to_sign_in(request)
+        context, stored, mlist = self.issue_context(signed, key, form.get("list") or None)
+        raw = form.get("addresses")
+        context["addresses"] = raw
+        try:
+            addresses = _test_addresses(raw)
+        except InputError as err:
+            context["test_error"] = str(err)
+            return self.desk.page("issue.html", context, signed=signed, status=422)
+        rendered = publish.render_for(self.desk.state.settings, mlist, stored.issue)
+        context["test_results"] = publish.send_test(
+            self.desk.state.settings, self.desk.state.transport(), mlist, rendered, addresses
+        )
+        return self.desk.page("issue.html", context, signed=signed)
+
+    # -- confirm -----------------------------------------------------------------------
+
+    async def confirm(self, request: Request, key: str) -> Response:
+        signed, form = await self._signed_form(request, f"/desk/issues/{key}/confirm")
+        if signed is None:
+            return self.desk.to_sign_in(request)
+        context, stored, mlist = self.issue_context(signed, key, form.get("list") or None)
+        for name in ("when", "at", "zone", "expires_after", "force"):
+            context[f"form_{name}"] = form.get(name)
+        try:
+            schedule = self._schedule(form)
+        except InputError as err:
+            context["send_error"] = str(err)
+            return self.desk.page("issue.html", context, signed=signed, status=422)
+        rendered = publish.render_for(self.desk.state.settings, mlist, stored.issue)
+        counted = publish.dry_run(self.desk.state.sessions, mlist, rendered)
+        fields = _confirmed_fields(key, mlist.slug, schedule)
+        path = f"/desk/issues/{key}/send"
+        return self.desk.page(
+            "confirm.html",
+            {
+                "title": "Confirm",
+                "active": "new",
+                "issue": stored.issue,
+                "key": key,
+                "mlist": mlist,
+                "counted": counted,
+                "schedule": schedule,
+                "fields": fields,
+                "csrf_token": self.desk.form_token(signed, path, _bound(fields)),
+            },
+            signed=signed,
+        )
+
+    def _schedule(self, form: Form) -> Schedule:
+        """Start (now, or a local date and time in a named zone), expiry, force."""
+        now = self.desk.state.now()
+        force = form.get("force") == "1"
+        start: datetime | None = None
+        if form.get("when") == "at":
+            start = _local_time(form.get("at"), form.get("zone"))
+            if start < now - PAST_SLACK:
+                raise InputError(
+                    f"the start time {start:%Y-%m-%d %H:%M} UTC has passed; choose a later "
+                    "time, or send now"
+                )
+        expires_after = form.get("expires_after").strip()
+        expires = (
+            (start or now) + parse_span("expires after", expires_after) if expires_after else None
+        )
+        return Schedule(at=start, expires_at=expires, force=force)
+
+    # -- send --------------------------------------------------------------------------
+
+    async def send(self, request: Request, key: str) -> Response:
+        signed = self.desk.who(request)
+        if signed is None:
+            return self.desk.to_sign_in(request)
+        form = await read_form(request)
+        fields = {name: form.get(name) for name in ("list", "at", "expires_at", "force")}
+        token = form.get("csrf_token")
+        bound = _bound({"key": key, **fields})
+        self.desk.check_form(signed, token, f"/desk/issues/{key}/send", bound)
+        schedule = Schedule(
+            at=_iso_or_none(fields["at"]),
+            expires_at=_iso_or_none(fields["expires_at"]),
+            force=fields["force"] == "1",
+        )
+        stored = handed.load(self.desk.state.sessions, key)
+        with self.desk.state.sessions() as s:
+            mlist = list_by_slug(s, fields["list"])
+            s.expunge(mlist)
+        return self._create_once(signed, token, bound, stored, mlist, schedule)
+
+    def _create_once(
+        self,
+        signed: Signed,
+        token: str,
+        bound: str,
+        stored: handed.Stored,
+        mlist: MailingList,
+        schedule: Schedule,
+    ) -> Response:
+        """Create the campaign unless this confirmation made one already; the answer is
+        kept in the campaign's own transaction, so a replay racing the first post finds
+        either the campaign or nothing, never half of it."""
+        state = self.desk.state
+        who = signed.principal.name
+        idem_key = IDEMPOTENCY_PREFIX + hashlib.sha256(token.encode("utf-8")).hexdigest()
+        earlier = self._answer(who, idem_key)
+        if earlier is not None:
+            return _to_campaign(earlier, again=True)
+        fingerprint = hashlib.sha256(bound.encode("utf-8")).hexdigest()
+
+        def record(session: Session, created: publish.Created) -> None:
+            body = {"campaign_id": created.campaign_id}
+            idempotency.record_answer(session, who, idem_key, Answer(201, body, fingerprint))
+
+        rendered = publish.render_for(state.settings, mlist, stored.issue)
+        try:
+            created = publish.create(
+                state.sessions, mlist, stored.issue, rendered, schedule, record=record
+            )
+        except (IntegrityError, ConflictError):
+            winner = self._answer(who, idem_key)  # a replay of this form got in first
+            if winner is None:
+                raise
+            return _to_campaign(winner, again=True)
+        return _to_campaign(created.campaign_id, again=False)
+
+    def _answer(self, who: str, idem_key: str) -> int | None:
+        with self.desk.state.sessions() as s:
+            found = idempotency.find_answer(s, who, idem_key)
+        campaign_id = found.body.get("campaign_id") if found is not None else None
+        return campaign_id if isinstance(campaign_id, int) else None
+
+
+def _to_campaign(campaign_id: int, *, again: bool) -> Response:
+    target = f"/desk/campaigns/{campaign_id}" + ("?again=1" if again else "")
+    return RedirectResponse(target, status_code=303, headers=NO_STORE)
+
+
+def _test_addresses(raw: str) -> list[str]:
+    """Addresses separated by commas, spaces or lines; each checked, at most a few."""
+    found = [a for a in raw.replace(",", " ").split() if a]
+    if not found:
+        raise InputError("enter at least one address to send the test to")
+    if len(found) > MAX_TEST_ADDRESSES:
+        raise InputError(f"a test goes to at most {MAX_TEST_ADDRESSES} addresses")
+    out = []
+    for address in found:
+        try:
+            out.append(normalize_email(address))
+        except InvalidAddressError as err:
+            raise InputError(f"{address[:80]!r} is not an address we can send to: {err}") from err
+    return list(dict.fromkeys(out))
+
+
+def _local_time(at: str, zone: str) -> datetime:
+    """``2026-12-04T06:00`` (a datetime-local field) in the IANA ``zone`` -> UTC."""
+    try:
+        tz = ZoneInfo(zone.strip() or "UTC")
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise InputError(
+            f"unknown time zone {zone[:64]!r} (use e.g. UTC or Asia/Shanghai)"
+        ) from err
+    try:
+        local = datetime.fromisoformat(at.strip())
+    except ValueError as err:
+        raise InputError(
+            f"cannot read the start time {at[:40]!r}: use the date and time field"
+        ) from err
+    if local.tzinfo is None:
+        local = local.replace(tzinfo=tz)
+    return local.astimezone(UTC)
+
+
+def _confirmed_fields(key: str, slug: str, schedule: Schedule) -> dict[str, str]:
+    return {
+        "key": key,
+        "list": slug,
+        "at": schedule.at.isoformat() if schedule.at else "",
+        "expires_at": schedule.expires_at.isoformat() if schedule.expires_at else "",
+        "force": "1" if schedule.force else "",
+    }
+
+
+def _bound(fields: dict[str, str]) -> str:
+    """What the confirmation token is bound to, in one fixed order."""
+    order = ("key", "list", "at", "expires_at", "force")
+    return "\x00".join(fields.get(name, "") for name in order)
+
+
+def _iso_or_none(text: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as err:  # the token binds these fields: only a forged form gets here
+        raise InputError("the confirmation form was changed; start again") from err
