@@ -1,11 +1,10 @@
 """Mail to one reader that is not an issue: the double opt-in confirmation and the welcome.
 
 One way for every entrance (the web's subscribe and confirm pages, `mailer subscribers add`
-and import, the API): the mail is a Delivery row of its own (``kind`` ``confirm`` or
-``welcome``, no campaign), claimed before the transport is called and marked after, like an
-issue's, so a bounce or a complaint about it matches that row by MessageId and suppresses
-like any other. Each message is built with the stdlib ``email`` package and carries
-``Auto-Submitted: auto-generated`` (RFC 3834) and no List-Unsubscribe (not a campaign).
+and import, the API): what each mail says is here, and it goes out as a Delivery row of its
+own (``kind`` ``confirm`` or ``welcome``, no campaign) through :mod:`mailer.sending.one_mail`,
+so a bounce or a complaint about it matches that row and suppresses like any other. The
+mails speak the list's language (:mod:`mailer.render.i18n`).
 
 Rules that live here, so no entrance can forget one:
 
@@ -23,9 +22,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from babel.dates import format_datetime as babel_datetime
@@ -34,14 +30,14 @@ from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.config import Settings
-from mailer.errors import MailerError, TransportError
+from mailer.errors import MailerError
 from mailer.render import i18n
 from mailer.render.compiler import compile_email, date_label, render_text_template
 from mailer.render.i18n import gettext_for
-from mailer.render.message import sending_domain
 from mailer.render.tokens import Signer, preferences_url
 from mailer.sending.models import Delivery, DeliveryStatus
-from mailer.transports.base import CampaignMessage, OutgoingMessage, Transport
+from mailer.sending.one_mail import SystemMail, claim, deliver, mark
+from mailer.transports.base import Transport
 from mailer.urls import archive_index_url
 from subscribers.models import MailingList, Subscriber, Subscription, utcnow
 
@@ -54,20 +50,6 @@ WELCOME_TEXT = "welcome.txt.j2"
 #: confirmation mails one address may get in CONFIRM_WINDOW, whoever asks
 CONFIRM_PER_ADDRESS = 3
 CONFIRM_WINDOW = timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class SystemMail:
-    """What a one-reader mail says, before it becomes MIME."""
-
-    kind: str  # 'confirm' | 'welcome' (deliveries.kind)
-    to: str
-    subscriber_id: int
-    subject: str
-    from_address: str
-    reply_to: str | None
-    html: str
-    text: str
 
 
 @dataclass(frozen=True)
@@ -399,118 +381,3 @@ def confirm_unmailed(
             sessions, settings, transport, subscriber_id, mlist.id, now=now
         )
     return sent, len(waiting) - sent
-
-
-# -- the ledger and the transport -------------------------------------------------------------
-
-
-def build_message(
-    mail: SystemMail, *, delivery_id: int = 0, now: datetime | None = None
-) -> tuple[CampaignMessage, OutgoingMessage]:
-    """The transport's two halves: what SES bulk would template, and the raw MIME.
-    ``campaign_id`` is 0 (no campaign); ``delivery_id`` the mail's ledger row."""
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = mail.from_address
-    msg["To"] = mail.to
-    if mail.reply_to:
-        msg["Reply-To"] = mail.reply_to
-    msg["Subject"] = mail.subject
-    msg["Date"] = format_datetime(now or datetime.now(UTC))
-    message_id = make_msgid(mail.kind, domain=sending_domain(mail.from_address))
-    msg["Message-ID"] = message_id
-    msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(mail.text)
-    msg.add_alternative(mail.html, subtype="html")
-    campaign = CampaignMessage(
-        campaign_id=0,
-        subject=mail.subject,
-        from_address=mail.from_address,
-        html=mail.html,
-        text=mail.text,
-        headers={"Auto-Submitted": "auto-generated"},
-        reply_to=mail.reply_to,
-        tags={"kind": mail.kind},
-    )
-    outgoing = OutgoingMessage(
-        delivery_id=delivery_id,
-        to=mail.to,
-        raw=msg.as_bytes(),
-        headers={"To": mail.to, "Message-ID": message_id},
-        message_id=message_id,
-    )
-    return campaign, outgoing
-
-
-def send_now(mail: SystemMail, transport: Transport, *, delivery_id: int = 0) -> str:
-    """Build and send; the transport's message id, or TransportError."""
-    campaign, outgoing = build_message(mail, delivery_id=delivery_id)
-    result = transport.send(campaign, [outgoing])[0]
-    if result.error is not None:
-        raise result.error
-    if not result.message_id:
-        raise TransportError(f"the transport accepted the {mail.kind} mail without an id")
-    return result.message_id
-
-
-def claim(session: Session, kind: str, subscriber_id: int, now: datetime) -> int:
-    """The mail's ledger row, claimed (``sending``) before the transport is called."""
-    row = Delivery(
-        kind=kind,
-        campaign_id=None,
-        subscriber_id=subscriber_id,
-        status=DeliveryStatus.SENDING,
-        claimed_at=now,
-        attempts=1,
-    )
-    session.add(row)
-    session.flush()
-    return row.id
-
-
-def mark(
-    session: Session,
-    delivery_id: int,
-    status: DeliveryStatus,
-    *,
-    message_id: str | None = None,
-    at: datetime | None = None,
-    error: MailerError | None = None,
-) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id)
-        .values(
-            status=status.value,
-            message_id=message_id,
-            sent_at=at,
-            error_class=type(error).__name__[:64] if error else None,
-            error=str(error) if error else None,
-        )
-    )
-
-
-def deliver(
-    sessions: sessionmaker[Session],
-    transport: Transport,
-    mail: SystemMail,
-    *,
-    now: datetime,
-    delivery_id: int | None = None,
-) -> bool:
-    """Claim a ledger row (unless the caller claimed it in its own transaction), send, mark
-    it. Failures are logged and recorded on the row, never raised: the reader's request
-    (or the operator's import) has succeeded either way. True when the mail went out."""
-    if delivery_id is None:
-        with sessions.begin() as session:
-            delivery_id = claim(session, mail.kind, mail.subscriber_id, now)
-    try:
-        message_id = send_now(mail, transport, delivery_id=delivery_id)
-    except MailerError as err:
-        log.error("%s mail (delivery %d) not sent: %s", mail.kind, delivery_id, err)
-        with sessions.begin() as session:
-            mark(session, delivery_id, DeliveryStatus.FAILED, error=err)
-        return False
-    with sessions.begin() as session:
-        mark(session, delivery_id, DeliveryStatus.SENT, message_id=message_id, at=now)
-    log.info("%s mail sent (delivery %d, %s)", mail.kind, delivery_id, message_id)
-    return True

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer.config import Settings
-from mailer.sending import system_mail
+from mailer.sending import one_mail, system_mail
 from mailer.sending.system_mail import ConfirmationMail, Due, expires_label
 from mailer.transports.base import CampaignMessage, OutgoingMessage, Transport
 from mailer.web.state import WebState
@@ -47,8 +47,8 @@ def build_message(
     delivery_id: int = 0,
     now: datetime | None = None,
 ) -> tuple[CampaignMessage, OutgoingMessage]:
-    """The transport's two halves of a confirmation mail (see system_mail.build_message)."""
-    return system_mail.build_message(
+    """The transport's two halves of a confirmation mail (see one_mail.build_message)."""
+    return one_mail.build_message(
         system_mail.as_system_mail(mail, settings), delivery_id=delivery_id, now=now
     )
 
@@ -57,7 +57,7 @@ def send_confirmation(
     mail: ConfirmationMail, settings: Settings, transport: Transport, *, delivery_id: int = 0
 ) -> str:
     """Build and send; the transport's message id, or TransportError."""
-    return system_mail.send_now(
+    return one_mail.send_now(
         system_mail.as_system_mail(mail, settings), transport, delivery_id=delivery_id
     )
 
@@ -74,7 +74,7 @@ def confirmation_for(
 def deliver(state: WebState, mail: ConfirmationMail) -> None:
     """Claim a ledger row, send, mark it (run after the response: a background task).
     Failures are logged and recorded on the row, never raised to the reader."""
-    system_mail.deliver(
+    one_mail.deliver(
         state.sessions,
         state.transport(),
         system_mail.as_system_mail(mail, state.settings),
