@@ -22,6 +22,7 @@ DEFAULT_NEWSLETTER = "The China Brief"
 
 #: every route may answer these (besides its own successes)
 _COMMON = {
+    400: "the body could not be read (malformed JSON)",
     401: "no token, or one that is unknown or revoked",
     403: "the token's role may not do this",
     404: "nothing at this address",
