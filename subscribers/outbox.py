@@ -188,7 +188,8 @@ def emit(
     """Append event ``type_`` with ``data`` to the outbox in the caller's transaction, one
     delivery per endpoint that asked for it; None (nothing written) when none did.
     ``email`` names the reader the event is about (kept beside it for erasure)."""
-    assert type_ in EVENT_TYPES, type_
+    if type_ not in EVENT_TYPES:  # a programming error, never input
+        raise ValueError(f"not a webhook event type: {type_!r}")
     targets = [i for i, types in _subscribed(session) if type_ in types]
     if not targets:
         return None

@@ -82,7 +82,8 @@ async def _post(client: httpx.AsyncClient, req: Request, timeout: float) -> Answ
     except TimeoutError:
         return Answer(req.key, None, f"no answer within {timeout:g} s")
     except httpx.HTTPError as err:
-        return Answer(req.key, None, f"{type(err).__name__}: {err}"[:500] or type(err).__name__)
+        said = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        return Answer(req.key, None, said[:500])
 
 
 async def _exchange(client: httpx.AsyncClient, req: Request) -> Answer:
