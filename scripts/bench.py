@@ -87,7 +87,7 @@ def parse_render(out: str, _: Path) -> list[Figure]:
         raise ValueError("bench_render output not understood")
     per_us, full_us = _num(per.group(1)), _num(full.group(1)) * 1000
     limit = _num(goal_us.group(1))
-    return [
+    rows = [
         Figure("render", "render one issue once", _num(once.group(1)), "ms", goal="", result=""),
         Figure(
             "render",
@@ -112,6 +112,38 @@ def parse_render(out: str, _: Path) -> list[Figure]:
             _verdict(goal_x.group(2) == "met"),
         ),
     ]
+    rows.extend(_render_tracking(out))
+    return rows
+
+
+def _render_tracking(out: str) -> list[Figure]:
+    """bench_render's tracking rows (issue 16): personalize with every link tracked against
+    its goal, and the engine's per-reader path without and with tracking (for scale)."""
+    tracked = _find(r"personalize with tracking per reader \(mean of \d+\):\s+([\d.,]+) us", out)
+    goal = _find(r"goal personalize with tracking <= (\d+) us: (met|MISSED)", out)
+    if not (tracked and goal):
+        return []
+    value, limit = _num(tracked.group(1)), _num(goal.group(1))
+    figures = [
+        Figure(
+            "render",
+            "personalize one reader, links tracked",
+            value,
+            "us",
+            limit,
+            "goal limit",
+            value / limit,
+            f"<= {limit:.0f} us",
+            _verdict(goal.group(2) == "met"),
+        )
+    ]
+    for label in ("untracked", "tracked"):
+        m = _find(rf"engine per-reader message, {label} \(mean of \d+\):\s+([\d.,]+) us", out)
+        if m:
+            figures.append(
+                Figure("render", f"engine per-reader message, {label}", _num(m.group(1)), "us")
+            )
+    return figures
 
 
 def parse_send(out: str, json_path: Path) -> list[Figure]:

@@ -88,8 +88,11 @@ class _Part:
 
     def fill(self, values: Mapping[str, str]) -> bytes:
         out = [self.chunks[0]]
+        encoded: dict[str, bytes] = {}  # a field in many places (tracked links) is encoded once
         for name, chunk in zip(self.names, self.chunks[1:], strict=True):
-            value = qp(self.escape(values.get(name, "")))
+            value = encoded.get(name)
+            if value is None:
+                value = encoded[name] = qp(self.escape(values.get(name, "")))
             out.append(SOFT)
             if value:
                 out.append(value)
