@@ -3,8 +3,9 @@ a real campaign sent through the outbox, and reading .eml files back.
 
 * :class:`AppClient` drives the ASGI app in-process with httpx (no server), synchronously,
   keeping cookies like a browser, from a chosen client IP.
-* :class:`LiveServer` runs the app on real uvicorn on 127.0.0.1 and a free port, in a thread;
-  the socket is bound first so ``MAILER_BASE_URL`` can name the port.
+* :class:`LiveServer` runs the app on real uvicorn on 127.0.0.1 and a free port, in a thread,
+  as ``mailer serve`` configures it; the socket is bound first so ``MAILER_BASE_URL`` can
+  name the port.
 * :func:`send_issue` renders an issue and sends it to a list with the real send engine and
   the outbox transport, so tests read messages exactly as readers would get them.
 """
@@ -15,8 +16,6 @@ import datetime as dt
 import email
 import email.policy
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -36,7 +35,9 @@ from mailer.sending import campaigns as camp
 from mailer.sending.engine import Engine
 from mailer.transports import make_transport
 from mailer.urls import archive_index_url, archive_url, subscribe_url
+from mailer.web.app import create_app
 from subscribers import store
+from tests.support.web_edges import ThreadServer
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -92,49 +93,21 @@ class AppClient:
         self._portal_cm.__exit__(None, None, None)
 
 
-class LiveServer:
-    """The app on real uvicorn (127.0.0.1, free port) in a background thread."""
+class LiveServer(ThreadServer):
+    """The app on real uvicorn (127.0.0.1, free port) in a background thread, with ``mailer
+    serve``'s own configuration: :class:`tests.support.web_edges.ThreadServer`, taking the
+    settings from the app when none are given."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server: Any = None
-        self.thread: threading.Thread | None = None
-
-    def start(self, app: FastAPI) -> None:
-        import uvicorn
-
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.should_exit = True
-        if self.thread is not None:
-            self.thread.join(timeout=15)
-        self.sock.close()
+    def start(self, app: FastAPI, settings: Settings | None = None) -> None:
+        super().start(app, settings if settings is not None else app.state.web.settings)
 
 
 @contextmanager
 def live_server(settings_for: Any, **app_kwargs: Any) -> Iterator[tuple[LiveServer, Settings]]:
     """``settings_for(base_url)`` -> Settings; yields the running server and its settings."""
-    from mailer.web.app import create_app
-
     server = LiveServer()
     settings = settings_for(server.url)
-    server.start(create_app(settings, **app_kwargs))
+    server.start(create_app(settings, **app_kwargs), settings)
     try:
         yield server, settings
     finally:
@@ -279,8 +252,6 @@ class Web:
     """An app on a test store with lists ``brief`` and ``other``, and a client."""
 
     def __init__(self, db: Any, **overrides: Any) -> None:
-        from mailer.web.app import create_app
-
         self.db = db
         self.clock = Clock()
         self.settings: Settings = db.settings(base_url=BASE, **overrides)
