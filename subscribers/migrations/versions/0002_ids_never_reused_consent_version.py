@@ -10,7 +10,8 @@
 
 SQLite rebuilds a table by copy, drop, rename. Dropping a parent with foreign keys on
 would cascade into its children, so keys are switched off for the rebuild (see
-``_sqlite_keys_off``), and the connection gets them back when it returns to its pool.
+``subscribers.migrations.sqlite_keys``), and the connection gets them back when it returns
+to its pool.
 
 Revision ID: 0002
 Revises: 0001
@@ -18,10 +19,11 @@ Create Date: 2026-12-01 09:00:00
 """
 
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+
+from subscribers.migrations.sqlite_keys import foreign_keys_off
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -45,31 +47,6 @@ _KIND_CHECK = (
 )
 
 
-def _sqlite_keys_off(conn: sa.Connection) -> None:
-    """Switch foreign keys off for the rebuild, and back on when the connection goes back
-    to its pool.
-
-    SQLite ignores the PRAGMA inside a transaction. One is open here only when an earlier
-    step of the same run wrote something (0001 on a new store, a later revision's
-    downgrade); each step stamps alembic_version as it ends, so committing them first
-    leaves the store at a consistent revision whatever happens next."""
-    if not conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
-        return
-    dbapi = conn.connection.dbapi_connection
-    if getattr(dbapi, "in_transaction", False):
-        conn.exec_driver_sql("COMMIT")
-    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-    if conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
-        raise RuntimeError("migration 0002: SQLite kept foreign keys on; nothing was changed")
-    ours = id(dbapi)
-
-    def keys_on(dbapi_conn: Any, _record: Any) -> None:
-        if id(dbapi_conn) == ours:
-            dbapi_conn.execute("PRAGMA foreign_keys=ON")
-
-    sa.event.listen(conn.engine.pool, "checkin", keys_on)
-
-
 def upgrade() -> None:
     conn = op.get_bind()
     if conn.dialect.name != "sqlite":
@@ -84,7 +61,7 @@ def upgrade() -> None:
         op.alter_column("deliveries", "campaign_id", existing_type=sa.Integer(), nullable=True)
         op.create_check_constraint(op.f("ck_deliveries_kind"), "deliveries", _KIND_CHECK)
         return
-    _sqlite_keys_off(conn)
+    foreign_keys_off(conn, "0002")
     for table in _ID_TABLES:
         with op.batch_alter_table(
             table, recreate="always", table_kwargs={"sqlite_autoincrement": True}
@@ -113,7 +90,7 @@ def downgrade() -> None:
         op.drop_column("deliveries", "kind")
         op.drop_column("subscriptions", "consent_version")
         return
-    _sqlite_keys_off(conn)
+    foreign_keys_off(conn, "0002")
     op.execute("DELETE FROM deliveries WHERE kind = 'confirm'")
     for table in _ID_TABLES:
         with op.batch_alter_table(

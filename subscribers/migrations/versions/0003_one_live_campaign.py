@@ -17,10 +17,11 @@ Create Date: 2026-12-02 09:00:00
 """
 
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+
+from subscribers.migrations.sqlite_keys import foreign_keys_off
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -59,24 +60,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     conn = op.get_bind()
     if conn.dialect.name == "sqlite":
-        _sqlite_keys_off_for_0002(conn)
+        # 0002's downgrade (next in a run down to 0001) rebuilds tables with foreign keys
+        # off, and alembic's version update after this step opens a transaction, in
+        # which SQLite would ignore the PRAGMA: so they go off here, first
+        foreign_keys_off(conn, "0003")
     op.drop_index(_INDEX, table_name="campaigns")
     op.drop_column("campaigns", "generation")
-
-
-def _sqlite_keys_off_for_0002(conn: sa.Connection) -> None:
-    """0002's downgrade rebuilds tables with foreign keys off, a PRAGMA SQLite ignores inside
-    a transaction, and alembic's version update after this step opens one. So they go off
-    here, first, and back on when the connection returns to its pool (as 0002 does it)."""
-    if not conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
-        return
-    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-    if conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
-        return  # already inside a transaction: 0002 checks for itself
-    ours = id(conn.connection.dbapi_connection)
-
-    def keys_on(dbapi_conn: Any, _record: Any) -> None:
-        if id(dbapi_conn) == ours:
-            dbapi_conn.execute("PRAGMA foreign_keys=ON")
-
-    sa.event.listen(conn.engine.pool, "checkin", keys_on)
