@@ -13,7 +13,10 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from mailer.render import i18n
-from subscribers.list_settings import LANGUAGES
+from subscribers import list_settings, store
+from subscribers.list_settings import LANGUAGES, ListChanges
+from tests.conftest import Database
+from tests.web_support import BASE, Web, csrf_of, link_in, text_body
 
 ROOT = Path(__file__).resolve().parents[1]
 PLACEHOLDER = re.compile(r"%\([a-z_]+\)s")
@@ -67,3 +70,51 @@ def test_translations_load_from_the_po_source() -> None:
 def test_every_language_has_a_catalog() -> None:
     for lang in LANGUAGES:
         assert lang == "en" or i18n.catalog_path(lang).is_file(), lang
+
+
+# -- the reader pages speak the list's language ---------------------------------------------
+
+
+def test_reader_pages_in_the_lists_language(db: Database) -> None:
+    web = Web(db)
+    try:
+        with db.sessions.begin() as s:
+            list_settings.update_list(s, store.get_list(s, "brief"), ListChanges(lang="zh-Hans"))
+        form = web.client.get("/subscribe/brief")
+        assert '<html lang="zh-Hans">' in form.text
+        assert "订阅《The Test Brief》" in form.text and "电子邮件地址" in form.text
+        assert "Email address" not in form.text
+        other = web.client.get("/subscribe/other")  # an English list stays English
+        assert '<html lang="en">' in other.text and "Email address" in other.text
+        bad = web.client.post(
+            "/subscribe/brief", data={"csrf_token": csrf_of(form.text), "email": "nope"}
+        )
+        assert bad.status_code == 422 and "请输入有效的电子邮件地址" in bad.text
+        done = web.subscribe("reader@example.com")
+        assert "请查看您的收件箱" in done.text
+        # the value inside a translated sentence is still escaped
+        assert "<strong>reader@example.com</strong>" in done.text
+        [mail] = web.mails()
+        assert mail["Subject"] == "请确认订阅《The Test Brief》"
+        link = link_in(text_body(mail), "confirm").removeprefix(BASE)
+        button = web.client.get(link)
+        assert '<html lang="zh-Hans">' in button.text and "确认我的订阅" in button.text
+        confirmed = web.client.post(link, data={"csrf_token": csrf_of(button.text)})
+        assert "您已订阅" in confirmed.text
+    finally:
+        web.close()
+
+
+def test_hostile_list_name_stays_text_in_a_translated_sentence(db: Database) -> None:
+    web = Web(db)
+    try:
+        with db.sessions.begin() as s:
+            list_settings.update_list(
+                s,
+                store.get_list(s, "brief"),
+                ListChanges(lang="zh-Hans", name="<img src=x onerror=alert(1)>"),
+            )
+        done = web.subscribe("reader@example.com")
+        assert "<img" not in done.text and "&lt;img src=x onerror=alert(1)&gt;" in done.text
+    finally:
+        web.close()

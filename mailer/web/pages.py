@@ -1,7 +1,8 @@
 """Rendering the reader pages from templates/web/ (Jinja2, autoescaped), and /static.
 
 Every page extends ``base.html``; the context always has ``base_url`` (MAILER_BASE_URL,
-no trailing slash), ``css_url`` and ``brand`` (the list's name where there is one).
+no trailing slash), ``css_url``, ``brand`` (the list's name where there is one), ``lang``
+and ``_`` (the page speaks the list's language: pass ``lang``).
 Templates and static files are looked up in MAILER_TEMPLATE_DIR's ``web/`` first, then in
 the shipped ones (:mod:`mailer.templates`).
 """
@@ -12,11 +13,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
 from mailer.config import Settings
+from mailer.render.i18n import template_context
 from mailer.templates import SHIPPED_PACKAGE, override_folder, search_path
+from subscribers.list_settings import DEFAULT_LANGUAGE
 
 DEFAULT_BRAND = "Newsletter"
 
@@ -27,6 +31,11 @@ def mask_email(address: str) -> str:
     if not domain:
         return "•••"
     return f"{local[:1]}•••@{domain}"
+
+
+def strong(text: str) -> Markup:
+    """``<strong>text</strong>``, escaped, for a value inside a translated sentence."""
+    return Markup("<strong>%s</strong>") % text
 
 
 class Pages:
@@ -50,9 +59,13 @@ class Pages:
             ],
         )
         self.env.filters["mask_email"] = mask_email
+        self.env.globals["strong"] = strong
 
     def render(self, name: str, context: Mapping[str, Any]) -> str:
-        ctx = {"brand": DEFAULT_BRAND, "noindex": False, **context}
+        """The page in the context's ``lang`` (a list's language; English when none is
+        given): ``_`` and ``<html lang>`` come from :mod:`mailer.render.i18n`."""
+        lang = str(context.get("lang") or DEFAULT_LANGUAGE)
+        ctx = {"brand": DEFAULT_BRAND, "noindex": False, **context, **template_context(lang)}
         return self.env.get_template(name).render(ctx)
 
     def response(

@@ -111,10 +111,12 @@ def _page(
         ]
         home = session.get(MailingList, claims.list_id)
         email, name = sub.email, sub.name or ""
+        lang = home.lang if home else "en"
     return state.pages.response(
         "preferences.html",
         {
             "brand": home.name if home else "Newsletter",
+            "lang": lang,
             "email": email,
             "name": name if name_value is None else name_value,
             "choices": choices,

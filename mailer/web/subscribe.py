@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailer.errors import ConflictError, InvalidAddressError, NotFoundError, TokenError
+from mailer.render.i18n import gettext_for
 from mailer.render.tokens import Claims, preferences_url
 from mailer.urls import archive_index_url, subscribe_url
 from mailer.web.common import (
@@ -67,10 +68,11 @@ class ListInfo:
     slug: str
     name: str
     double_opt_in: bool
+    lang: str = "en"  # the pages about this list speak it
 
     @classmethod
     def of(cls, mlist: MailingList) -> ListInfo:
-        return cls(mlist.slug, mlist.name, mlist.double_opt_in)
+        return cls(mlist.slug, mlist.name, mlist.double_opt_in, mlist.lang)
 
 
 def _form_page(
@@ -90,6 +92,7 @@ def _form_page(
         {
             "brand": info.name,
             "mlist": info,
+            "lang": info.lang,
             "action": state.settings.public_base + path,
             "csrf_field": CSRF_FIELD,
             "csrf_token": state.csrf.issue(path, state.timestamp(), browser_id),
@@ -114,6 +117,7 @@ def _done_page(state: WebState, info: ListInfo, email: str) -> Response:
         {
             "brand": info.name,
             "mlist": info,
+            "lang": info.lang,
             "email": email,
             "archive_url": archive_index_url(state.settings, info.slug),
         },
@@ -169,7 +173,8 @@ def _subscribe(state: WebState, request: Request, slug: str, form: Form) -> Resp
             raise InvalidAddressError("too long")
         address = normalize_email(raw_email)
     except InvalidAddressError:
-        errors["email"] = "Please enter a valid email address, like name@example.com."
+        _ = gettext_for(info.lang)
+        errors["email"] = _("Please enter a valid email address, like name@example.com.")
     name: str | None = None
     try:
         name = clean_name(raw_name)
@@ -269,6 +274,7 @@ def confirm_page(request: Request, token: str) -> Response:
         {
             "brand": found.info.name,
             "mlist": found.info,
+            "lang": found.info.lang,
             "email": found.email,
             **form_fields(state, _confirm_path(token)),
         },
@@ -326,6 +332,7 @@ def _confirmed(state: WebState, info: ListInfo, claims: Claims) -> Response:
         {
             "brand": info.name,
             "mlist": info,
+            "lang": info.lang,
             "archive_url": archive_index_url(state.settings, info.slug),
             "preferences_url": preferences_url(
                 state.settings,
@@ -340,12 +347,16 @@ def _confirmed(state: WebState, info: ListInfo, claims: Claims) -> Response:
 
 
 def _stale(state: WebState, info: ListInfo) -> Response:
+    _ = gettext_for(info.lang)
     return state.pages.response(
         "link_problem.html",
         {
-            "title": "This confirmation link can no longer be used",
-            "message": "It was used already, or something changed since it was sent (you "
-            "unsubscribed, or asked again and got a newer link). Nothing was changed.",
+            "lang": info.lang,
+            "title": _("This confirmation link can no longer be used"),
+            "message": _(
+                "It was used already, or something changed since it was sent (you "
+                "unsubscribed, or asked again and got a newer link). Nothing was changed."
+            ),
             "brand": info.name,
             "offers": [(info.name, subscribe_url(state.settings, info.slug))],
             "ask_again": True,

@@ -60,6 +60,7 @@ class Target:
     list_slug: str | None
     status: str | None
     other_active: int
+    lang: str = "en"  # the list's: its pages speak it
 
 
 def _target(state: WebState, claims: Claims) -> Target:
@@ -88,6 +89,7 @@ def _target(state: WebState, claims: Claims) -> Target:
         mlist.slug if mlist else None,
         status,
         others,
+        mlist.lang if mlist else "en",
     )
 
 
@@ -107,6 +109,7 @@ def unsubscribe_page(request: Request, token: str) -> Response:
         "unsubscribe.html",
         {
             "brand": target.list_name or "Newsletter",
+            "lang": target.lang,
             "target": target,
             **form_fields(state, _path(token)),
         },
@@ -173,6 +176,7 @@ def _form_post(state: WebState, request: Request, token: str, form: Form) -> Res
         "unsubscribe_done.html",
         {
             "brand": target.list_name or "Newsletter",
+            "lang": target.lang,
             "target": target,
             "scope": scope,
             **form_fields(state, _path(token)),
@@ -200,6 +204,7 @@ def _resubscribe(state: WebState, request: Request, token: str, claims: Claims) 
         "resubscribed.html",
         {
             "brand": target.list_name or "Newsletter",
+            "lang": target.lang,
             "target": target,
             "archive_url": archive_index_url(state.settings, target.list_slug)
             if target.list_slug
