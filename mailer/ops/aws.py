@@ -9,8 +9,9 @@ own lookup, including ``AWS_ENDPOINT_URL_SNS`` / ``AWS_ENDPOINT_URL_SQS``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
@@ -31,6 +32,7 @@ __all__ = [
     "as_list",
     "describe",
     "error_code",
+    "find",
     "policy_allows",
     "sns_topic_of",
     "subscriptions",
@@ -38,6 +40,9 @@ __all__ = [
 
 AWS_ERRORS: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
 """What a boto3 call raises for an AWS or connection problem (anything else is a bug)."""
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass
@@ -89,6 +94,17 @@ def error_code(err: Exception) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def find(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+    """``fn``'s answer, or None where AWS answers NotFoundException: how doctor and setup
+    look a resource up (any other error is raised as it is)."""
+    try:
+        return fn(*args, **kwargs)
+    except AWS_ERRORS as err:
+        if error_code(err) == "NotFoundException":
+            return None
+        raise
 
 
 def describe(err: Exception) -> str:

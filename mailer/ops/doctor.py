@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.utils import parseaddr
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
@@ -25,7 +25,7 @@ from mailer.ops.aws import (
     AWS_ERRORS,
     AwsClients,
     describe,
-    error_code,
+    find,
     policy_allows,
     sns_topic_of,
     subscriptions,
@@ -60,6 +60,8 @@ REQUIRED_EVENTS = frozenset({"BOUNCE", "COMPLAINT"})
 WEBHOOK_PATH = "/webhooks/ses"
 
 Status = Literal["pass", "fail", "skip"]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,18 @@ def check_message(raw: bytes) -> list[Check]:
 # -- SES -----------------------------------------------------------------------------
 
 
+def _lookup(
+    what: str, missing: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T | str:
+    """``fn``'s answer, or why there is none: ``missing`` where AWS says it does not
+    exist, else ``what`` and the error."""
+    try:
+        found = find(fn, *args, **kwargs)
+    except AWS_ERRORS as err:
+        return f"{what}: {describe(err)}"
+    return missing if found is None else found
+
+
 def check_identity(sesv2: SESV2Client, domain: str) -> list[Check]:
     """The From domain: verified for sending, DKIM signing on, a custom MAIL FROM verified."""
     names = (
@@ -237,14 +251,14 @@ def check_identity(sesv2: SESV2Client, domain: str) -> list[Check]:
         f"{domain}: DKIM signing",
         f"{domain}: custom MAIL FROM",
     )
-    try:
-        identity = sesv2.get_email_identity(EmailIdentity=domain)
-    except AWS_ERRORS as err:
-        if error_code(err) == "NotFoundException":
-            why = f"no SES identity for {domain}: run `mailer ses setup --domain {domain}`"
-        else:
-            why = f"GetEmailIdentity: {describe(err)}"
-        return [_fail(names[0], why), Check(names[1], "skip"), Check(names[2], "skip")]
+    identity = _lookup(
+        "GetEmailIdentity",
+        f"no SES identity for {domain}: run `mailer ses setup --domain {domain}`",
+        sesv2.get_email_identity,
+        EmailIdentity=domain,
+    )
+    if isinstance(identity, str):
+        return [_fail(names[0], identity), Check(names[1], "skip"), Check(names[2], "skip")]
     out = []
     status = identity.get("VerificationStatus", "?")
     if identity.get("VerifiedForSendingStatus"):
@@ -288,14 +302,14 @@ def check_configuration_set(sesv2: SESV2Client, name: str) -> tuple[list[Check],
             _fail(present, "MAILER_SES_CONFIGURATION_SET is not set: SES would publish no events"),
             Check(events, "skip"),
         ], []
-    try:
-        found = sesv2.get_configuration_set(ConfigurationSetName=name)
-    except AWS_ERRORS as err:
-        if error_code(err) == "NotFoundException":
-            why = f"{name!r} does not exist: run `mailer ses setup`"
-        else:
-            why = f"GetConfigurationSet: {describe(err)}"
-        return [_fail(present, why), Check(events, "skip")], []
+    found = _lookup(
+        "GetConfigurationSet",
+        f"{name!r} does not exist: run `mailer ses setup`",
+        sesv2.get_configuration_set,
+        ConfigurationSetName=name,
+    )
+    if isinstance(found, str):
+        return [_fail(present, found), Check(events, "skip")], []
     checks = []
     sending = (found.get("SendingOptions") or {}).get("SendingEnabled", True)
     if sending is False:

@@ -32,6 +32,7 @@ from mailer.ops.aws import (
     as_list,
     describe,
     error_code,
+    find,
     policy_allows,
     sns_topic_of,
     subscriptions,
@@ -213,14 +214,20 @@ def _call(what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T
         raise SetupError(f"{what}: {describe(err)}") from err
 
 
-def _ensure_configuration_set(sesv2: SESV2Client, name: str, step: Callable[[str], None]) -> None:
+def _find(what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+    """A lookup of a step: None when it does not exist yet; any other error is a
+    SetupError naming ``what``."""
     try:
-        sesv2.get_configuration_set(ConfigurationSetName=name)
+        return find(fn, *args, **kwargs)
+    except AWS_ERRORS as err:
+        raise SetupError(f"{what}: {describe(err)}") from err
+
+
+def _ensure_configuration_set(sesv2: SESV2Client, name: str, step: Callable[[str], None]) -> None:
+    what = f"GetConfigurationSet {name}"
+    if _find(what, sesv2.get_configuration_set, ConfigurationSetName=name) is not None:
         step(f"exists   configuration set {name}")
         return
-    except AWS_ERRORS as err:
-        if error_code(err) != "NotFoundException":
-            raise SetupError(f"GetConfigurationSet {name}: {describe(err)}") from err
     _call(
         f"CreateConfigurationSet {name}",
         sesv2.create_configuration_set,
@@ -420,12 +427,11 @@ def _ensure_identity(
     mail_from: str,
     step: Callable[[str], None],
 ) -> GetEmailIdentityResponseTypeDef:
-    try:
-        identity = sesv2.get_email_identity(EmailIdentity=domain)
+    found = _find(f"GetEmailIdentity {domain}", sesv2.get_email_identity, EmailIdentity=domain)
+    if found is not None:
+        identity = found
         step(f"exists   email identity {domain}")
-    except AWS_ERRORS as err:
-        if error_code(err) != "NotFoundException":
-            raise SetupError(f"GetEmailIdentity {domain}: {describe(err)}") from err
+    else:
         _call(
             f"CreateEmailIdentity {domain}",
             sesv2.create_email_identity,
