@@ -108,11 +108,15 @@ def test_paste_check_test_confirm_send_and_a_worker_sends_it(desk: Desk) -> None
 
     live = c.get(f"/desk/campaigns/{campaign.id}")
     assert live.status_code == 200
-    assert '<meta http-equiv="refresh" content="5">' in live.text
     assert '<span class="status" id="status">scheduled</span>' in live.text
+    assert 'http-equiv="refresh"' not in live.text  # reloading is the editor's choice
+    assert f'href="/desk/campaigns/{campaign.id}?follow=1"' in live.text
+    followed = c.get(f"/desk/campaigns/{campaign.id}?follow=1")
+    assert '<meta http-equiv="refresh" content="5">' in followed.text
+    assert "Stop following" in followed.text
 
     assert _sent(desk) == 1  # the desk never sends; a worker does
-    done = c.get(f"/desk/campaigns/{campaign.id}")
+    done = c.get(f"/desk/campaigns/{campaign.id}?follow=1")
     assert '<span class="status" id="status">done</span>' in done.text
     assert 'id="count-sent">2<' in done.text
     assert 'http-equiv="refresh"' not in done.text
