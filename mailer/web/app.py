@@ -127,6 +127,8 @@ def create_app(
 
 def _include_routers(app: FastAPI, state: WebState, sns: SNSVerifier) -> None:
     """Every router of the app: one line each."""
+    # first: the redirect is the busiest route, and each router before it costs a match
+    app.include_router(tracking_router(app, state))  # /r, /o (mailer.web.tracking)
     app.include_router(subscribe.router)
     app.include_router(unsubscribe.router)
     app.include_router(preferences.router)
@@ -134,7 +136,6 @@ def _include_routers(app: FastAPI, state: WebState, sns: SNSVerifier) -> None:
     app.include_router(webhooks.ses_webhook_router(state.settings, state.sessions, verifier=sns))
     app.include_router(admin.admin_router())
     app.include_router(metrics.metrics_router())
-    app.include_router(tracking_router(app, state))  # /r, /o (mailer.web.tracking)
     app.include_router(desk_router(state))  # /desk (mailer.web.desk)
     app.include_router(api_router())  # /api/v1 (mailer.web.api)
 

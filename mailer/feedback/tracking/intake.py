@@ -35,7 +35,7 @@ class TrackingIntake:
     ) -> None:
         self.thresholds = Thresholds.from_settings(settings)
         self.links = links or LinkTables()
-        self.writer: GroupWriter[Hit, int | None] = GroupWriter(
+        self.writer: GroupWriter[Hit, str | None] = GroupWriter(
             sessions,
             self._write,
             # one writer: each batch sees every earlier click committed, so a burst split
@@ -46,7 +46,7 @@ class TrackingIntake:
             describe=lambda hit: f"hit on delivery {hit.delivery_id}",
         )
 
-    def _write(self, session: Session, hits: Sequence[Hit]) -> list[int | None]:
+    def _write(self, session: Session, hits: Sequence[Hit]) -> list[str | None]:
         return write_hits(session, hits, self.thresholds, self.links)
 
     def record(self, hit: Hit) -> None:

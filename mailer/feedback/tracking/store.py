@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailer.feedback.tracking.classify import (
@@ -62,8 +63,9 @@ def _agent(user_agent: str) -> tuple[str, str]:
 
 def write_hits(
     session: Session, hits: Sequence[Hit], thresholds: Thresholds, links_of: LinksOf
-) -> list[int | None]:
-    """One row per hit (its id), or None for a hit that is not recorded (see above)."""
+) -> list[str | None]:
+    """One row per hit, written with one multi-row INSERT; each hit's verdict, or None for
+    a hit that is not recorded (see above)."""
     ids = {hit.delivery_id for hit in hits}
     rows = {
         row.id: row
@@ -74,7 +76,8 @@ def write_hits(
         )
     }
     opted = opted_out_among(session, (r.subscriber_id for r in rows.values() if r.subscriber_id))
-    events: list[TrackingEvent | None] = []
+    values: list[dict[str, object]] = []
+    verdicts: list[str | None] = []
     for hit in hits:
         row = rows.get(hit.delivery_id)
         links = links_of(session, hit.campaign_id) if row is not None else ()
@@ -84,65 +87,71 @@ def write_hits(
             or row.subscriber_id in opted
             or (hit.link is not None and not 0 <= hit.link < len(links))
         ):
-            events.append(None)
+            verdicts.append(None)
             continue
         trap = hit.link is not None and links[hit.link].trap
         verdict, reason = classify(hit, sent_at=row.sent_at, trap=trap, thresholds=thresholds)
         digest, short = _agent(hit.user_agent)
-        event = TrackingEvent(
-            campaign_id=hit.campaign_id,
-            delivery_id=hit.delivery_id,
-            subscriber_id=row.subscriber_id,
-            kind=OPEN if hit.link is None else CLICK,
-            link=hit.link,
-            at=hit.at,
-            source=hit.source,
-            verdict=verdict,
-            reason=reason,
-            method=hit.method.upper()[:8],
-            ua_digest=digest,
-            ua=short,
+        values.append(
+            {
+                "campaign_id": hit.campaign_id,
+                "delivery_id": hit.delivery_id,
+                "subscriber_id": row.subscriber_id,
+                "kind": OPEN if hit.link is None else CLICK,
+                "link": hit.link,
+                "at": hit.at,
+                "source": hit.source,
+                "verdict": verdict,
+                "reason": reason,
+                "method": hit.method.upper()[:8],
+                "ua_digest": digest,
+                "ua": short,
+            }
         )
-        session.add(event)
-        events.append(event)
-    session.flush()
-    _flag_bursts(session, [e for e in events if e is not None], thresholds, links_of)
-    return [e.id if e is not None else None for e in events]
+        verdicts.append(verdict)
+    if values:
+        session.execute(insert(TrackingEvent), values)
+        fresh = [v for v in values if v["kind"] == CLICK and v["verdict"] == HUMAN]
+        _flag_bursts(session, fresh, thresholds, links_of)
+    return verdicts
 
 
 def _flag_bursts(
-    session: Session, new: list[TrackingEvent], thresholds: Thresholds, links_of: LinksOf
+    session: Session,
+    fresh: list[dict[str, object]],
+    thresholds: Thresholds,
+    links_of: LinksOf,
 ) -> None:
     """Human clicks that, with the message's other clicks, make a burst become machine."""
-    fresh = [e for e in new if e.kind == CLICK and e.verdict == HUMAN]
     if not fresh:
         return
     window = timedelta(seconds=thresholds.burst_window)
-    since = min(e.at for e in fresh) - window
-    until = max(e.at for e in fresh) + window
-    deliveries = sorted({e.delivery_id for e in fresh})
-    clicks = session.scalars(
-        select(TrackingEvent).where(
-            TrackingEvent.delivery_id.in_(deliveries),
-            TrackingEvent.kind == CLICK,
-            TrackingEvent.at >= since,
-            TrackingEvent.at <= until,
+    times = [v["at"] for v in fresh if isinstance(v["at"], datetime)]
+    deliveries = sorted({int(str(v["delivery_id"])) for v in fresh})
+    ev = TrackingEvent
+    clicks = session.execute(
+        select(ev.id, ev.delivery_id, ev.campaign_id, ev.link, ev.at, ev.verdict).where(
+            ev.delivery_id.in_(deliveries),
+            ev.kind == CLICK,
+            ev.at >= min(times) - window,
+            ev.at <= max(times) + window,
         )
     ).all()
-    by_delivery: dict[int, list[TrackingEvent]] = {}
+    by_delivery: dict[int, list[Any]] = {}
     for click in clicks:
         by_delivery.setdefault(click.delivery_id, []).append(click)
     for group in by_delivery.values():
         links = links_of(session, group[0].campaign_id)
-        real = [c for c in group if c.link is not None and not links[c.link].trap]
+        real = [c for c in group if c.link is not None and c.link < len(links)]
+        real = [c for c in real if not links[c.link].trap]
         count = sum(1 for link in links if not link.trap)
-        burst = in_bursts([(c.at, c.link or 0) for c in real], count, thresholds)
-        for n in burst:
-            click = real[n]
-            if click.verdict == HUMAN:
-                click.verdict = MACHINE
-                click.reason = burst_reason(len({real[m].link for m in burst}), thresholds)
-    session.flush()
+        burst = in_bursts([(c.at, c.link) for c in real], count, thresholds)
+        humans = [real[n].id for n in burst if real[n].verdict == HUMAN]
+        if humans:
+            reason = burst_reason(len({real[n].link for n in burst}), thresholds)
+            session.execute(
+                update(ev).where(ev.id.in_(humans)).values(verdict=MACHINE, reason=reason)
+            )
 
 
 def forget_subscriber(session: Session, subscriber_id: int) -> int:
