@@ -7,7 +7,7 @@ uses to hand an issue over and follow its send. Mounted by ``create_app`` with
     people      GET /lists, POST /lists/{slug}/subscribers,            (mailer.web.api.people)
                 GET/DELETE /subscribers/{email}, GET /stats
     documents   GET /openapi.json (only the API's routes), GET /docs (Swagger UI served from
-                the swagger-ui-bundle package: no CDN, and a CSP of its own for that page)
+                the fastapi-offline package: no CDN, and a CSP of its own for that page)
 
 Every route is guarded and fails the same way (:mod:`mailer.web.api.route`) and calls the
 use cases every entrance calls (:mod:`mailer.sending.publish`, the store, ops).
@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import swagger_ui_bundle
+import fastapi_offline
 from fastapi import APIRouter
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
@@ -41,7 +41,8 @@ DOCS_CSP = (
     "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
-_ASSETS = Path(swagger_ui_bundle.swagger_ui_path)
+#: Swagger UI 5 (OpenAPI 3.1, which FastAPI writes) as the fastapi-offline package ships it
+_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 _SERVED = {  # name -> media type: the only files /api/v1/docs/{name} serves
     "swagger-ui.css": "text/css",
     "swagger-ui-bundle.js": "text/javascript",
