@@ -218,21 +218,107 @@ def welcome_due(session: Session, subscription: Subscription, mlist: MailingList
     return done.rowcount == 1
 
 
+# -- "mail me my preferences link" ----------------------------------------------------------
+
+PREFERENCES_HTML = "preferences_link.mjml.j2"
+PREFERENCES_TEXT = "preferences_link.txt.j2"
+
+
+def preferences_link_mail(
+    settings: Settings,
+    signer: Signer,
+    mlist: MailingList,
+    subscriber: Subscriber,
+    *,
+    now: datetime,
+) -> SystemMail:
+    """A fresh preferences link for a reader who asked for it on the site."""
+    _ = gettext_for(mlist.lang)
+    subject = _("Your preferences for %(newsletter)s") % {"newsletter": mlist.name}
+    context: dict[str, Any] = {
+        **i18n.template_context(mlist.lang),
+        "title": subject,
+        "preheader": subject,
+        "preview_filler": "",
+        "newsletter_name": mlist.name,
+        "preferences_url": preferences_url(settings, signer, subscriber.id, mlist.id, now=now),
+        "address_lines": _address_lines(settings),
+    }
+    templates = settings.template_dir
+    html = compile_email(PREFERENCES_HTML, context, template_dir=templates)
+    text = render_text_template(PREFERENCES_TEXT, context, template_dir=templates)
+    return SystemMail(
+        "preferences",
+        subscriber.email,
+        subscriber.id,
+        subject,
+        mlist.from_address,
+        mlist.reply_to,
+        html,
+        text,
+    )
+
+
+def send_preferences_link(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    transport: Transport,
+    address: str,
+    *,
+    now: datetime,
+) -> bool:
+    """Mail ``address`` a preferences link for its subscription (active first, then
+    pending, oldest first), if it has one and had fewer than CONFIRM_PER_ADDRESS such
+    mails today. Nobody else learns the outcome: the web calls this after its answer,
+    which is the same for every address. True when a mail went out."""
+    with sessions.begin() as session:
+        subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+        if subscriber is None:
+            return False
+        subscription = session.scalar(
+            select(Subscription)
+            .where(
+                Subscription.subscriber_id == subscriber.id,
+                Subscription.status.in_(("active", "pending")),
+            )
+            .order_by((Subscription.status == "active").desc(), Subscription.id)
+            .limit(1)
+        )
+        if subscription is None or _sent_today(session, "preferences", subscriber.id, now):
+            return False
+        delivery_id = claim(session, "preferences", subscriber.id, now)
+        mlist = session.get(MailingList, subscription.list_id)
+        assert mlist is not None
+        try:
+            mail = preferences_link_mail(
+                settings, Signer.from_settings(settings), mlist, subscriber, now=now
+            )
+        except MailerError as err:
+            mark(session, delivery_id, DeliveryStatus.FAILED, error=err)
+            return False
+    return deliver(sessions, transport, mail, now=now, delivery_id=delivery_id)
+
+
 # -- flood limit ---------------------------------------------------------------------------
 
 
 def confirmation_allowed(session: Session, subscriber_id: int, now: datetime) -> bool:
     """Fewer than CONFIRM_PER_ADDRESS confirmation mails went to this reader in the window."""
+    return not _sent_today(session, "confirm", subscriber_id, now)
+
+
+def _sent_today(session: Session, kind: str, subscriber_id: int, now: datetime) -> bool:
+    """This reader had their CONFIRM_PER_ADDRESS mails of ``kind`` in the window."""
     sent = session.scalar(
         select(func.count())
         .select_from(Delivery)
         .where(
-            Delivery.kind == "confirm",
+            Delivery.kind == kind,
             Delivery.subscriber_id == subscriber_id,
             Delivery.claimed_at > now - CONFIRM_WINDOW,
         )
     )
-    return (sent or 0) < CONFIRM_PER_ADDRESS
+    return (sent or 0) >= CONFIRM_PER_ADDRESS
 
 
 # -- claimed now, sent after the commit ------------------------------------------------------

@@ -8,10 +8,16 @@ unsubscribes. Ticking a list they are not on only *starts* a fresh double opt-in
 (docs/architecture.md principle 9). Preferences links expire (``MAILER_PREFERENCES_TTL``); every
 issue carries a fresh one. Each change goes through the store, which writes the consent
 ledger; a name change is recorded as ``preferences``.
+
+``/preferences`` (no token) is "mail me my preferences link": an address field whose answer
+is the same page for every address (on a list or not), with the subscribe form's per-IP and
+per-address limits and honeypot; the look-up and the mail happen after the answer, so its
+timing tells nothing either (:func:`mailer.sending.system_mail.send_preferences_link`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from fastapi import APIRouter
@@ -19,18 +25,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailer.errors import TokenError
+from mailer.errors import InvalidAddressError, TokenError
+from mailer.render.i18n import gettext_for
 from mailer.render.tokens import Claims
+from mailer.sending import system_mail
 from mailer.urls import archive_index_url, subscribe_url
-from mailer.web.common import actor, all_lists, form_fields, link_problem
+from mailer.web.common import actor, all_lists, client_network, form_fields, link_problem
 from mailer.web.confirm_mail import ConfirmationMail, confirmation_for, deliver_all
 from mailer.web.csrf import FIELD as CSRF_FIELD
-from mailer.web.forms import FieldError, Form, clean_name, read_form
+from mailer.web.forms import EMAIL_MAX, FieldError, Form, clean_name, read_form
 from mailer.web.state import WebState, web_state
+from mailer.web.subscribe import HONEYPOT
 from subscribers import store
+from subscribers.addresses import normalize_email
+from subscribers.list_settings import LANGUAGES
 from subscribers.models import MailingList, Subscriber, Subscription, SubscriptionStatus
 from subscribers.store import Actor
 
@@ -204,3 +216,94 @@ def _apply(
             store.unsubscribe(session, sub.id, mlist.id, actor=who)
     session.flush()
     return mails
+
+
+# -- "mail me my preferences link" ------------------------------------------------------------
+
+REQUEST_PATH = "/preferences"
+
+
+def _request_page(
+    state: WebState,
+    request: Request,
+    lang: str,
+    *,
+    email: str = "",
+    errors: dict[str, str] | None = None,
+    sent: bool = False,
+    status: int = 200,
+) -> Response:
+    browser_id, new = state.csrf.ensure_browser_id(request)
+    response = state.pages.response(
+        "preferences_request.html",
+        {
+            "lang": lang,
+            "action": state.settings.public_base + REQUEST_PATH + _lang_query(lang),
+            "csrf_field": CSRF_FIELD,
+            "csrf_token": state.csrf.issue(REQUEST_PATH, state.timestamp(), browser_id),
+            "honeypot": HONEYPOT,
+            "email": email[:EMAIL_MAX],
+            "errors": errors or {},
+            "sent": sent,
+        },
+        status=status,
+        private=True,
+    )
+    if new:
+        state.csrf.set_cookie(response, browser_id)
+    return response
+
+
+def _lang_query(lang: str) -> str:
+    return "" if lang == "en" else f"?lang={lang}"
+
+
+def _lang(value: str) -> str:
+    """The page's language from ``?lang=`` (a list's link may carry it); English else."""
+    return value if value in LANGUAGES else "en"
+
+
+@router.get(REQUEST_PATH)
+def preferences_request_form(request: Request, lang: str = "en") -> Response:
+    """The form: one address field."""
+    return _request_page(web_state(request), request, _lang(lang))
+
+
+@router.post(REQUEST_PATH)
+async def preferences_request_post(request: Request, lang: str = "en") -> Response:
+    state = web_state(request)
+    form = await read_form(request)
+    retry = state.ip_limiter.hit(client_network(request), state.timestamp())
+    if retry is not None:
+        raise HTTPException(429, headers={"Retry-After": str(math.ceil(retry))})
+    state.csrf.check(
+        form.get(CSRF_FIELD), REQUEST_PATH, state.timestamp(), state.csrf.browser_id(request)
+    )
+    page_lang = _lang(lang)
+    raw = form.get("email").strip()
+    try:
+        if len(raw) > EMAIL_MAX:
+            raise InvalidAddressError("too long")
+        address = normalize_email(raw)
+    except InvalidAddressError:
+        _ = gettext_for(page_lang)
+        return _request_page(
+            state,
+            request,
+            page_lang,
+            email=raw,
+            errors={"email": _("Please enter a valid email address, like name@example.com.")},
+            status=422,
+        )
+    response = _request_page(state, request, page_lang, email=address, sent=True)
+    bot = bool(form.get(HONEYPOT).strip())
+    limited = state.address_limiter.hit(f"preferences:{address}", state.timestamp()) is not None
+    if not bot and not limited:
+        response.background = BackgroundTask(_mail_link, state, address)
+    return response
+
+
+def _mail_link(state: WebState, address: str) -> None:
+    system_mail.send_preferences_link(
+        state.sessions, state.settings, state.transport(), address, now=state.now()
+    )
