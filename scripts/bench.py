@@ -11,6 +11,8 @@ Runs, each in its own process and one after the other (they would disturb each o
   guard     scripts/bench_guard.py     reputation guard's cost per batch (no numeric goal)
   web       scripts/bench_web.py       reader page p95 while 60 forged SNS messages name slow
                                        certificate hosts, against its unloaded p95 (issue 13)
+  tracking  scripts/bench_tracking.py  the click redirect on one `mailer serve` under wrk, against
+                                       a bare 302 in the same run; no event lost on SIGTERM (16)
   startup   scripts/bench_startup.py   `mailer --help`, `lists show`, `campaigns show 1` start-up,
                                        against `python -c pass` (issue 17)
 
@@ -337,6 +339,49 @@ def parse_startup(out: str, _: Path) -> list[Figure]:
     return figures
 
 
+def parse_tracking(out: str, _: Path) -> list[Figure]:
+    bare = _find(r"^bare 302: ([\d,]+) requests/s, p99 ([\d.]+) ms", out)
+    got = _find(r"^redirect /r/: ([\d,]+) requests/s, p99 ([\d.]+) ms", out)
+    kept = _find(r"^events written after SIGTERM: (\d+) of (\d+) redirects \(lost (\d+)\)", out)
+    if not (bare and got and kept):
+        raise ValueError("bench_tracking output not understood")
+    rps, p99, bare_rps = _num(got.group(1)), _num(got.group(2)), _num(bare.group(1))
+    return [
+        Figure(
+            "tracking",
+            "redirect requests/s, one mailer serve",
+            rps,
+            "req/s",
+            bare_rps,
+            "bare 302, same run",
+            rps / bare_rps,
+            ">= 3,000 req/s",
+            _verdict(rps >= 3000),
+        ),
+        Figure(
+            "tracking",
+            "redirect p99",
+            p99,
+            "ms",
+            _num(bare.group(2)),
+            "bare 302 p99",
+            p99 / max(_num(bare.group(2)), 1e-9),
+            "< 50 ms",
+            _verdict(p99 < 50),
+        ),
+        Figure(
+            "tracking",
+            "events lost across SIGTERM",
+            _num(kept.group(3)),
+            "events",
+            _num(kept.group(2)),
+            "redirects answered",
+            goal="0",
+            result=_verdict(kept.group(3) == "0"),
+        ),
+    ]
+
+
 Parser = Callable[[str, Path], list[Figure]]
 BENCHES: dict[str, tuple[str, list[str], list[str], Parser]] = {
     # name: (script, arguments, quick arguments, parser)
@@ -347,6 +392,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str], Parser]] = {
     "guard": ("bench_guard.py", [], ["--rows", "5000", "--repeat", "5"], parse_guard),
     "web": ("bench_web.py", [], ["--pages", "50"], parse_web),
     "startup": ("bench_startup.py", [], ["--runs", "3"], parse_startup),
+    "tracking": ("bench_tracking.py", [], ["--readers", "200", "--seconds", "3"], parse_tracking),
 }
 
 
