@@ -108,7 +108,7 @@ class BodyLimit:
                 except ValueError:
                     declared = -1
                 if declared < 0 or declared > limit:
-                    await _plain_413(send, limit)
+                    await _plain_413(send, limit, html=_accepts_html(scope))
                     return
         seen = 0
 
@@ -124,14 +124,39 @@ class BodyLimit:
         await self.app(scope, counting_receive, send)
 
 
-async def _plain_413(send: Send, limit: int) -> None:
-    body = f"Request body too large (limit {limit} bytes).\n".encode()
+def _accepts_html(scope: Scope) -> bool:
+    """A browser's request (the desk's paste form, a reader form): answer with a page."""
+    for name, value in scope.get("headers", []):
+        if name == b"accept":
+            return b"text/html" in value
+    return False
+
+
+#: what a browser shows for a body refused before it was read (no stylesheet: nothing more
+#: is fetched from a server that just refused a request)
+_HTML_413 = (
+    '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    "<title>That was too much</title></head><body><main><h1>That was too much</h1>"
+    "<p>What you sent is over {kb} KB, the most this server takes at once. Nothing was "
+    "received or saved: go back and send something smaller.</p>"
+    "<p>Error 413: request body too large (limit {limit} bytes).</p></main></body></html>\n"
+)
+
+
+async def _plain_413(send: Send, limit: int, *, html: bool = False) -> None:
+    if html:
+        body = _HTML_413.format(kb=limit // 1024, limit=limit).encode()
+        ctype = b"text/html; charset=utf-8"
+    else:
+        body = f"Request body too large (limit {limit} bytes).\n".encode()
+        ctype = b"text/plain; charset=utf-8"
     await send(
         {
             "type": "http.response.start",
             "status": 413,
             "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-type", ctype),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ],
