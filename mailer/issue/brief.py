@@ -113,12 +113,9 @@ def parse(text: str, *, source: str = "issue") -> Issue:
             )
         )
     sources = {fold(it.source) for it in items}
-    for block in item_blocks:
-        _refuse_swallowed_items(block[2:], headlines, sources, source=source)
-    _refuse_swallowed_items(closing, headlines, sources, source=source)
-    for block in item_blocks:
-        _refuse_item_shapes(block[2:], after_last_url=False, source=source)
-    _refuse_item_shapes(closing, after_last_url=True, source=source)
+    for run, last in [*((block[2:], False) for block in item_blocks), (closing, True)]:
+        _refuse_item_shapes(run, after_last_url=last, source=source)
+        _refuse_swallowed_items(run, headlines, sources, source=source)
 
     return Issue(
         subject=subject,

@@ -14,7 +14,13 @@ neutralised (``&#37;`` in HTML, a word joiner in text), and only then are the st
 swapped for the real placeholders; a count check guards the swap.
 
 The web edition (:meth:`RenderedIssue.for_archive`) is rendered from the same template
-in archive mode: no greeting, no reader links, a Subscribe and a Past issues link.
+in archive mode: the issue's title as its heading, no greeting, no reader links, none of
+the mail-only lines ("View in browser", "Forwarded this?", a "Reply to this email"
+sentence of the intro or closing), a Subscribe and a Past issues link.
+
+The greeting line is one placeholder (``%%greeting%%``) holding the whole line, filled per
+reader from the name (:func:`~mailer.render.placeholders.greeting_line`): "Hello Ann," for
+a reader with a name, nothing at all for one without, with no second render.
 
 The placeholder syntax lives in :mod:`mailer.render.placeholders` and the plain-text filling
 in :mod:`mailer.render.text`; the names other layers use are re-exported here (``__all__``).
@@ -40,16 +46,20 @@ from mjml import mjml2html
 from mailer.config import Settings
 from mailer.errors import RenderError
 from mailer.issue.model import Issue
+from mailer.render.colours import HEX_COLOUR, readable_on
+from mailer.render.links import item_anchor, item_href
 from mailer.render.placeholders import (
     FIELDS,
+    GREETING_FIELD,
     PLACEHOLDER_RE,
     SAMPLE_VALUES,
     clean_field,
+    greeting_line,
     placeholder,
     splice,
     split_template,
 )
-from mailer.render.text import LINE_MAX_OCTETS, limit_line_octets, wrap_text
+from mailer.render.text import LINE_MAX_OCTETS, hang, limit_line_octets, wrap_text
 from mailer.templates import search_path
 
 __all__ = [
@@ -81,6 +91,17 @@ _MONTHS = (
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _RTL = {"ar", "fa", "he", "ur", "yi", "ps", "sd", "ug", "dv"}
 _LANG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
+DEFAULT_ACCENT = "#9b1c1c"
+CARD = "#ffffff"
+DARK_CARD = "#1e1e1e"
+LOGO_URL_MAX = 2000
+# A sentence that only makes sense in a mailbox: left out of the web edition.
+_MAIL_ONLY = re.compile(
+    r"\b(?:reply to (?:this|our) (?:e-?mail|message|newsletter)|forwarded this"
+    r"|(?:you are|you're) receiving this)\b",
+    re.IGNORECASE,
+)
+_SENTENCES = re.compile(r"(?<=[.!?。！？])\s+")
 
 
 @dataclass(frozen=True)
@@ -89,9 +110,13 @@ class Branding:
 
     ``archive_url`` is this issue's web edition ("View in browser"); ``reason_text`` says
     why the reader gets the email; ``greeting`` opens the email followed by the reader's
-    name (empty: no greeting line); ``subscribe_url`` and ``archive_index_url`` default to
-    ``/subscribe`` and ``/archive`` under ``base_url``. ``template_dir`` is
-    MAILER_TEMPLATE_DIR (its ``email/`` files replace the shipped ones; empty: none).
+    name (empty: no greeting line; a reader without a name never gets one);
+    ``subscribe_url`` and ``archive_index_url`` default to ``/subscribe`` and ``/archive``
+    under ``base_url``. ``logo_url`` (https, optional) shows above the newsletter's name;
+    ``accent_color`` (``#rrggbb``) colours the brand band, source labels and links, made
+    readable on the white card and in dark mode (:mod:`mailer.render.colours`).
+    ``template_dir`` is MAILER_TEMPLATE_DIR (its ``email/`` files replace the shipped ones;
+    empty: none).
     """
 
     newsletter_name: str
@@ -104,6 +129,8 @@ class Branding:
     subscribe_url: str = ""
     archive_index_url: str = ""
     template_dir: str = ""
+    logo_url: str = ""
+    accent_color: str = DEFAULT_ACCENT
 
     def __post_init__(self) -> None:
         if not self.newsletter_name.strip() or "\n" in self.newsletter_name:
@@ -114,6 +141,18 @@ class Branding:
             raise RenderError(f"branding: archive_url is not an http(s) URL: {self.archive_url!r}")
         if not _LANG.match(self.lang):
             raise RenderError(f"branding: lang is not a language tag: {self.lang!r}")
+        if "\n" in self.greeting or not self.greeting.isprintable():
+            raise RenderError(f"branding: greeting must be one line: {self.greeting!r}")
+        if self.logo_url and not _is_logo_url(self.logo_url):
+            raise RenderError(
+                f"branding: logo_url must be an https URL without quotes, spaces or a user "
+                f"name: {self.logo_url[:80]!r}"
+            )
+        if not HEX_COLOUR.match(self.accent_color):
+            raise RenderError(
+                f"branding: accent_color must be #rrggbb (e.g. #9b1c1c): {self.accent_color!r}"
+            )
+        object.__setattr__(self, "accent_color", self.accent_color.lower())
         base = self.base_url.rstrip("/")
         if not self.subscribe_url:
             object.__setattr__(self, "subscribe_url", base + "/subscribe")
@@ -151,6 +190,7 @@ class RenderedIssue:
     text: str
     warnings: tuple[str, ...] = ()
     archive_html: str = field(default="", repr=False)
+    greeting: str = ""  # the word before the name; the line is filled per reader
 
     @cached_property
     def _html_parts(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -164,17 +204,21 @@ class RenderedIssue:
         """(html, text) for one reader: values HTML-escaped in the HTML, plain in the text.
 
         ``unsubscribe_url`` and ``preferences_url`` are required, ``name`` may be missing
-        or empty. Line breaks and control characters in values become spaces; the HTML stays
-        ASCII (non-ASCII values become character references).
+        or empty; ``greeting`` (the whole line) is made from the name unless given. Line
+        breaks and control characters in values become spaces; the HTML stays ASCII
+        (non-ASCII values become character references).
         """
-        plain = {}
-        escaped = {}
+        plain: dict[str, str] = {}
+        escaped: dict[str, str] = {}
         for name in FIELDS:
             value = values.get(name)
             if value is None:
-                if name != "name":
+                if name == GREETING_FIELD:
+                    value = greeting_line(self.greeting, plain["name"])
+                elif name == "name":
+                    value = ""
+                else:
                     raise RenderError(f"personalize: no value for {name!r}")
-                value = ""
             if not value.isprintable():
                 value = clean_field(value)
             plain[name] = value
@@ -202,6 +246,7 @@ class RenderedIssue:
             "text": self.text,
             "warnings": list(self.warnings),
             "archive_html": self.archive_html,
+            "greeting": self.greeting,
         }
 
     @classmethod
@@ -214,6 +259,7 @@ class RenderedIssue:
                 text=str(d["text"]),
                 warnings=tuple(str(w) for w in d.get("warnings", ())),
                 archive_html=str(d.get("archive_html", "")),
+                greeting=str(d.get("greeting", "")),
             )
         except (KeyError, TypeError) as err:
             raise RenderError(f"rendered issue snapshot is incomplete: {err}") from err
@@ -226,7 +272,13 @@ def render_issue(issue: Issue, branding: Branding) -> RenderedIssue:
     html, text, split_urls = render_bodies(issue, branding, stand_ins)
     html = ascii_html(_swap_stand_ins(html, stand_ins, html=True))
     text = _swap_stand_ins(text, stand_ins, html=False)
-    context = {**_issue_context(issue, branding), "archive": True, "ph": {}}
+    context = {
+        **_issue_context(issue, branding),
+        "archive": True,
+        "ph": {},
+        "intro": web_paragraphs(issue.intro),
+        "closing": web_paragraphs(issue.closing),
+    }
     archive_html = compile_email("issue.mjml.j2", context, template_dir=branding.template_dir)
     archive = ascii_html(neutralise(archive_html, html=True))
     rendered = RenderedIssue(
@@ -235,6 +287,7 @@ def render_issue(issue: Issue, branding: Branding) -> RenderedIssue:
         html=html,
         text=text,
         archive_html=archive,
+        greeting=branding.greeting,
     )
     warnings = _warnings(issue, branding, rendered, split_urls)
     return dataclasses.replace(rendered, warnings=tuple(warnings))
@@ -327,6 +380,9 @@ def _jinja(template_dir: str) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["wrap"] = wrap_text
+    env.filters["hang"] = hang
+    env.globals["item_href"] = item_href
+    env.globals["item_anchor"] = item_anchor
     return env
 
 
@@ -338,6 +394,8 @@ def _base_context(context: Mapping[str, Any]) -> dict[str, Any]:
         "fonts": FONTS,
         "preheader": "",
         "date_label": "",
+        "logo_url": "",
+        **accent_colours(DEFAULT_ACCENT),
     }
     return {**defaults, **context}
 
@@ -350,6 +408,8 @@ def _issue_context(issue: Issue, b: Branding) -> dict[str, Any]:
         "newsletter_name": b.newsletter_name,
         "date_label": date_label(issue.date) if issue.date else "",
         "greeting": b.greeting,
+        "logo_url": b.logo_url,
+        **accent_colours(b.accent_color),
         "intro": issue.intro,
         "items": issue.items,
         "closing": issue.closing,
@@ -359,6 +419,29 @@ def _issue_context(issue: Issue, b: Branding) -> dict[str, Any]:
         "archive_index_url": b.archive_index_url,
         "address_lines": [ln.strip() for ln in b.postal_address.splitlines() if ln.strip()],
     }
+
+
+def accent_colours(accent: str) -> dict[str, str]:
+    """The accent as the templates use it: the band as chosen, text readable on each card."""
+    return {
+        "accent": accent,
+        "accent_text": readable_on(accent, CARD),
+        "accent_dark": readable_on(accent, DARK_CARD),
+    }
+
+
+def web_paragraphs(paragraphs: tuple[str, ...]) -> tuple[str, ...]:
+    """Paragraphs for the web edition: sentences that speak to a mailbox ("Reply to this
+    email", "Forwarded this?") are left out, and a paragraph left empty goes with them."""
+    out = []
+    for para in paragraphs:
+        if not _MAIL_ONLY.search(para):
+            out.append(para)
+            continue
+        kept = " ".join(s for s in _SENTENCES.split(para) if not _MAIL_ONLY.search(s))
+        if kept.strip():
+            out.append(kept)
+    return tuple(out)
 
 
 def date_label(d: Any) -> str:
@@ -464,6 +547,16 @@ def _is_http_url(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname) and url.isprintable()
+
+
+def _is_logo_url(url: str) -> bool:
+    if len(url) > LOGO_URL_MAX or any(c.isspace() or c in "<>\"'`\\" for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return _is_https(url) and not parts.username and not parts.password
 
 
 def _is_https(url: str) -> bool:

@@ -4,14 +4,16 @@ Every renderer of a list's mail (`mailer send`, the web desk and API through
 :func:`mailer.sending.publish.render_for`, the worker from the campaign it rendered, the
 system mails) gets the list's settings the same way: its name, language, greeting (NULL:
 the language's own "Hello"; '': no greeting line) and, where Branding has them, logo and
-accent colour. A new per-list setting is added here and nowhere else.
+accent colour, and the list's own subscribe page and archive (the email's "Forwarded this?
+Subscribe" and "Past issues" links). A new per-list setting is added here and nowhere else.
 """
 
 from __future__ import annotations
 
 from mailer.config import Settings
 from mailer.render import i18n
-from mailer.render.compiler import Branding
+from mailer.render.compiler import DEFAULT_ACCENT, Branding
+from mailer.urls import archive_index_url, subscribe_url
 from subscribers.models import MailingList
 
 
@@ -35,4 +37,8 @@ def branding_for(
         archive_url=archive_url,
         greeting=greeting_for(mlist),
         template_dir=settings.template_dir,
+        subscribe_url=subscribe_url(settings, mlist.slug),
+        archive_index_url=archive_index_url(settings, mlist.slug),
+        logo_url=mlist.logo_url or "",
+        accent_color=mlist.accent_color or DEFAULT_ACCENT,
     )

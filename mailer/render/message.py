@@ -27,7 +27,7 @@ from email.policy import SMTP
 from email.utils import formataddr, formatdate, parseaddr
 
 from mailer.errors import RenderError
-from mailer.render.placeholders import split_template
+from mailer.render.placeholders import GREETING_FIELD, greeting_line, split_template
 
 CRLF = b"\r\n"
 SOFT = b"=\r\n"
@@ -124,6 +124,7 @@ class MessageTemplate:
     boundary: str
     domain: str
     campaign: CampaignMessage
+    greeting: str = "Hello"  # the list's; the greeting line is made per reader from it
 
     @classmethod
     def build(
@@ -140,8 +141,11 @@ class MessageTemplate:
         split: Callable[[str], tuple[tuple[str, ...], tuple[str, ...]]] | None = None,
         feedback_sender: str = "briefmailer",
         tags: Mapping[str, str] | None = None,
+        greeting: str = "Hello",
     ) -> MessageTemplate:
-        """Encode everything that does not depend on the reader (once per campaign)."""
+        """Encode everything that does not depend on the reader (once per campaign).
+        ``greeting`` is the list's (``Branding.greeting``, '' for none): with a reader's
+        name it makes the ``%%greeting%%`` line (:meth:`with_greeting`)."""
         if split is None:
             split = split_template
         domain = sending_domain(from_address)
@@ -182,7 +186,14 @@ class MessageTemplate:
             boundary=boundary,
             domain=domain,
             campaign=campaign,
+            greeting=greeting,
         )
+
+    def with_greeting(self, fields: Mapping[str, str]) -> Mapping[str, str]:
+        """``fields`` with the reader's greeting line, unless it is there already."""
+        if GREETING_FIELD in fields:
+            return fields
+        return {**fields, GREETING_FIELD: greeting_line(self.greeting, fields.get("name", ""))}
 
     def message_id(self, delivery_id: int) -> str:
         return f"<{self.campaign.campaign_id}.{delivery_id}.{secrets.token_hex(6)}@{self.domain}>"
@@ -207,6 +218,7 @@ class MessageTemplate:
     ) -> bytes:
         """The complete message for one reader (CRLF line ends), from prepared headers."""
         b = self.boundary.encode()
+        fields = self.with_greeting(fields)
         head = [self.head]
         for name, value in headers.items():
             # not folded: some receivers keep the fold's space in List-Unsubscribe's URL;
@@ -250,6 +262,7 @@ def build_preview_message(
         text=str(getattr(rendered, "text")),  # noqa: B009
         list_name=list_name,
         list_slug=list_slug,
+        greeting=str(getattr(rendered, "greeting", "")),
     )
     fields = {"unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url, "name": name}
     headers = template.reader_headers(to, unsubscribe_url, template.message_id(0))

@@ -15,16 +15,21 @@ from mailer.errors import RenderError
 
 __all__ = [
     "FIELDS",
+    "GREETING_FIELD",
     "PLACEHOLDER_RE",
     "SAMPLE_VALUES",
     "TRACK_FIELD",
     "clean_field",
+    "greeting_line",
     "placeholder",
     "splice",
     "split_template",
 ]
 
-FIELDS: tuple[str, ...] = ("unsubscribe_url", "preferences_url", "name")
+FIELDS: tuple[str, ...] = ("unsubscribe_url", "preferences_url", "name", "greeting")
+GREETING_FIELD = "greeting"
+"""The whole greeting line ("Hello Ann,"), made from the name by :func:`greeting_line`:
+one placeholder, so a reader without a name gets no line at all from the same template."""
 TRACK_FIELD = "track"
 """The reader's part of tracked links (:mod:`mailer.render.tracking`): only in the HTML of
 a campaign whose list tracks, written by the send engine; the renderer never writes it, and
@@ -43,6 +48,14 @@ def clean_field(value: str) -> str:
     """A per-reader value as it may appear in a body: control characters become spaces.
     (``isprintable`` first: far cheaper than the translate, and most values pass it.)"""
     return value if value.isprintable() else value.translate(_CONTROLS)
+
+
+def greeting_line(greeting: str, name: str) -> str:
+    """'Hello Ann,' from the list's greeting and a (cleaned) name; '' when either is empty."""
+    name = name.strip()
+    if not name or not greeting:
+        return ""
+    return f"{greeting} {name},"
 
 
 def placeholder(name: str) -> str:

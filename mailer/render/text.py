@@ -42,6 +42,14 @@ def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
     return "\n".join(lines)
 
 
+def hang(text: str, prefix: str, width: int = TEXT_WIDTH) -> str:
+    """``prefix`` then ``text`` filled to ``width``, later lines indented under the text
+    ("1. A long headline" / "   that goes on"): a numbered list that stays readable."""
+    pad = " " * _width(prefix)
+    lines = wrap_text(text, max(width - len(pad), 20)).split("\n")
+    return prefix + lines[0] + "".join("\n" + pad + line for line in lines[1:])
+
+
 def _tokens(text: str, width: int) -> list[tuple[str, bool]]:
     """(token, space_before) pairs: words, single wide characters, and cut-up long words."""
     out: list[tuple[str, bool]] = []

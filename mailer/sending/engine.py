@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.config import Settings
 from mailer.errors import ConflictError, FatalSendError
+from mailer.render.list_brand import greeting_for
 from mailer.render.message import MessageTemplate
 from mailer.render.tokens import Signer
 from mailer.sending import guard, lifecycle
@@ -256,6 +257,7 @@ class Engine:
                 text=campaign.text,
                 list_name=mlist.name,
                 list_slug=mlist.slug,
+                greeting=greeting_for(mlist),
             )
             progress = Progress(campaign_id)
             progress.total = sum(state_counts(s, campaign_id).values())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from mailer.render.compiler import clean_field
 from mailer.render.message import MessageTemplate
-from mailer.render.placeholders import TRACK_FIELD
+from mailer.render.placeholders import GREETING_FIELD, TRACK_FIELD, greeting_line
 from mailer.render.tokens import Signer
 from mailer.render.tracking import reader_track
 from mailer.transports.base import OutgoingMessage
@@ -32,6 +32,7 @@ def reader_message(
     unsub = f"{base_url}/unsubscribe/{signer.sign('unsubscribe', subscriber_id, list_id)}"
     prefs = f"{base_url}/preferences/{signer.preferences_token(subscriber_id, list_id)}"
     fields = {"unsubscribe_url": unsub, "preferences_url": prefs, "name": clean_field(name)}
+    fields[GREETING_FIELD] = greeting_line(template.greeting, fields["name"])
     if tracked:
         fields[TRACK_FIELD] = reader_track(signer, template.campaign.campaign_id, delivery_id)
     message_id = template.message_id(delivery_id)
