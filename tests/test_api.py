@@ -196,7 +196,9 @@ def test_campaign_created_over_http_is_sent_by_the_worker(api: Api) -> None:
         assert view["counts"]["queued"] == len(READERS) and view["status"] == "scheduled"
 
         again = c.post("/api/v1/campaigns", json={"issue": key, "list": "brief"})
-        assert f"campaign {cid}" in error_of(again, 409) and again.json()["campaign"] == cid
+        said = error_of(again, 409)
+        assert f"campaign {cid}" in said and again.json()["campaign"] == cid
+        assert '"force": true' in said and "--force" not in said  # in the API's terms
 
         ran = api.worker_once()
         assert ran.returncode == 0, ran.stdout + ran.stderr
@@ -253,6 +255,9 @@ def test_schedule_pause_resume_cancel_retry(api: Api) -> None:
         view = all_json(c.get(f"/api/v1/campaigns/{cid}"))
         assert view["scheduled_at"].startswith("2098-12-31T22:00:00")
         assert view["expires_at"].startswith("2099-01-01T04:00:00")
+        twice = c.post("/api/v1/campaigns", json={"issue": key, "list": "brief", "force": True})
+        said = error_of(twice, 409)  # scheduled, not started: force does not repeat it
+        assert f"POST /api/v1/campaigns/{cid}/cancel" in said and "mailer " not in said
         ran = api.worker_once()  # not due: nothing is sent
         assert ran.returncode == 0, ran.stderr
         assert all_json(c.get(f"/api/v1/campaigns/{cid}"))["counts"]["queued"] == len(READERS)

@@ -35,7 +35,7 @@ from mailer.sending import campaigns as camp
 from mailer.sending import publish
 from mailer.sending.schedule import Schedule
 from mailer.web.api.common import ERRORS, answer, handed_issue
-from mailer.web.api.route import BEARER, ApiRoute, error_json, needs, principal
+from mailer.web.api.route import BEARER, ApiRoute, error_json, in_api_terms, needs, principal
 from mailer.web.api.schemas import (
     MAX_ID,
     CampaignCreated,
@@ -169,11 +169,7 @@ def _lost_race(
         if isinstance(err, IntegrityError):
             raise err
         holder = camp.find_sent(session, mlist, issue_key)
-    return error_json(
-        409,
-        str(err).replace("pass --force", 'send with "force": true'),
-        campaign=holder.id if holder is not None else None,
-    )
+    return error_json(409, in_api_terms(str(err)), campaign=holder.id if holder else None)
 
 
 def _test_send(

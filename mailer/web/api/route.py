@@ -13,6 +13,7 @@ A route names the role it needs with ``openapi_extra={"x-role": "ops"}`` (see
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -176,9 +177,23 @@ def error_response(request: Request, exc: Exception) -> JSONResponse:
             return error_json(status, "the service cannot do that right now; try again later")
         log.exception("API %s %s failed", request.method, request.url.path, exc_info=exc)
         return error_json(500, "internal error; nothing you sent caused it")
-    return error_json(status, str(exc))
+    return error_json(status, in_api_terms(str(exc)) if status == 409 else str(exc))
 
 
 def _problem(error: Mapping[str, Any]) -> dict[str, str]:
     where = ".".join(str(part) for part in error.get("loc", ()))
     return {"where": where or "request", "problem": str(error.get("msg", "not valid"))[:200]}
+
+
+#: the CLI's hints in the store's messages, as this API says them
+_HINTS = (
+    (re.compile(r"`mailer campaigns cancel (\d+)`"), r"POST /api/v1/campaigns/\1/cancel"),
+    (re.compile(r"pass --force"), 'send with "force": true'),
+    (re.compile(r"--force"), '"force": true'),
+)
+
+
+def in_api_terms(message: str) -> str:
+    for pattern, replacement in _HINTS:
+        message = pattern.sub(replacement, message)
+    return message
