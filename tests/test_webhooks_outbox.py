@@ -11,11 +11,13 @@ from sqlalchemy import func, select
 
 from mailer.errors import InputError
 from mailer.sending import lifecycle
+from mailer.sending.models import Campaign
 from mailer.webhooks import endpoints
 from subscribers import outbox, store
 from subscribers.outbox import EVENT_TYPES, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from tests.conftest import Database
 from tests.delivery_helpers import make_campaign, seed_list
+from tests.test_feedback import READER, World, mid, ses_event
 
 URL = "http://127.0.0.1:9/hook"
 
@@ -217,3 +219,50 @@ def test_urls_that_are_not_http_are_refused(db: Database, url: str) -> None:
 def test_emit_refuses_a_type_it_does_not_know(db: Database) -> None:
     with pytest.raises(ValueError, match=r"campaign\.exploded"), db.sessions.begin() as s:
         outbox.emit(s, "campaign.exploded", {})
+
+
+def test_guard_pause_and_expiry_emit_their_events(db: Database) -> None:
+    _endpoint(db, "guard.tripped,campaign.paused,campaign.expired,campaign.started")
+    seed_list(db.sessions, 3)
+    first, _, _ = make_campaign(db.sessions, db.settings())
+    with db.sessions.begin() as s:
+        campaign = s.get_one(Campaign, first)
+        lifecycle.start(campaign)
+        lifecycle.guard_pause(campaign, "bounce rate 9.00% (9 hard bounces / 100 sent)")
+    with db.sessions.begin() as s:
+        campaign = s.get_one(Campaign, first)
+        lifecycle.start(campaign)  # a paused campaign stays paused: no second start
+        lifecycle.expire(s, campaign, "too late")
+    got = _events(db)
+    assert [t for t, _ in got] == [
+        "campaign.started",
+        "campaign.paused",
+        "guard.tripped",
+        "campaign.expired",
+    ]
+    tripped = got[2][1]["data"]
+    assert tripped["verdict"] == "bounce rate 9.00% (9 hard bounces / 100 sent)"
+    assert tripped["campaign"]["status"] == "paused"
+    assert tripped["campaign"]["pause_reason"].startswith("reputation guard:")
+    assert got[3][1]["data"]["campaign"]["counts"] == {"skipped": 3}
+
+
+def test_a_complaint_from_ses_emits_in_the_feedback_transaction(db: Database) -> None:
+    """The feedback rules change the store through it, so their events come along."""
+    w = World(db)
+    _endpoint(db, "subscriber.unsubscribed,suppression.added")
+    message_id = mid()
+    w.delivery(message_id)
+    w.apply(ses_event("event_complaint", message_id=message_id, sns_id="sns-c"))
+    got = _events(db)
+    assert sorted(t for t, _ in got) == [
+        "subscriber.unsubscribed",
+        "subscriber.unsubscribed",
+        "suppression.added",
+    ]
+    assert {p["data"]["email"] for _, p in got} == {READER}
+    assert all(p["data"]["source"].startswith("ses-feedback:Complaint") for _, p in got)
+    assert {p["data"].get("list") for t, p in got if t.startswith("subscriber")} == {
+        "brief",
+        "weekly",
+    }
