@@ -1,4 +1,5 @@
-"""Bulk statements: the CSV import's hot path, on PostgreSQL and SQLite.
+"""Bulk statements on PostgreSQL and SQLite: the CSV import's hot path, and the per-row
+updates of the import and the send ledger.
 
 Core's executemany spends most of its time on bookkeeping per parameter, and an IN list or
 a multi-row VALUES whose length changes is a new statement to prepare (and to cache) each
@@ -25,7 +26,7 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import Column, Connection, Dialect, Row, Select, Table, insert
+from sqlalchemy import Column, Connection, Dialect, Row, Select, Table, bindparam, insert, update
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import sqltypes
 
@@ -176,6 +177,19 @@ def insert_people(
     # identifiers and types come from the models (quoted); every value is a parameter
     statement = f"WITH {', '.join(parts)} SELECT count(*) FROM p"  # noqa: S608
     conn.exec_driver_sql(statement, params)
+
+
+def update_by_id(
+    conn: Connection, model: type[Base], rows: Sequence[Mapping[str, Any]], **values: Any
+) -> None:
+    """One executemany ``UPDATE table SET ... WHERE id = :b_id`` over ``rows`` (each a
+    ``b_id`` and the other ``b_*`` parameters that ``values`` bind); none for no rows.
+    The import's and the send ledger's per-row updates."""
+    if not rows:
+        return
+    table = model.__table__
+    assert isinstance(table, Table)
+    conn.execute(update(table).where(table.c.id == bindparam("b_id")).values(**values), rows)
 
 
 def select_in(

@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import SingletonThreadPool
 
 from mailer.errors import InputError
 from subscribers.addresses import try_normalize
-from subscribers.bulk import insert_people, insert_rows, select_in
+from subscribers.bulk import insert_people, insert_rows, select_in, update_by_id
 from subscribers.csv_guard import unguard
 from subscribers.db import InlineExecutor
 from subscribers.models import (
@@ -399,19 +399,16 @@ class _ChunkWriter:
             chunk.updated += 1
         if to_insert:
             insert_rows(conn, Subscription, {"subscriber_id": to_insert}, constants=subscription)
-        if to_update:
-            conn.execute(
-                update(Subscription)
-                .where(Subscription.id == bindparam("b_id"))
-                .values(
-                    status=bindparam("b_status"),
-                    confirmed_at=bindparam("b_at"),
-                    unsubscribed_at=None,
-                    # a status change retires confirm links sent before it (store._set_status)
-                    consent_version=Subscription.consent_version + 1,
-                ),
-                to_update,
-            )
+        update_by_id(
+            conn,
+            Subscription,
+            to_update,
+            status=bindparam("b_status"),
+            confirmed_at=bindparam("b_at"),
+            unsubscribed_at=None,
+            # a status change retires confirm links sent before it (store._set_status)
+            consent_version=Subscription.consent_version + 1,
+        )
         # 5. their ledger events: one per imported row (also our duplicate detector)
         if imported:
             insert_rows(conn, ConsentEvent, {"subscriber_id": imported}, constants=event)
@@ -431,15 +428,12 @@ class _ChunkWriter:
             new_name = row.name or name
             if new_name != name or merged != (attrs or {}):
                 changes.append({"b_id": sid, "b_name": new_name, "b_attrs": merged, "b_at": now})
-        if changes:
-            conn.execute(
-                update(Subscriber)
-                .where(Subscriber.id == bindparam("b_id"))
-                .values(
-                    name=bindparam("b_name"),
-                    attributes=bindparam("b_attrs"),
-                    updated_at=bindparam("b_at"),
-                ),
-                changes,
-            )
+        update_by_id(
+            conn,
+            Subscriber,
+            changes,
+            name=bindparam("b_name"),
+            attributes=bindparam("b_attrs"),
+            updated_at=bindparam("b_at"),
+        )
         return {c["b_id"] for c in changes}

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session, load_only
 from mailer.errors import RejectedError, RetryableSendError, TransportError
 from mailer.sending.models import Campaign, Delivery, DeliveryStatus, Lease
 from mailer.transports.base import SendResult
+from subscribers.bulk import update_by_id
 from subscribers.db import id_in, is_sqlite
 from subscribers.models import Subscriber, Subscription, Suppression, UTCDateTime
 
@@ -382,29 +383,33 @@ def record(conn: Connection, results: Results, now: datetime) -> Tally:
     ]
     failed = results.failed + exhausted
     mark_sent(conn, results.sent, now)
-    _update_by_id(
+    update_by_id(
         conn,
+        Delivery,
         [{"b_id": f.delivery_id, "b_cls": f.error_class, "b_err": f.error} for f in failed],
         status=DeliveryStatus.FAILED,
         error_class=bindparam("b_cls"),
         error=bindparam("b_err"),
     )
     # never attempted (stopped first): not an attempt either
-    _update_by_id(
+    update_by_id(
         conn,
+        Delivery,
         [{"b_id": i} for i in results.unsent],
         status=DeliveryStatus.QUEUED,
         attempts=Delivery.attempts - 1,
     )
-    _update_by_id(
+    update_by_id(
         conn,
+        Delivery,
         [{"b_id": r.delivery_id, "b_nb": r.not_before, "b_err": r.error} for r in retries],
         status=DeliveryStatus.QUEUED,
         not_before=bindparam("b_nb"),
         error=bindparam("b_err"),
     )
-    _update_by_id(
+    update_by_id(
         conn,
+        Delivery,
         [{"b_id": i} for i in results.skipped],
         status=DeliveryStatus.SKIPPED,
         error_class="NotDeliverable",
@@ -469,14 +474,6 @@ def _attempts(conn: Connection, ids: list[int]) -> dict[int, int]:
         select(Delivery.id, Delivery.attempts).where(id_in(Delivery.id, ids, conn))
     )
     return {row_id: attempts for row_id, attempts in found}
-
-
-def _update_by_id(conn: Connection, rows: list[dict[str, Any]], **values: Any) -> None:
-    """One executemany ``UPDATE deliveries ... WHERE id = :b_id`` for a batch's rows."""
-    if rows:
-        conn.execute(
-            update(Delivery).where(Delivery.id == bindparam("b_id")).values(**values), rows
-        )
 
 
 def state_counts(s: Session, campaign_id: int) -> dict[str, int]:
