@@ -146,7 +146,10 @@ def test_worker_once_exits_with_the_most_urgent_ending(
     assert lines[1] == f"campaign {second}: done, sent {READERS}, failed 0, skipped 0"
     assert _status(db) == ["paused", "done"]
     idle = _mailer(db, ses_server, "worker", "--once")
-    assert (idle.returncode, idle.stdout) == (0, "")
+    assert (idle.returncode, idle.stdout) == (
+        0,
+        "nothing due: no campaign is sending or scheduled before now\n",
+    )
     # resumed and finished by `campaigns resume`: done, exit 0
     done = _mailer(db, ses_server, "campaigns", "resume", str(first))
     assert done.returncode == 0, done.stderr

@@ -7,8 +7,9 @@ HOW A COMMAND GROUP IS REGISTERED (start-up stays fast only if every group follo
    ``@tokens_app.command("create")`` ...). A top-level command (``mailer send``) is a plain
    function in its module, without a decorator. The module does NOT import
    ``mailer.cli.app`` or call ``app.add_typer``: nothing registers itself on import.
-2. Add one line to :data:`COMMANDS` below, in README's CLI order:
-   ``"tokens": Entry("mailer.cli.tokens_cmds", "tokens_app", "<the group's help line>")``.
+2. Add one entry to :data:`COMMANDS` below, in README's CLI order:
+   ``"tokens": Entry("mailer.cli.tokens_cmds", "tokens_app", "<the group's help line>",
+   example="mailer tokens create ...")`` (a group's example ends its ``--help``).
    The help line is what ``mailer --help`` shows without importing the module; it must be
    the group's (or command's) own first line (tests/test_cli_startup.py checks it).
 3. Nothing else imports a ``*_cmds`` module (except tests): the root group imports it when
@@ -31,6 +32,9 @@ from typing import Any, NoReturn
 
 import typer
 
+# typer's own copy of click: the exceptions its commands raise (typer re-exports only some)
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
 from mailer.cli.app import app
 from mailer.cli.context import AppContext
 from mailer.cli.lazy import Entry, LazyGroup
@@ -50,19 +54,29 @@ COMMANDS: dict[str, Entry] = {
         "keygen",
         "Print a new random secret key for MAILER_SECRET_KEY (links are signed with it).",
     ),
-    "lists": Entry("mailer.cli.lists_cmds", "lists_app", "Mailing lists."),
+    "lists": Entry(
+        "mailer.cli.lists_cmds",
+        "lists_app",
+        "Mailing lists.",
+        example='mailer lists create china-brief --name "The China Brief" --from b@example.org',
+    ),
     "subscribers": Entry(
         "mailer.cli.subscribers_cmds",
         "subscribers_app",
         "Subscribers: add, import, export, show, erase.",
+        example="mailer subscribers import readers.csv --list china-brief --confirmed",
     ),
     "suppressions": Entry(
         "mailer.cli.suppressions_cmds",
         "suppressions_app",
         "The suppression list: addresses never mailed.",
+        example="mailer suppressions add someone@example.com --reason manual",
     ),
     "issue": Entry(
-        "mailer.cli.issue_cmds", "issue_app", "Issue files: check them, preview the email."
+        "mailer.cli.issue_cmds",
+        "issue_app",
+        "Issue files: check them, preview the email.",
+        example="mailer issue check issues/2026-11-28.md",
     ),
     "send": Entry(
         "mailer.cli.send_cmds",
@@ -73,6 +87,7 @@ COMMANDS: dict[str, Entry] = {
         "mailer.cli.campaigns_cmds",
         "campaigns_app",
         "Campaigns: list, show, pause, resume, cancel.",
+        example="mailer campaigns list --limit 5",
     ),
     "worker": Entry(
         "mailer.cli.send_cmds",
@@ -83,6 +98,7 @@ COMMANDS: dict[str, Entry] = {
         "mailer.cli.webhooks_cmds",
         "webhooks_app",
         "Webhooks out: signed events (campaign.done, ...) posted to your endpoints.",
+        example="mailer webhooks list",
     ),
     "stats": Entry(
         "mailer.cli.stats_cmds",
@@ -95,6 +111,7 @@ COMMANDS: dict[str, Entry] = {
         "mailer.cli.feedback_cmds",
         "feedback_app",
         "Bounces and complaints: take SES events in from a queue or from files.",
+        example="mailer feedback ingest bounce.json",
     ),
     "doctor": Entry(
         "mailer.cli.ops_cmds",
@@ -104,14 +121,22 @@ COMMANDS: dict[str, Entry] = {
         "destination, the SNS topic or SQS queue, the SES account, and a rendered sample "
         "(List-Unsubscribe headers, plain-text part, size under Gmail's clipping limit).",
     ),
-    "ses": Entry("mailer.cli.ops_cmds", "ses_app", "Amazon SES provisioning."),
+    "ses": Entry(
+        "mailer.cli.ops_cmds",
+        "ses_app",
+        "Amazon SES provisioning.",
+        example="mailer ses setup --domain example.org --webhook-url https://news.example.org/webhooks/ses",
+    ),
     "serve": Entry(
         "mailer.cli.web_cmds",
         "serve",
         "Serve the reader web pages (subscribe, confirm, unsubscribe, preferences, archive).",
     ),
     "tokens": Entry(
-        "mailer.cli.tokens_cmds", "tokens_app", "API tokens: create (shown once), list, revoke."
+        "mailer.cli.tokens_cmds",
+        "tokens_app",
+        "API tokens: create (shown once), list, revoke.",
+        example="mailer tokens create --name pipeline --role editor",
     ),
 }
 
@@ -140,7 +165,16 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: every error a user can meet ends as one line on stderr."""
     actx = AppContext()
     try:
-        command().main(args=argv, prog_name="mailer", obj=actx)
+        code = command().main(args=argv, prog_name="mailer", obj=actx, standalone_mode=False)
+    except NoArgsIsHelpError as err:  # `mailer lists`: the group's help, as click shows it
+        err.show()
+        sys.exit(err.exit_code)
+    except UsageError as err:
+        _usage(err)
+    except ClickException as err:  # an unreadable file argument and the like
+        _fail(f"error: {err.format_message()}", err.exit_code)
+    except typer.Abort:  # a confirmation prompt answered no
+        _fail("aborted", 1)
     except ConfigError as err:
         _fail(f"configuration error: {err}", 2)
     except MailerError as err:
@@ -153,6 +187,19 @@ def main(argv: list[str] | None = None) -> None:
             raise
         kind = "configuration error" if isinstance(described, ConfigError) else "error"
         _fail(f"{kind}: {described}", 2 if isinstance(described, ConfigError) else 1)
+
+    if code == 130:  # Ctrl-C, which typer turns into exit 130
+        _fail("interrupted", 130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _usage(err: UsageError) -> NoReturn:
+    """A usage error in one line (click prints four): which command, what is wrong, where
+    the help is."""
+    path = err.ctx.command_path if err.ctx is not None else "mailer"
+    print(f"{path}: {err.format_message()} (see `{path} --help`)", file=sys.stderr)
+    sys.exit(err.exit_code)
 
 
 def _fail(message: str, code: int) -> NoReturn:

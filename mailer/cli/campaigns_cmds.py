@@ -4,14 +4,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from mailer.cli.context import app_context
 from mailer.cli.exit_codes import of_outcome
 from mailer.cli.running import exit_with, print_report, run_with_progress
+from mailer.cli.tables import Col, emit
 from mailer.sending import campaigns as camp
 from mailer.sending import publish
 
@@ -23,28 +24,41 @@ campaigns_app = typer.Typer(
 @campaigns_app.command("list")
 def campaigns_list(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit")] = 20,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """The newest campaigns with their state and progress.
+    """The newest campaigns with their state, progress and times (scheduled: when it starts).
 
     Example: mailer campaigns list --limit 5
     """
     actx = app_context(ctx)
-    table = Table("id", "list", "status", "subject", "sent", "failed", "queued", "created")
+    rows = []
     with actx.sessions() as s:
         for c in camp.latest(s, limit):
             rep = camp.report(s, c.id, failures=0)
-            table.add_row(
-                str(c.id),
-                rep.list_slug,
-                c.status,
-                c.subject[:50],
-                str(rep.counts.get("sent", 0)),
-                str(rep.counts.get("failed", 0)),
-                str(rep.counts.get("queued", 0) + rep.counts.get("sending", 0)),
-                c.created_at.isoformat(timespec="minutes"),
+            n = rep.counts
+            rows.append(
+                (
+                    c.id,
+                    rep.list_slug,
+                    c.status,
+                    c.subject,
+                    n.get("sent", 0),
+                    n.get("failed", 0),
+                    n.get("skipped", 0),
+                    n.get("queued", 0) + n.get("sending", 0),
+                    _when(c.scheduled_at),
+                    _when(c.created_at),
+                )
             )
-    actx.console.print(table)
+    columns = [Col("id", keep=True, numeric=True), Col("list", keep=True), Col("status")]
+    columns += [Col("subject")]
+    columns += [Col(n, numeric=True) for n in ("sent", "failed", "skipped", "queued")]
+    emit(actx, [*columns, Col("scheduled"), Col("created")], rows, as_json=as_json)
+
+
+def _when(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="minutes")
 
 
 @campaigns_app.command("show")
@@ -60,7 +74,9 @@ def campaigns_show(ctx: typer.Context, campaign_id: int) -> None:
 def campaigns_pause(
     ctx: typer.Context,
     campaign_id: int,
-    reason: Annotated[str, typer.Option("--reason")] = "paused by an operator",
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why: shown by campaigns show and /admin.")
+    ] = "paused by an operator",
 ) -> None:
     """Pause a sending or scheduled campaign; workers stop after the batch in flight.
 

@@ -30,6 +30,7 @@ class Entry:
     module: str
     attr: str
     help: str
+    example: str = ""  # a group's: the last line of `mailer GROUP --help`
 
 
 def load(name: str, entry: Entry) -> Any:
@@ -43,6 +44,8 @@ def load(name: str, entry: Entry) -> Any:
     built = typer.main.get_group(holder).commands[name]
     for cmd in walk(built):
         examples_to_epilog(cmd)
+    if entry.example:
+        built.epilog = f"\b\nExample:\n  {entry.example}"
     return built
 
 

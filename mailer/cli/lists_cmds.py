@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Column, Table
 
 from mailer.cli.context import app_context
-from mailer.cli.safe_text import safe_cell, safe_text
+from mailer.cli.safe_text import safe_text
+from mailer.cli.tables import Col, emit
 from mailer.errors import InputError
 from subscribers import list_settings, store
 from subscribers.tracking import parse_track, set_tracking, tracking_of
@@ -30,7 +30,9 @@ def lists_create(
     slug: str,
     name: Annotated[str, typer.Option("--name", help="Display name of the list.")],
     from_address: Annotated[str, typer.Option("--from", help='From header: "Name <addr>".')],
-    reply_to: Annotated[str | None, typer.Option("--reply-to")] = None,
+    reply_to: Annotated[
+        str | None, typer.Option("--reply-to", help="Reply-To header: where replies go.")
+    ] = None,
     double_opt_in: Annotated[
         bool, typer.Option("--double-opt-in/--no-double-opt-in", help="Require confirmation.")
     ] = True,
@@ -62,6 +64,7 @@ def lists_show(
     slug: Annotated[
         str | None, typer.Argument(help="One list: show its settings.", show_default=False)
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (every list).")] = False,
 ) -> None:
     """Show every list with its subscriber counts, or one list's settings.
 
@@ -73,30 +76,33 @@ def lists_show(
     actx = app_context(ctx)
     with actx.sessions() as session:
         rows = store.list_counts(session)
-    # the slug is what every other command takes: never truncate it
-    width = max((len(m.slug) for m, _ in rows), default=4)
-    table = Table(
-        Column("slug", no_wrap=True, min_width=width),
-        "name",
-        "from",
-        "lang",
-        "double opt-in",
-        "active",
-        "pending",
-        "unsubscribed",
+    emit(
+        actx,
+        [
+            Col("slug", keep=True),  # what every other command takes: never cut
+            Col("name"),
+            Col("from"),
+            Col("lang"),
+            Col("double opt-in"),
+            Col("active", numeric=True),
+            Col("pending", numeric=True),
+            Col("unsubscribed", numeric=True),
+        ],
+        [
+            (
+                m.slug,
+                m.name,
+                m.from_address,
+                m.lang,
+                "yes" if m.double_opt_in else "no",
+                counts.get("active", 0),
+                counts.get("pending", 0),
+                counts.get("unsubscribed", 0),
+            )
+            for m, counts in rows
+        ],
+        as_json=as_json,
     )
-    for m, counts in rows:
-        table.add_row(
-            safe_cell(m.slug),
-            safe_cell(m.name),
-            safe_cell(m.from_address),
-            safe_cell(m.lang),
-            "yes" if m.double_opt_in else "no",
-            str(counts.get("active", 0)),
-            str(counts.get("pending", 0)),
-            str(counts.get("unsubscribed", 0)),
-        )
-    actx.console.print(table)
 
 
 def show_settings(ctx: typer.Context, slug: str) -> None:

@@ -66,12 +66,14 @@ def doctor(
     issue: Annotated[
         Path | None, typer.Option("--issue", help="Check this issue's email (default: a sample).")
     ] = None,
-    newsletter: Annotated[str, typer.Option("--newsletter")] = "The China Brief",
+    newsletter: Annotated[
+        str, typer.Option("--newsletter", help="Name in the sample message.")
+    ] = "The China Brief",
     ses: Annotated[
         bool | None,
         typer.Option("--ses/--no-ses", help="Check SES (default: when MAILER_TRANSPORT=ses)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
 ) -> None:
     """Check everything before a send: database, secret key, https base URL, the SES identity
     (verified, DKIM, custom MAIL FROM), configuration set and event destination, the SNS topic
@@ -162,7 +164,9 @@ def ses_setup(
     mail_from: Annotated[
         str, typer.Option("--mail-from-subdomain", help="Custom MAIL FROM subdomain.")
     ] = "mail",
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print what was done and the DNS records as JSON.")
+    ] = False,
 ) -> None:
     """Create, idempotently, the configuration set, its SNS event destination, the SNS topic
     and the HTTPS subscription (or the SQS queue with its policy), and the email identity with

@@ -169,6 +169,8 @@ def worker(
             engine.close()
     if once:
         hooks.run_once()  # each due webhook delivery tried once
+        if not outcomes:
+            actx.console.print("nothing due: no campaign is sending or scheduled before now")
         exit_with(of_outcomes(outcomes))
 
 

@@ -33,7 +33,9 @@ def subscribers_add(
     ctx: typer.Context,
     email: str,
     list_slug: Annotated[str, typer.Option("--list", help="List slug.")],
-    name: Annotated[str | None, typer.Option("--name")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="The reader's name (for %%name%%).")
+    ] = None,
     confirmed: Annotated[
         bool, typer.Option("--confirmed", help="Consent already given: active at once.")
     ] = False,
@@ -82,8 +84,15 @@ def subscribers_import(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="CSV with a header row containing 'email'.")],
     list_slug: Annotated[str, typer.Option("--list", help="List slug.")],
-    confirmed: Annotated[bool, typer.Option("--confirmed")] = False,
-    resubscribe: Annotated[bool, typer.Option("--resubscribe")] = False,
+    confirmed: Annotated[
+        bool, typer.Option("--confirmed", help="Consent already given: active at once.")
+    ] = False,
+    resubscribe: Annotated[
+        bool,
+        typer.Option(
+            "--resubscribe", help="Override a suppression or unsubscribe (consent given anew)."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not list bad rows.")] = False,
     mail: Annotated[
         bool,

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from mailer.cli.context import app_context
-from mailer.cli.safe_text import safe_cell, safe_text
+from mailer.cli.safe_text import safe_text
+from mailer.cli.tables import Col, emit
 from mailer.feedback.suppression_sync import sync_suppressions
 from subscribers import store
 
@@ -28,23 +28,30 @@ def suppressions_list(
     search: Annotated[
         str | None, typer.Option("--search", help="Substring of the address.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 100,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List suppressed addresses, newest first.
 
     Example: mailer suppressions list --search example.com
     """
     actx = app_context(ctx)
-    table = Table("email", "reason", "since", "detail")
     with actx.sessions() as session:
-        for s in store.list_suppressions(session, search=search, limit=limit):
-            table.add_row(
-                safe_cell(s.email or "(erased)"),
-                safe_cell(s.reason),
+        rows = [
+            (
+                s.email or "(erased)",
+                s.reason,
                 s.created_at.isoformat(timespec="seconds"),
-                safe_cell((s.detail or "")[:60]),
+                s.detail or "",
             )
-    actx.console.print(table)
+            for s in store.list_suppressions(session, search=search, limit=limit)
+        ]
+    emit(
+        actx,
+        [Col("email", keep=True), Col("reason"), Col("since"), Col("detail")],
+        rows,
+        as_json=as_json,
+    )
 
 
 @suppressions_app.command("add")
@@ -54,7 +61,9 @@ def suppressions_add(
     reason: Annotated[
         str, typer.Option("--reason", help="manual, hard_bounce, complaint ...")
     ] = "manual",
-    detail: Annotated[str | None, typer.Option("--detail")] = None,
+    detail: Annotated[
+        str | None, typer.Option("--detail", help="Why, in a few words (kept with the entry).")
+    ] = None,
 ) -> None:
     """Suppress an address: it is never mailed again until removed.
 

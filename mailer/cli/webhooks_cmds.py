@@ -118,7 +118,9 @@ def webhooks_log(
         int | None, typer.Option("--endpoint", help="Only this endpoint's attempts.")
     ] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only failed attempts.")] = False,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=10000)] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10000, help="How many, newest first.")
+    ] = 50,
 ) -> None:
     """The delivery log, newest first: each attempt's answer and when the next is due.
 

@@ -1,0 +1,113 @@
+"""Output a person can read (issue 17), through the real `mailer` process: usage errors in
+one line, every option with help text, group helps with an example, `worker --once` saying
+when nothing is due, listings with --json and plain, full-width text when piped."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mailer.cli import COMMANDS, command, iter_commands
+from tests.conftest import Database
+from tests.delivery_helpers import ISSUE, seed_list
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailer", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("send",), "mailer send: Missing argument 'file'. (see `mailer send --help`)"),
+        (("lsts",), "mailer: No such command 'lsts'. Did you mean 'lists', 'stats'?"),
+        (("campaigns", "show", "abc"), "mailer campaigns show: Invalid value for"),
+        (("lists", "create", "x"), "mailer lists create: Missing option '--name'."),
+    ],
+)
+def test_a_usage_error_is_one_line_with_exit_2(args: tuple[str, ...], says: str) -> None:
+    r = run(*args)
+    assert r.returncode == 2
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith(says), lines[0]
+    assert r.stdout == ""
+
+
+def test_a_group_without_a_command_still_shows_its_help() -> None:
+    r = run("lists")
+    assert "Commands:" in r.stderr + r.stdout and "create" in r.stderr + r.stdout
+
+
+# the options the issue named, and every other one: a --help line that says what it does
+def test_every_option_has_help_text() -> None:
+    missing = []
+    for path, cmd in iter_commands(command()):
+        for param in cmd.params:
+            if param.param_type_name == "option" and not (getattr(param, "help", "") or ""):
+                missing.append(f"mailer {' '.join(path)} {param.opts[0]}")
+    assert missing == []
+
+
+def test_every_group_help_ends_with_an_example() -> None:
+    root = command()
+    ctx_root = root.make_context("mailer", ["--help"], resilient_parsing=True)
+    for name in COMMANDS:
+        sub = root.get_command(ctx_root, name)
+        if not hasattr(sub, "list_commands"):
+            continue  # a command: tests/test_cli.py checks its example
+        r = run(name, "--help")
+        assert r.returncode == 0, r.stderr
+        tail = [line.strip() for line in r.stdout.strip().splitlines()][-2:]
+        assert tail[0] == "Example:" and tail[1].startswith(f"mailer {name} "), (name, tail)
+
+
+def test_worker_once_with_nothing_due_says_so(db: Database) -> None:
+    seed_list(db.sessions, 1)
+    assert run("send", str(ISSUE), "--list", "brief", "--at", "+2h", env=db.env()).returncode == 0
+    r = run("worker", "--once", env=db.env())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "nothing due: no campaign is sending or scheduled before now\n"
+
+
+def test_json_on_every_listing(db: Database) -> None:
+    seed_list(db.sessions, 2)
+    assert run("send", str(ISSUE), "--list", "brief", env=db.env()).returncode == 0
+    assert run("suppressions", "add", "x@example.com", env=db.env()).returncode == 0
+    lists = json.loads(run("lists", "show", "--json", env=db.env()).stdout)
+    assert [(x["slug"], x["active"]) for x in lists] == [("brief", 2)]
+    camps = json.loads(run("campaigns", "list", "--json", env=db.env()).stdout)
+    assert [(c["id"], c["status"], c["sent"], c["skipped"]) for c in camps] == [(1, "done", 2, 0)]
+    supp = json.loads(run("suppressions", "list", "--json", env=db.env()).stdout)
+    assert [(s["email"], s["reason"]) for s in supp] == [("x@example.com", "manual")]
+
+
+def test_piped_listings_are_plain_and_full_width(db: Database) -> None:
+    seed_list(db.sessions, 1, slug="a-rather-long-list-slug-for-a-narrow-terminal")
+    long_subject_issue = db.tmp / "long.md"
+    subject = "A long subject that must not be cut mid-word when a campaign list is printed"
+    long_subject_issue.write_text(
+        f"---\nsubject: {subject}\n---\nIntro.\n\n## Item\nSource: Wire\n"
+        "https://example.com/x\n\nSummary.\n",
+        encoding="utf-8",
+    )
+    slug = "a-rather-long-list-slug-for-a-narrow-terminal"
+    env = db.env(COLUMNS="40")
+    assert run("send", str(long_subject_issue), "--list", slug, env=env).returncode == 0
+    out = run("campaigns", "list", env=env).stdout
+    head, row = out.splitlines()[:2]
+    assert head.split("\t")[:3] == ["id", "list", "status"]
+    cells = row.split("\t")
+    assert cells[1] == slug and subject in cells  # whole, however narrow the terminal
+    assert not any(ch in out for ch in "┏━│└…")
+    shown = run("lists", "show", env=env).stdout.splitlines()
+    assert shown[1].split("\t")[0] == slug
