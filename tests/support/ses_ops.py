@@ -2,68 +2,27 @@
 
 from __future__ import annotations
 
-import binascii
 import dataclasses
-import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from email.utils import getaddresses, parseaddr
+from email.utils import getaddresses
 from typing import Any
 
-from tests.support import handlebars
+from tests.support.ses_content import (
+    ADDRESS,
+    TemplateCache,
+    addresses,
+    bare_address,
+    decode_prefix,
+    json_object,
+    missing_variables,
+    raw_headers,
+    template_parts,
+)
 from tests.support.ses_model import Route
 from tests.support.ses_state import ApiError, SentMessage, ServerConfig, ServerState
-
-_ADDRESS = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
-
-
-def _addresses(values: Sequence[str] | None) -> tuple[str, ...]:
-    return tuple(values or ())
-
-
-def bare_address(address: str) -> str:
-    """``Name <a@b>`` -> ``a@b``, lower-cased (fast path for plain addresses)."""
-    if "<" not in address and " " not in address:
-        return address.lower()
-    return (parseaddr(address)[1] or address).lower()
-
-
-def _decode_prefix(data: str) -> bytes:
-    """Enough of a base64 blob to hold the header section (usually the first 4 KB)."""
-    try:
-        for chars in (4096, 65_536):
-            head = binascii.a2b_base64(data[:chars])
-            if b"\r\n\r\n" in head or b"\n\n" in head or len(data) <= chars:
-                return head
-        return head
-    except (binascii.Error, ValueError):
-        raise ApiError("BadRequestException", "Raw.Data is not valid base64.") from None
-
-
-def raw_headers(raw: bytes, names: tuple[str, ...]) -> dict[str, list[str]]:
-    """Selected header fields of a raw message, unfolded (cheaper than the email parser)."""
-    end = raw.find(b"\r\n\r\n")
-    if end < 0:
-        end = raw.find(b"\n\n")
-    head = (raw if end < 0 else raw[:end]).decode("utf-8", "replace")
-    wanted = {n.lower() for n in names}
-    found: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in head.splitlines():
-        if line[:1] in (" ", "\t"):
-            if current is not None:
-                current[-1] += " " + line.strip()
-            continue
-        name, sep, value = line.partition(":")
-        key = name.strip().lower()
-        if sep and key in wanted:
-            current = found.setdefault(key, [])
-            current.append(value.strip())
-        else:
-            current = None
-    return found
 
 
 class Operations:
@@ -71,10 +30,7 @@ class Operations:
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
-        self._templates: dict[
-            tuple[str | None, str | None, str | None],
-            tuple[tuple[str | None, str | None, str | None], frozenset[str]],
-        ] = {}
+        self._templates = TemplateCache()
         self.table: dict[str, Callable[..., tuple[int, Any]]] = {
             "SendEmail": self.send_email,
             "SendBulkEmail": self.send_bulk_email,
@@ -170,7 +126,7 @@ class Operations:
         if sender is None:
             raise ApiError("BadRequestException", "No From address: set FromEmailAddress.")
         addr = bare_address(sender)
-        if not _ADDRESS.fullmatch(addr):
+        if not ADDRESS.fullmatch(addr):
             raise ApiError("BadRequestException", f"Illegal From address: {sender}")
         if cfg.identities is None:
             return
@@ -187,7 +143,7 @@ class Operations:
 
     def _recipient_problem(self, cfg: ServerConfig, address: str) -> ApiError | None:
         addr = bare_address(address)
-        if not _ADDRESS.fullmatch(addr):
+        if not ADDRESS.fullmatch(addr):
             return ApiError("BadRequestException", f"Illegal address: {address}")
         if (
             addr in cfg.reject_addresses
@@ -232,9 +188,9 @@ class Operations:
         config_set = body.get("ConfigurationSetName")
         self._send_gates(cfg, 1, config_set)
         dest = body.get("Destination") or {}
-        to = _addresses(dest.get("ToAddresses"))
-        cc = _addresses(dest.get("CcAddresses"))
-        bcc = _addresses(dest.get("BccAddresses"))
+        to = addresses(dest.get("ToAddresses"))
+        cc = addresses(dest.get("CcAddresses"))
+        bcc = addresses(dest.get("BccAddresses"))
         sender = body.get("FromEmailAddress")
         raw_base64: str | None = None
         subject = html = text = None
@@ -246,7 +202,7 @@ class Operations:
             if not raw_base64:
                 raise ApiError("MessageRejected", "Raw message is empty.")
             if not (to or cc or bcc) or sender is None:
-                found = raw_headers(_decode_prefix(raw_base64), ("From", "To", "Cc"))
+                found = raw_headers(decode_prefix(raw_base64), ("From", "To", "Cc"))
                 if sender is None:
                     senders = found.get("from")
                     sender = senders[0] if senders else None
@@ -261,9 +217,9 @@ class Operations:
             headers = tuple((h["Name"], h["Value"]) for h in simple.get("Headers", []))
         else:
             tpl = content["Template"]
-            parts = self._template_parts(tpl)
+            parts = template_parts(tpl)
             subject, html, text = parts
-            template_data = self._json_object(tpl.get("TemplateData") or "{}", "TemplateData")
+            template_data = json_object(tpl.get("TemplateData") or "{}", "TemplateData")
             headers = tuple((h["Name"], h["Value"]) for h in tpl.get("Headers", []))
         if not (to or cc or bcc):
             raise ApiError("BadRequestException", "No recipients: Destination is empty.")
@@ -277,7 +233,7 @@ class Operations:
         if self._quota_left(cfg) < 1:
             raise ApiError("LimitExceededException", "Daily message quota exceeded.")
         tags = {t["Name"]: t["Value"] for t in body.get("EmailTags", [])}
-        missing = self._missing(kind, (subject, html, text), template_data)
+        missing = missing_variables(kind, (subject, html, text), template_data)
 
         def make(seq: int, msg_id: str, now: float) -> SentMessage:
             return SentMessage(
@@ -305,58 +261,6 @@ class Operations:
         self._maybe_fail_after_accept(cfg)
         return 200, {"MessageId": msg_id}
 
-    @staticmethod
-    def _template_parts(tpl: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
-        if "TemplateContent" not in tpl:
-            name = tpl.get("TemplateName") or tpl.get("TemplateArn") or "?"
-            raise ApiError("NotFoundException", f"Template {name} does not exist.")
-        inline = tpl["TemplateContent"]
-        if not inline.get("Subject") or not (inline.get("Html") or inline.get("Text")):
-            raise ApiError(
-                "BadRequestException", "TemplateContent needs a Subject and Html or Text."
-            )
-        return inline.get("Subject"), inline.get("Html"), inline.get("Text")
-
-    @staticmethod
-    def _json_object(text: str, what: str) -> dict[str, Any]:
-        try:
-            data = json.loads(text)
-        except ValueError:
-            raise ApiError("BadRequestException", f"{what} is not valid JSON.") from None
-        if not isinstance(data, dict):
-            raise ApiError("BadRequestException", f"{what} must be a JSON object.")
-        return data
-
-    def _template(
-        self, subject: str | None, html: str | None, text: str | None
-    ) -> tuple[tuple[str | None, str | None, str | None], frozenset[str]]:
-        """One shared copy of a template's parts and its variables: bulk calls repeat the
-        same template, and 30,000 recorded entries must not hold 30,000 copies of it."""
-        key = (subject, html, text)
-        hit = self._templates.get(key)
-        if hit is None:
-            names: set[str] = set()
-            for part in key:
-                if part:
-                    names |= handlebars.variables(part)
-            hit = (key, frozenset(names))
-            if len(self._templates) > 16:
-                self._templates.clear()
-            self._templates[key] = hit
-        return hit
-
-    @staticmethod
-    def _missing(
-        kind: str, parts: tuple[str | None, ...], data: Mapping[str, Any] | None
-    ) -> tuple[str, ...]:
-        if kind != "Template" or data is None:
-            return ()
-        names: set[str] = set()
-        for part in parts:
-            if part:
-                names |= handlebars.variables(part)
-        return tuple(sorted(n for n in names if n not in data))
-
     def send_bulk_email(
         self, cfg: ServerConfig, *, body: dict[str, Any], **_: Any
     ) -> tuple[int, Any]:
@@ -370,10 +274,10 @@ class Operations:
             raise ApiError("BadRequestException", "DefaultContent.Template is required.")
         config_set = body.get("ConfigurationSetName")
         self._send_gates(cfg, len(entries), config_set)
-        (subject, html, text), names = self._template(*self._template_parts(tpl))
+        (subject, html, text), names = self._templates.get(*template_parts(tpl))
         sender = body.get("FromEmailAddress")
         self._check_sender(cfg, sender)
-        default_data = self._json_object(tpl.get("TemplateData") or "{}", "TemplateData")
+        default_data = json_object(tpl.get("TemplateData") or "{}", "TemplateData")
         default_headers = [(h["Name"], h["Value"]) for h in tpl.get("Headers", [])]
         default_tags = {t["Name"]: t["Value"] for t in body.get("DefaultEmailTags", [])}
         quota = self._quota_left(cfg)
@@ -381,9 +285,9 @@ class Operations:
         accepted: list[tuple[int, dict[str, Any]]] = []
         for index, entry in enumerate(entries):
             dest = entry["Destination"]
-            to = _addresses(dest.get("ToAddresses"))
-            cc = _addresses(dest.get("CcAddresses"))
-            bcc = _addresses(dest.get("BccAddresses"))
+            to = addresses(dest.get("ToAddresses"))
+            cc = addresses(dest.get("CcAddresses"))
+            bcc = addresses(dest.get("BccAddresses"))
             problem: ApiError | None = None
             if not (to or cc or bcc):
                 problem = ApiError("BadRequestException", "Destination is empty.")
@@ -397,7 +301,7 @@ class Operations:
             data = dict(default_data)
             if problem is None and replacement is not None:
                 try:
-                    data.update(self._json_object(replacement, "ReplacementTemplateData"))
+                    data.update(json_object(replacement, "ReplacementTemplateData"))
                 except ApiError as err:
                     problem = err
             if problem is not None:

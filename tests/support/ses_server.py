@@ -82,8 +82,9 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
+from tests.support.ses_content import bare_address
 from tests.support.ses_model import InvalidRequest, SesApi, shared_api
-from tests.support.ses_ops import Operations, bare_address
+from tests.support.ses_ops import Operations
 from tests.support.ses_process import SesServerClient, SesServerProcess
 from tests.support.ses_state import (
     SEND_OPERATIONS,
