@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from subscribers.db import transaction
@@ -58,8 +59,12 @@ class GroupWriter(Generic[T, R]):
         batch: int = 64,
         name: str = "group-writer",
         describe: Callable[[T], str] = repr,
+        retry_for: float = 0.0,
     ) -> None:
         self.sessions = sessions
+        #: a batch nobody awaits that fails on the database itself (down, locked, timed out:
+        #: an OperationalError) is tried again for up to this many seconds before it is split
+        self.retry_for = retry_for
         self._write_items = write
         self.max_threads = threads or _writer_slots(sessions)
         self.batch = batch
@@ -151,10 +156,7 @@ class GroupWriter(Generic[T, R]):
     def _write(self, batch: list[_Item[T, R]]) -> None:
         results: list[R | BaseException]
         try:
-            with transaction(self.sessions) as session:
-                results = list(self._write_items(session, [item for item, _, _ in batch]))
-            self.batches += 1
-            self.events += len(batch)
+            results = self._commit(batch)
         except Exception as err:
             if len(batch) == 1:
                 log.exception("%s: writing %s failed", self.name, self._describe(batch[0][0]))
@@ -169,6 +171,26 @@ class GroupWriter(Generic[T, R]):
                 loop.call_soon_threadsafe(_settle, future, result)
             except RuntimeError:  # that request's event loop is gone; the commit stands
                 log.debug("event loop closed before the outcome could be delivered")
+
+    def _commit(self, batch: list[_Item[T, R]]) -> list[R | BaseException]:
+        """One transaction for the batch; a batch nobody awaits waits out a database that
+        is away (``retry_for``), so a slow or locked database delays the writing only."""
+        deadline = time.monotonic() + self.retry_for
+        pause = 0.1
+        while True:
+            try:
+                with transaction(self.sessions) as session:
+                    results = list(self._write_items(session, [item for item, _, _ in batch]))
+                self.batches += 1
+                self.events += len(batch)
+                return list(results)
+            except OperationalError as err:
+                waited = all(future is None for _, _, future in batch)
+                if not waited or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("%s: the database is away (%s); again in %.1f s", self.name, err, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def _alone(self, item: T) -> R | BaseException:
         try:

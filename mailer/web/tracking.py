@@ -17,6 +17,7 @@ token can send anyone to a URL that is not in the issue. ``HEAD`` is answered li
 from __future__ import annotations
 
 import base64
+import logging
 
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +32,8 @@ from mailer.render.tracking import Link, TrackedToken, verify_click, verify_open
 from mailer.web.state import WebState, client_ip, web_state
 
 __all__ = ["flush_tracking", "tracking_router"]
+
+log = logging.getLogger(__name__)
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 _NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
@@ -101,6 +104,10 @@ def tracking_router(app: FastAPI, state: WebState) -> APIRouter:
 
 
 def flush_tracking(app: FastAPI, timeout: float = 30.0) -> bool:
-    """Write every queued hit (the app's shutdown: SIGTERM loses none)."""
+    """Write every queued hit (the app's shutdown: SIGTERM loses none); False, and a log
+    line saying how many, when the database did not take them within ``timeout``."""
     intake = getattr(app.state, "tracking", None)
-    return intake.flush(timeout) if isinstance(intake, TrackingIntake) else True
+    if not isinstance(intake, TrackingIntake) or intake.flush(timeout):
+        return True
+    log.error("%d tracking hits not written within %.0f s: lost", intake.writer.pending, timeout)
+    return False

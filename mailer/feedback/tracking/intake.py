@@ -20,6 +20,9 @@ from mailer.feedback.tracking.store import LinkTables, write_hits
 
 __all__ = ["TrackingIntake"]
 
+#: how long a batch waits out a database that is down or locked before it is given up
+RETRY_FOR = 300.0
+
 
 class TrackingIntake:
     """Queue hits, write them behind in batches; ``links`` are the campaigns' link tables
@@ -42,6 +45,7 @@ class TrackingIntake:
             # across batches is still found (_flag_bursts), on every database
             threads=1,
             batch=batch,
+            retry_for=RETRY_FOR,
             name="tracking-writer",
             describe=lambda hit: f"hit on delivery {hit.delivery_id}",
         )
