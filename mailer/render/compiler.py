@@ -302,7 +302,10 @@ def render_bodies(
     is what rendering per reader would cost (scripts/bench_render.py's baseline). Returns
     (html, text, number of text lines that had to be cut at 998 octets).
     """
-    context = {**_issue_context(issue, branding), "archive": False, "ph": dict(fields)}
+    ph = dict(fields)
+    if GREETING_FIELD not in ph:  # one reader's values: their greeting line from the name
+        ph[GREETING_FIELD] = greeting_line(branding.greeting, ph.get("name", ""))
+    context = {**_issue_context(issue, branding), "archive": False, "ph": ph}
     html = compile_email("issue.mjml.j2", context, template_dir=branding.template_dir)
     text = render_text_template("issue.txt.j2", context, template_dir=branding.template_dir)
     text, split_urls = limit_line_octets(text)
@@ -531,6 +534,8 @@ def _warnings(issue: Issue, b: Branding, rendered: RenderedIssue, split_urls: in
     ):
         if url and not _is_https(url):
             out.append(f"{what} is not absolute https: {url}")
+            if what.startswith("base URL"):
+                break  # the page links under it say the same thing again: one warning
     if not b.postal_address.strip():
         out.append("no postal address (MAILER_POSTAL_ADDRESS): the law requires one in the footer")
     if split_urls:
