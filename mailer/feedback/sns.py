@@ -6,7 +6,7 @@ matters: everything that can be decided from the envelope alone (fields, type, v
 topic, age, certificate URL, base64) is decided before any certificate is loaded, so a
 forged message never makes us fetch a URL it chose.
 
-Trust rules (DESIGN.md, issue 6):
+Trust rules (issue 6; docs/architecture.md principle 4):
 
 - ``SigningCertURL`` is ``https://sns.<region>.amazonaws.com[.cn]/SimpleNotificationService-
   <32 hex>.pem`` exactly (the shape of every certificate SNS has used): no other scheme,

@@ -1,7 +1,7 @@
 """Issue -> email: HTML (Jinja2 -> MJML -> mjml-python -> premailer) and plain text.
 
-Compile once, personalize cheaply (DESIGN.md principle 1). :func:`render_issue` runs the
-whole pipeline once per issue and returns a :class:`RenderedIssue` whose ``html`` and
+Compile once, personalize cheaply (docs/architecture.md principle 1). :func:`render_issue`
+runs the whole pipeline once per issue and returns a :class:`RenderedIssue` whose ``html`` and
 ``text`` still hold one placeholder per reader field (``FIELDS``). Per reader, only the
 placeholders are filled (:meth:`RenderedIssue.personalize`, or :func:`split_template` for
 callers that splice the values themselves): no Jinja, MJML or premailer on the hot path.

@@ -4,7 +4,7 @@ An entrance parses its input into objects (an :class:`~mailer.issue.model.Issue`
 :class:`~mailer.render.compiler.RenderedIssue`, a ``MailingList``, a :class:`Schedule`),
 calls one function here and formats the small frozen result it gets back. Nothing here
 prints, reads files or knows about exit codes: a second copy of a use case in an entrance
-is a bug waiting for its first divergence (DESIGN.md principle 11).
+is a bug waiting for its first divergence (docs/architecture.md principle 11).
 
     check, preview                  an issue file before anything is sent
     render_for                      render once, the "view in browser" link on the archive
