@@ -297,6 +297,9 @@ def test_csrf_missing_wrong_or_from_another_session_is_refused(desk: Desk) -> No
         assert r.status_code == 403, token
     r = c.post(f"{path}/confirm", data={"list": "brief", "when": "now"})
     assert r.status_code == 403 and "security token is missing" in r.text
+    token = form_token(page, f"{path}/confirm")
+    r = c.post(f"{path}/confirm", data={"csrf_token": token, "when": "now"})  # cut short
+    assert r.status_code == 400 and "names no list" in r.text
     assert _campaigns(desk.db) == []
 
 
@@ -481,3 +484,22 @@ def test_unknown_issue_list_and_campaign_are_404(desk: Desk) -> None:
     assert c.get(f"{path}/preview.html?list=nope").status_code == 404
     assert c.get("/desk/campaigns/999").status_code == 404
     assert c.get("/desk/campaigns/99999999999999999999").status_code == 400
+
+
+def test_an_issue_handed_over_by_the_api_opens_on_the_desk(desk: Desk) -> None:
+    """One table of handed-over issues: the pipeline posts, the editor checks and sends."""
+    pipeline = desk.client(ip="203.0.113.99")
+    r = pipeline.post(
+        "/api/v1/issues",
+        content=issue_text(" from upstream").encode(),
+        headers={"Authorization": f"Bearer {desk.editor_token}", "Content-Type": "text/plain"},
+    )
+    assert r.status_code == 201, r.text
+    key = r.json()["key"]
+    c = desk.signed_in()
+    page = c.get(f"/desk/issues/{key}?list=brief")
+    assert page.status_code == 200 and "Harbour reopens from upstream" in page.text
+    _, fields = send_fields(c, f"/desk/issues/{key}")
+    assert c.post(f"/desk/issues/{key}/send", data=fields).status_code == 303
+    [campaign] = _campaigns(desk.db)
+    assert campaign.issue_key == key

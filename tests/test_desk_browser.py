@@ -49,18 +49,32 @@ def chromium_browser() -> Iterator[Any]:
 class Run:
     """One browser context on the desk: pages, blocked requests, console errors, findings."""
 
-    def __init__(self, browser: Any, *, javascript: bool = True, width: int = 1280) -> None:
+    def __init__(
+        self,
+        browser: Any,
+        *,
+        javascript: bool = True,
+        width: int = 1280,
+        color_scheme: str = "light",
+    ) -> None:
         self.blocked: list[str] = []
         self.errors: list[str] = []
+        self.dialogs: list[str] = []
         self.problems: dict[str, str] = {}
         self.context = browser.new_context(
             viewport={"width": width, "height": 900},
             device_scale_factor=1,
             java_script_enabled=javascript,
+            color_scheme=color_scheme,
         )
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("dialog", self._dialog)
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
 
     def _route(self, route: Any) -> None:
         if _LOCAL.match(route.request.url):
@@ -272,3 +286,56 @@ def test_a_live_campaign_page_reloads_itself_without_javascript(
         finally:
             run.close()
         assert run.blocked == []
+
+
+XSS = '<script>alert(1)</script>"><img src=x onerror=alert(2)>'
+
+
+def test_markup_in_an_issue_runs_nowhere_and_dark_pages_pass_axe(
+    db: Database, chromium_browser: Any
+) -> None:
+    """The issue's title carries script and an image with a handler: no dialog opens on any
+    desk page or preview, nothing is fetched for it, and every page passes axe in the dark
+    colour scheme (the flow test checks the light one)."""
+    make_list(db.sessions, "brief", name="The Test Brief")
+    add_active(db.sessions, "reader@example.com")
+    token = create_token(db.sessions, "dark", "editor")
+
+    def settings_for(url: str) -> Any:
+        return db.settings(base_url=url)
+
+    with live_server(settings_for) as (server, _settings):
+        run = Run(chromium_browser, color_scheme="dark")
+        page = run.page
+        try:
+            page.goto(server.url + "/desk/sign-in")
+            run.step("dark-sign-in")
+            page.get_by_label("Token").fill(token)
+            page.get_by_role("button", name="Sign in").click()
+            run.step("dark-new-issue")
+            page.get_by_label("Issue text").fill(issue_text(title_extra=" " + XSS))
+            page.get_by_role("button", name="Check the issue").click()
+            page.get_by_role("heading", name=re.compile("^Check: ")).wait_for()
+            frame = page.frame_locator("iframe[title^='Desktop preview']")
+            frame.get_by_text("The harbour reopened").first.wait_for()
+            assert XSS in page.get_by_role("heading", level=1).inner_text()
+            run.step("dark-check")
+            page.get_by_label("Send the real issue, subject [TEST], to").fill(XSS)
+            page.get_by_role("button", name="Send test").click()
+            page.get_by_text("is not an address we can send to").wait_for()
+            run.step("dark-test-refused")
+            page.get_by_role("button", name="Review and confirm").click()
+            run.step("dark-confirm")
+            page.get_by_role("button", name="Send to 1 reader").click()
+            page.wait_for_url(re.compile(r".*/desk/campaigns/\d+$"))
+            run.step("dark-campaign")
+            page.get_by_role("link", name="Campaigns", exact=True).click()
+            run.step("dark-campaigns")
+            page.goto(page.url.replace("/desk/campaigns", "/desk/campaigns/999"))
+            assert page.get_by_role("heading", level=1).inner_text() == "Page not found"
+        finally:
+            run.close()
+        assert run.dialogs == []
+        assert run.problems == {}, "\n".join(f"{k}:\n{v}" for k, v in run.problems.items())
+        assert run.blocked == []
+        assert [e for e in run.errors if not re.search(r"status of (404|422)\b", e)] == []

@@ -76,7 +76,7 @@ class SendRoutes:
         signed, form = await self._signed_form(request, f"/desk/issues/{key}/test")
         if signed is None:
             return self.desk.to_sign_in(request)
-        context, stored, mlist = self.issue_context(signed, key, form.get("list") or None)
+        context, stored, mlist = self.issue_context(signed, key, _chosen_list(form))
         raw = form.get("addresses")
         context["addresses"] = raw
         try:
@@ -96,7 +96,7 @@ class SendRoutes:
         signed, form = await self._signed_form(request, f"/desk/issues/{key}/confirm")
         if signed is None:
             return self.desk.to_sign_in(request)
-        context, stored, mlist = self.issue_context(signed, key, form.get("list") or None)
+        context, stored, mlist = self.issue_context(signed, key, _chosen_list(form))
         for name in ("when", "at", "zone", "expires_after", "force"):
             context[f"form_{name}"] = form.get(name)
         try:
@@ -205,6 +205,14 @@ class SendRoutes:
             found = idempotency.find_answer(s, who, idem_key)
         campaign_id = found.body.get("campaign_id") if found is not None else None
         return campaign_id if isinstance(campaign_id, int) else None
+
+
+def _chosen_list(form: Form) -> str:
+    """The list the form names: never a default, a test or a send goes where it says."""
+    slug = form.get("list").strip()
+    if not slug:
+        raise InputError("the form names no list: start again from the issue's page")
+    return slug
 
 
 def _to_campaign(campaign_id: int, *, again: bool) -> Response:
