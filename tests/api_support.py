@@ -78,8 +78,12 @@ class Api:
 
     def worker_once(self) -> subprocess.CompletedProcess[str]:
         """`mailer worker --once` as its own process: what sends API campaigns."""
+        return self.mailer("worker", "--once")
+
+    def mailer(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The `mailer` command on the same store, as its own process."""
         return subprocess.run(
-            [sys.executable, "-m", "mailer", "worker", "--once"],
+            [sys.executable, "-m", "mailer", *args],
             env=self.db.env(),
             cwd=self.db.tmp,
             capture_output=True,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -233,6 +234,11 @@ def test_campaign_created_over_http_is_sent_by_the_worker(api: Api) -> None:
         error_of(c.get("/api/v1/campaigns", params={"status": "sent"}), 422)
         error_of(c.get("/api/v1/campaigns", params={"limit": 0}), 422)
         error_of(c.get("/api/v1/campaigns", params={"limit": 101}), 422)
+
+        # the CLI shows the same view: one use case below both entrances
+        shown = api.mailer("campaigns", "show", str(cid), "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout) == view
 
         forced = c.post("/api/v1/campaigns", json={"issue": key, "list": "brief", "force": True})
         assert forced.status_code == 201 and forced.json()["id"] != cid

@@ -12,7 +12,9 @@ import typer
 from mailer.cli.context import app_context
 from mailer.cli.exit_codes import of_outcome
 from mailer.cli.running import exit_with, print_report, run_with_progress
+from mailer.cli.safe_text import safe_json
 from mailer.cli.tables import Col, emit
+from mailer.ops.campaign_view import campaign_view
 from mailer.sending import campaigns as camp
 from mailer.sending import publish
 
@@ -62,12 +64,23 @@ def _when(value: datetime | None) -> str | None:
 
 
 @campaigns_app.command("show")
-def campaigns_show(ctx: typer.Context, campaign_id: int) -> None:
+def campaigns_show(
+    ctx: typer.Context,
+    campaign_id: int,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print GET /api/v1/campaigns/ID's JSON.")
+    ] = False,
+) -> None:
     """Per-state counts, rate, times, pause reason and the failed rows with their errors.
 
     Example: mailer campaigns show 12
     """
-    print_report(app_context(ctx), campaign_id)
+    actx = app_context(ctx)
+    if as_json:  # the view the API and the desk show (mailer.ops.campaign_view)
+        with actx.sessions() as s:
+            print(safe_json(campaign_view(s, campaign_id).to_json()))
+        return
+    print_report(actx, campaign_id)
 
 
 @campaigns_app.command("pause")
