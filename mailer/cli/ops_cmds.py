@@ -26,6 +26,7 @@ from mailer.ops.doctor import (
     check_message,
     check_secret_key,
     domains_of,
+    expected_in_development,
     sample_message,
 )
 from mailer.ops.provisioning import DEFAULT_TOPIC, SetupResult, setup
@@ -118,7 +119,17 @@ def doctor(
     failures = [c for c in checks if not c.ok]
     if failures:
         if not as_json:
-            actx.err.print(f"{len(failures)} of {len(checks)} checks failed")
+            actx.err.print(f"{len(failures)} of {len(checks)} checks failed", markup=False)
+            expected = expected_in_development(settings, failures)
+            if expected:
+                names = ", ".join(c.name for c in expected)
+                actx.err.print(
+                    f"expected in development ({len(expected)} of them: {names}): "
+                    "MAILER_BASE_URL is on this machine and MAILER_ENV is not production. "
+                    "Before real mail: an https MAILER_BASE_URL and a MAILER_SECRET_KEY "
+                    "from `mailer keygen`",
+                    markup=False,
+                )
         raise typer.Exit(1)
 
 
@@ -167,6 +178,10 @@ def ses_setup(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print what was done and the DNS records as JSON.")
     ] = False,
+    tracking: Annotated[
+        bool,
+        typer.Option("--tracking", help="Also publish SES's open and click events (issue 16)."),
+    ] = False,
 ) -> None:
     """Create, idempotently, the configuration set, its SNS event destination, the SNS topic
     and the HTTPS subscription (or the SQS queue with its policy), and the email identity with
@@ -191,6 +206,7 @@ def ses_setup(
         topic_name=topic,
         mail_from_subdomain=mail_from,
         log=None if as_json else lambda line: actx.console.print(line, highlight=False),
+        tracking=tracking,
     )
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))

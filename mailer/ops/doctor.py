@@ -8,6 +8,7 @@ against moto and the SES-v2 test server.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -105,6 +106,28 @@ def check_database(engine: Engine) -> Check:
             name, f"{where} is at revision {current or 'none'}, head is {head}: run `mailer init`"
         )
     return _pass(name, f"{where} at {head}")
+
+
+#: checks that fail on a laptop by design: no secret key yet, links on http://localhost
+_DEVELOPMENT_FAILS = frozenset({"secret key set", "base URL is https", "List-Unsubscribe header"})
+
+
+def expected_in_development(settings: Settings, checks: Sequence[Check]) -> list[Check]:
+    """The failed checks that are expected on a development machine (MAILER_ENV is not
+    production and MAILER_BASE_URL is on this machine): what a newcomer's first `mailer
+    doctor` fails, which must not read as something broken. Empty anywhere else."""
+    host = urlsplit(settings.base_url).hostname or ""
+    local = host == "localhost" or host.endswith(".localhost") or _is_loopback(host)
+    if settings.production or not local:
+        return []
+    return [c for c in checks if not c.ok and c.name in _DEVELOPMENT_FAILS]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_secret_key(settings: Settings) -> Check:

@@ -536,6 +536,8 @@ def _warnings(issue: Issue, b: Branding, rendered: RenderedIssue, split_urls: in
             out.append(f"{what} is not absolute https: {url}")
             if what.startswith("base URL"):
                 break  # the page links under it say the same thing again: one warning
+            if what.startswith("base URL"):
+                break  # the page links under it say the same thing again: one warning
     if not b.postal_address.strip():
         out.append("no postal address (MAILER_POSTAL_ADDRESS): the law requires one in the footer")
     if split_urls:
