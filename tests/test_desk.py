@@ -24,6 +24,8 @@ from mailer.sending.models import Campaign, CampaignStatus
 from mailer.transports import make_transport
 from mailer.web.app import create_app
 from mailer.web.desk.session import SessionCodec
+from subscribers import store
+from subscribers.list_settings import ListChanges, update_list
 from tests.conftest import Database
 from tests.desk_support import (
     ADMIN_TOKEN,
@@ -503,3 +505,16 @@ def test_an_issue_handed_over_by_the_api_opens_on_the_desk(desk: Desk) -> None:
     assert c.post(f"/desk/issues/{key}/send", data=fields).status_code == 303
     [campaign] = _campaigns(desk.db)
     assert campaign.issue_key == key
+
+
+def test_the_preview_is_the_lists_own_rendering(desk: Desk) -> None:
+    """The frames show what a send to the chosen list renders: its accent and greeting."""
+    with desk.db.sessions.begin() as s:
+        mlist = store.get_list(s, "brief")
+        update_list(s, mlist, ListChanges(accent_color="#0a5c36", greeting="Dear reader,"))
+    c = desk.signed_in()
+    path, _ = checked(c, issue_text())
+    brief = c.get(f"{path}/preview.html?list=brief").text
+    other = c.get(f"{path}/preview.html?list=other").text
+    assert "#0a5c36" in brief.lower() and "Dear reader," in brief
+    assert "#0a5c36" not in other.lower() and "Dear reader," not in other

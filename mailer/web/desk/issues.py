@@ -9,9 +9,10 @@
     GET  /desk/issues/{key}/preview.html      the preview email, for the frames: sandboxed,
                                               a CSP of its own, framed by the desk only
 
-The use cases are :func:`mailer.sending.publish.check` and
-:func:`~mailer.sending.publish.preview`; the rendered previews of the last few issues are
-kept in memory (rendering runs MJML and premailer: once per issue and list, not per frame).
+The use case is :func:`mailer.sending.publish.render_for`, the rendering a send of the
+list uses (its branding, language and greeting), filled for publish's sample reader and
+summarized as :class:`~mailer.sending.publish.Checked`; the last few are kept in memory
+(rendering runs MJML and premailer: once per issue and list, not per frame).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from starlette.responses import RedirectResponse, Response
 from mailer.errors import IssueParseError
 from mailer.issue.files import decode_issue_bytes
 from mailer.sending import publish
-from mailer.urls import archive_url
 from mailer.web.common import all_lists, list_by_slug
 from mailer.web.desk import handed
 from mailer.web.desk.context import NO_STORE, Desk, Signed
@@ -49,10 +49,12 @@ _CACHED = 16
 
 @dataclass(frozen=True)
 class Shown:
-    """An issue checked and previewed for one list."""
+    """An issue rendered for one list as the send renders it, and filled for a sample
+    reader: what the check page summarizes and the frames show."""
 
     checked: publish.Checked
-    preview: publish.Preview
+    html: str
+    text: str
 
 
 class PreviewCache:
@@ -127,7 +129,7 @@ class IssueRoutes:
                     "line": None,
                     "line_text": "",
                     "message": f"That issue is over {MAX_ISSUE_BYTES // 1024} KB. An issue is "
-                    "a few dozen KB: is it really an issue file?"
+                    "a few dozen KB: is it really an issue file?",
                 },
                 status=413,
             )
@@ -151,16 +153,10 @@ class IssueRoutes:
         if found is not None:
             return found
         settings = self.desk.state.settings
-        checked = publish.check(settings, stored.issue, newsletter=mlist.name, list_slug=mlist.slug)
-        preview = publish.preview(
-            settings,
-            stored.issue,
-            newsletter=mlist.name,
-            list_slug=mlist.slug,
-            from_address=mlist.from_address,
-            archive_url=archive_url(settings, mlist.slug, stored.key),
-        )
-        found = Shown(checked, preview)
+        # the list's own rendering (its branding, language, greeting), as a send makes it
+        rendered = publish.render_for(settings, mlist, stored.issue)
+        html, text = rendered.personalize(publish.sample_values(settings))
+        found = Shown(publish.Checked(stored.issue, rendered, mlist.slug), html, text)
         self.cache.put(cache_key, found)
         return found
 
@@ -185,7 +181,7 @@ class IssueRoutes:
             "stored": stored,
             "issue": stored.issue,
             "checked": shown.checked,
-            "text_preview": shown.preview.text,
+            "text_preview": shown.text,
             "lists": lists,
             "mlist": mlist,
             "preview_url": f"/desk/issues/{key}/preview.html?list={mlist.slug}",
@@ -211,7 +207,7 @@ class IssueRoutes:
             if mlist is None:
                 raise HTTPException(404)
             s.expunge(mlist)
-        html = self.shown(stored, mlist).preview.html
+        html = self.shown(stored, mlist).html
         return Response(
             html,
             media_type="text/html; charset=utf-8",
