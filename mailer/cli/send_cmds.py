@@ -52,6 +52,10 @@ def send(
         typer.Option("--expires-after", help="Refuse or stop sending this long after the start."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Send an issue already sent.")] = False,
+    subject: Annotated[
+        str | None,
+        typer.Option("--subject", help="Subject for this send (default: the list's template)."),
+    ] = None,
 ) -> None:
     """Send an issue to a list: parse, render once, enqueue every active reader, send.
 
@@ -62,6 +66,7 @@ def send(
     worker` is sending, the campaign is queued for that worker and its progress followed.
 
     Example: mailer send issues/2026-11-28.txt --list china-brief --expires-after 6h
+    --subject "The China Brief: DeepSeek rattles the chip makers"
     """
     actx = app_context(ctx)
     issue = parse_issue_file(file)
@@ -69,7 +74,7 @@ def send(
     schedule = Schedule.parse(at, expires_after, force=force)
     with actx.sessions() as s:
         mlist = store.get_list(s, list_slug)
-    rendered = publish.render_for(actx.settings, mlist, issue)
+    rendered = publish.render_for(actx.settings, mlist, issue, subject=subject)
     for warning in rendered.warnings:
         actx.err.print(f"warning: {warning}", markup=False, highlight=False)
     if dry_run:

@@ -265,8 +265,11 @@ class RenderedIssue:
             raise RenderError(f"rendered issue snapshot is incomplete: {err}") from err
 
 
-def render_issue(issue: Issue, branding: Branding) -> RenderedIssue:
-    """Render an issue once: email HTML and text with placeholders, the web edition, warnings."""
+def render_issue(issue: Issue, branding: Branding, *, subject: str | None = None) -> RenderedIssue:
+    """Render an issue once: email HTML and text with placeholders, the web edition, warnings.
+
+    ``subject`` is the one chosen for this send (:func:`mailer.render.subject.choose_subject`);
+    without it the issue's own."""
     nonce = secrets.token_hex(8)
     stand_ins = {name: f"mailerph{nonce}{name.replace('_', '')}" for name in FIELDS}
     html, text, split_urls = render_bodies(issue, branding, stand_ins)
@@ -282,7 +285,7 @@ def render_issue(issue: Issue, branding: Branding) -> RenderedIssue:
     archive_html = compile_email("issue.mjml.j2", context, template_dir=branding.template_dir)
     archive = ascii_html(neutralise(archive_html, html=True))
     rendered = RenderedIssue(
-        subject=issue.subject,
+        subject=issue.subject if subject is None else subject,
         preheader=issue.preheader,
         html=html,
         text=text,
@@ -503,10 +506,12 @@ def _warnings(issue: Issue, b: Branding, rendered: RenderedIssue, split_urls: in
             f"HTML is {size / 1024:.0f} KB: Gmail clips messages over 102 KB "
             "(shorten the summaries or split the issue)"
         )
-    if len(issue.subject) > SUBJECT_MAX:
+    if len(rendered.subject) > SUBJECT_MAX:
+        chosen = rendered.subject != issue.subject
         out.append(
-            f"subject is {len(issue.subject)} characters: inboxes cut it, and over "
+            f"subject is {len(rendered.subject)} characters: inboxes cut it, and over "
             f"{SUBJECT_MAX} it is folded across header lines"
+            + ("" if chosen else " (set a shorter one: --subject, or the list's subject template)")
         )
     if not issue.preheader:
         out.append("no preheader: inboxes will show the first words of the body instead")
@@ -534,8 +539,6 @@ def _warnings(issue: Issue, b: Branding, rendered: RenderedIssue, split_urls: in
     ):
         if url and not _is_https(url):
             out.append(f"{what} is not absolute https: {url}")
-            if what.startswith("base URL"):
-                break  # the page links under it say the same thing again: one warning
             if what.startswith("base URL"):
                 break  # the page links under it say the same thing again: one warning
     if not b.postal_address.strip():

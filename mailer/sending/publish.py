@@ -30,6 +30,7 @@ from mailer.issue.model import Issue
 from mailer.render.compiler import Branding, RenderedIssue, render_issue
 from mailer.render.list_brand import branding_for
 from mailer.render.message import MessageTemplate, build_preview_message
+from mailer.render.subject import choose_subject
 from mailer.render.tokens import Signer
 from mailer.sending import campaigns, lifecycle
 from mailer.sending.engine import Engine, Progress, reader_message
@@ -104,12 +105,18 @@ class Checked:
 
 
 def check(
-    settings: Settings, issue: Issue, *, newsletter: str, list_slug: str | None = None
+    settings: Settings,
+    issue: Issue,
+    *,
+    newsletter: str,
+    list_slug: str | None = None,
+    subject: str | None = None,
 ) -> Checked:
-    """Render the issue as it would go out; the editor's warnings come with it."""
-    return Checked(
-        issue, render_issue(issue, Branding.from_settings(settings, newsletter)), list_slug
-    )
+    """Render the issue as it would go out; the editor's warnings come with it.
+    ``subject``: the editor's own for this send (else the issue's)."""
+    chosen = choose_subject(issue, newsletter, override=subject)
+    branding = Branding.from_settings(settings, newsletter)
+    return Checked(issue, render_issue(issue, branding, subject=chosen), list_slug)
 
 
 @dataclass(frozen=True)
@@ -142,11 +149,15 @@ def preview(
     from_address: str | None = None,
     to: str = SAMPLE_TO,
     archive_url: str | None = None,
+    subject: str | None = None,
 ) -> Preview:
     """Render the issue and fill it for a sample reader; the message is built by the
-    delivery engine's own MIME builder. From defaults to ``<newsletter> <news@base host>``."""
+    delivery engine's own MIME builder. From defaults to ``<newsletter> <news@base host>``;
+    ``subject`` is the editor's own (else the issue's)."""
     rendered = render_issue(
-        issue, Branding.from_settings(settings, newsletter, archive_url=archive_url)
+        issue,
+        Branding.from_settings(settings, newsletter, archive_url=archive_url),
+        subject=choose_subject(issue, newsletter, override=subject),
     )
     values = sample_values(settings)
     html, text = rendered.personalize(values)
@@ -164,10 +175,16 @@ def preview(
     return Preview(html, text, eml, rendered.for_archive(), rendered.warnings)
 
 
-def render_for(settings: Settings, mlist: MailingList, issue: Issue) -> RenderedIssue:
-    """Render once for the list, with "view in browser" pointing at the issue's archive page."""
+def render_for(
+    settings: Settings, mlist: MailingList, issue: Issue, *, subject: str | None = None
+) -> RenderedIssue:
+    """Render once for the list, with "view in browser" pointing at the issue's archive page.
+
+    The subject is ``subject`` (the editor's, for this send), else the list's subject
+    template filled from the issue, else the issue's own (:mod:`mailer.render.subject`)."""
     url = archive_url(settings, mlist.slug, issue.key())
-    return render_issue(issue, branding_for(settings, mlist, archive_url=url))
+    chosen = choose_subject(issue, mlist.name, override=subject, template=mlist.subject_template)
+    return render_issue(issue, branding_for(settings, mlist, archive_url=url), subject=chosen)
 
 
 # -- a send that is not a campaign ---------------------------------------------------------
