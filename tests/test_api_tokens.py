@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from mailer.access import tokens
 from mailer.access.models import ApiToken, Role
 from mailer.errors import ConflictError, InputError, NotFoundError
+from subscribers.db import make_engine, session_factory
 from tests.conftest import Database
 
 ADMIN = "admin-token-for-tests-0123456789"
@@ -45,6 +46,26 @@ def test_last_used_is_written_at_most_once_a_minute(db: Database) -> None:
     assert tokens.list_tokens(db.sessions)[0].last_used_at == T0
     tokens.authenticate(db.sessions, raw, "", now=T0 + timedelta(seconds=61))
     assert tokens.list_tokens(db.sessions)[0].last_used_at == T0 + timedelta(seconds=61)
+
+
+def test_a_busy_store_does_not_refuse_a_valid_token(db: Database) -> None:
+    """Another transaction holds the write lock (SQLite) or the token's row (PostgreSQL)
+    while the token is used: the caller gets in; only the last use goes unrecorded."""
+    raw = tokens.create_token(db.sessions, "pipeline", "editor")
+    short = {"timeout": 0.2} if db.backend == "sqlite" else {"options": "-c lock_timeout=200"}
+    engine = make_engine(db.url, connect_args=short)
+    try:
+        with db.engine.connect() as blocker:
+            blocker.begin()
+            blocker.execute(update(ApiToken).values(role="editor"))  # takes the lock
+            who = tokens.authenticate(session_factory(engine), raw, "", now=T0)
+            blocker.rollback()
+    finally:
+        engine.dispose()
+    assert who == tokens.Principal("pipeline", Role.EDITOR)
+    assert tokens.list_tokens(db.sessions)[0].last_used_at is None
+    tokens.authenticate(db.sessions, raw, "", now=T0)  # the next use records it
+    assert tokens.list_tokens(db.sessions)[0].last_used_at == T0
 
 
 def test_admin_token_is_ops_and_nothing_else_gets_in(db: Database) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import CursorResult, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.access.models import ApiToken, Role
@@ -36,6 +37,8 @@ __all__ = [
     "parse_role",
     "revoke_token",
 ]
+
+log = logging.getLogger(__name__)
 
 PREFIX = "bm_"
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -168,13 +171,18 @@ def authenticate(
 
 
 def _touch(sessions: sessionmaker[Session], digest: str, now: datetime) -> None:
-    """Record the use; at most once a minute per token (a read-mostly API stays read-mostly)."""
-    with sessions.begin() as s:
-        s.execute(
-            update(ApiToken)
-            .where(
-                ApiToken.token_hash == digest,
-                (ApiToken.last_used_at.is_(None)) | (ApiToken.last_used_at < now - TOUCH_EVERY),
+    """Record the use; at most once a minute per token (a read-mostly API stays read-mostly).
+    Best effort: a store busy with a send (SQLite's one writer) must not refuse the caller
+    whose token was just found valid; the next use records it."""
+    try:
+        with sessions.begin() as s:
+            s.execute(
+                update(ApiToken)
+                .where(
+                    ApiToken.token_hash == digest,
+                    (ApiToken.last_used_at.is_(None)) | (ApiToken.last_used_at < now - TOUCH_EVERY),
+                )
+                .values(last_used_at=now)
             )
-            .values(last_used_at=now)
-        )
+    except OperationalError as err:
+        log.warning("last use of an API token not recorded: %s", str(err).splitlines()[0])
