@@ -5,12 +5,15 @@ HTTP), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from mailer.feedback.models import PoisonMessage
 from mailer.feedback.queue import QueuePoller
 from subscribers.db import make_engine, session_factory
 from tests.conftest import Database
@@ -54,3 +57,29 @@ def test_a_database_failure_is_logged_as_one_explained_line(
         assert says in line, line
         assert "\n" not in line and "[SQL:" not in line and "sqlalche.me" not in line, line
     assert feed.waiting() == 1  # nothing lost: SQS hands it out again
+
+
+@pytest.mark.parametrize("kind", [["Notification"], {"a": 1}, 7, None])
+def test_a_body_whose_type_is_not_a_string_is_set_aside_at_once(
+    db: Database, moto: MotoHandle, kind: object
+) -> None:
+    """With verification on, an envelope Type that is a list or an object (unhashable) is
+    bad input like any other: set aside on its first receive, not retried as a crash."""
+    feed = make_feed(moto, raw=False)
+    feed.send_raw(json.dumps({"Type": kind, "Message": "{}"}))
+    poller = QueuePoller(
+        feed.sqs,
+        feed.queue_url,
+        db.sessions,
+        db.settings(),
+        wait_seconds=0,
+        retry_delay=30,
+        max_attempts=5,
+        verify=True,
+    )
+    stats = poller.run(once=True)
+    assert (stats.received, stats.poisoned, stats.retried) == (1, 1, 0)
+    with db.sessions() as s:
+        row = s.scalar(select(PoisonMessage))
+        assert row is not None and "not an SNS envelope" in row.error
+    assert feed.waiting() == 0

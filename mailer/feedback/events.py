@@ -54,6 +54,7 @@ from mailer.feedback.records import (
 
 __all__ = [
     "SETUP_TEXT",
+    "SNS_TYPES",
     "BounceInfo",
     "BounceType",
     "BouncedRecipient",
@@ -79,7 +80,9 @@ SETUP_TEXT = "Successfully validated SNS topic for Amazon SES event publishing."
 """What SES publishes (as plain text, not JSON) when an event destination is wired up."""
 
 _SUBSCRIPTION_SUCCEEDED = "AmazonSnsSubscriptionSucceeded"
-_SNS_TYPES = frozenset({"Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"})
+#: The Type of every SNS message: an envelope of one of these carries its ``Message``
+#: (the SNS verifier and the queue poller read the same set)
+SNS_TYPES = frozenset({"Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"})
 
 
 # -- entry points ---------------------------------------------------------------------------
@@ -101,7 +104,7 @@ def parse_payload(payload: str | bytes | Mapping[str, Any]) -> SESEvent | SetupN
     if not isinstance(data, Mapping):
         raise FeedbackError("SES payload is not a JSON object")
     kind = data.get("Type")
-    if isinstance(kind, str) and kind in _SNS_TYPES and "Message" in data:  # list: unhashable
+    if isinstance(kind, str) and kind in SNS_TYPES and "Message" in data:  # list: unhashable
         return _from_envelope(data)
     return _classify(data, sns_message_id=None)
 

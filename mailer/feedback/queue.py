@@ -30,7 +30,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailer import safejson
 from mailer.config import Settings
 from mailer.errors import FeedbackError, InputError, VerificationError
-from mailer.feedback.events import SESEvent, SetupNotice, parse_message_text, parse_payload
+from mailer.feedback.events import (
+    SNS_TYPES,
+    SESEvent,
+    SetupNotice,
+    parse_message_text,
+    parse_payload,
+)
 from mailer.feedback.models import PoisonMessage
 from mailer.feedback.rules import apply_event
 from mailer.feedback.sns import CertFetcher, SNSVerifier
@@ -41,8 +47,6 @@ from subscribers.models import utcnow
 __all__ = ["PollStats", "QueuePoller"]
 
 log = logging.getLogger(__name__)
-
-_SNS_TYPES = {"Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"}
 
 
 @dataclass
@@ -188,7 +192,8 @@ class QueuePoller:
             envelope = safejson.loads(body, what="SQS message body")
         except InputError as err:
             raise VerificationError(f"SNS verification is on but {err}") from err
-        if not isinstance(envelope, dict) or envelope.get("Type") not in _SNS_TYPES:
+        kind = envelope.get("Type") if isinstance(envelope, dict) else None
+        if not isinstance(kind, str) or kind not in SNS_TYPES:  # a list is unhashable
             raise VerificationError(
                 "SNS verification is on but the body is not an SNS envelope "
                 "(raw message delivery cannot be verified)"

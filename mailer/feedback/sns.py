@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from mailer.config import Settings
 from mailer.errors import ConfirmationError, VerificationError
+from mailer.feedback.events import SNS_TYPES
 from mailer.feedback.sns_certs import CertFetcher, CertificateStore, CertificateUnavailable
 
 __all__ = [
@@ -67,7 +68,6 @@ NOTIFICATION = "Notification"
 SUBSCRIPTION_CONFIRMATION = "SubscriptionConfirmation"
 UNSUBSCRIBE_CONFIRMATION = "UnsubscribeConfirmation"
 SUBSCRIPTION_TYPES = frozenset({SUBSCRIPTION_CONFIRMATION, UNSUBSCRIBE_CONFIRMATION})
-MESSAGE_TYPES = frozenset({NOTIFICATION, *SUBSCRIPTION_TYPES})
 
 _COMMON_FIELDS = (
     "Type",
@@ -221,7 +221,7 @@ class SNSVerifier:
             raise VerificationError("SNS message field Subject is not a string")
 
     def _check_type(self, kind: str) -> None:
-        if kind not in MESSAGE_TYPES:
+        if kind not in SNS_TYPES:
             raise VerificationError(f"unknown SNS message Type {kind!r}")
 
     def _check_version(self, version: str) -> str:
