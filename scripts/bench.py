@@ -15,6 +15,8 @@ Runs, each in its own process and one after the other (they would disturb each o
                                        a bare 302 in the same run; no event lost on SIGTERM (16)
   startup   scripts/bench_startup.py   `mailer --help`, `lists show`, `campaigns show 1` start-up,
                                        against `python -c pass` (issue 17)
+  webhooks  scripts/bench_webhooks.py  consent changes with the webhook outbox and no endpoint,
+                                       against the same without its lookup; delivery/s (14)
 
 Each script prints its own figures with the baseline or limit it measured in the same run;
 this one reads them (bench_send's ``--json``, the others' printed tables) and prints one
@@ -382,6 +384,34 @@ def parse_tracking(out: str, _: Path) -> list[Figure]:
     ]
 
 
+def parse_webhooks(out: str, _: Path) -> list[Figure]:
+    got = _find(r"^changes without endpoints: ([\d,]+)/s with the outbox, ([\d,]+)/s without", out)
+    sent = _find(r"^delivered: (\d+) of (\d+) events, ([\d,]+) events/s", out)
+    if not (got and sent):
+        raise ValueError("bench_webhooks output not understood")
+    rate, base = _num(got.group(1)), _num(got.group(2))
+    return [
+        Figure(
+            "webhooks",
+            "consent changes/s, outbox with no endpoint",
+            rate,
+            "changes/s",
+            base,
+            "same changes, no lookup",
+            base / rate,  # how many times slower
+            "<= 1.10 x slower",
+            _verdict(base / rate <= 1.10),
+        ),
+        Figure(
+            "webhooks",
+            f"events delivered/s, one dispatcher ({sent.group(1)} of {sent.group(2)})",
+            _num(sent.group(3)),
+            "events/s",
+            result="" if sent.group(1) == sent.group(2) else "MISS",
+        ),
+    ]
+
+
 Parser = Callable[[str, Path], list[Figure]]
 BENCHES: dict[str, tuple[str, list[str], list[str], Parser]] = {
     # name: (script, arguments, quick arguments, parser)
@@ -393,6 +423,12 @@ BENCHES: dict[str, tuple[str, list[str], list[str], Parser]] = {
     "web": ("bench_web.py", [], ["--pages", "50"], parse_web),
     "startup": ("bench_startup.py", [], ["--runs", "3"], parse_startup),
     "tracking": ("bench_tracking.py", [], ["--readers", "200", "--seconds", "3"], parse_tracking),
+    "webhooks": (
+        "bench_webhooks.py",
+        [],
+        ["--changes", "50", "--rounds", "3", "--events", "50"],
+        parse_webhooks,
+    ),
 }
 
 
