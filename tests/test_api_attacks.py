@@ -24,7 +24,7 @@ def test_huge_bodies_are_refused_before_they_are_read(api: Api) -> None:
     big = (ISSUE + "\n" + "x" * 100 + "\n") * 1000  # ~250 KB, limit 64 KB
     with api.as_editor() as c:
         r = c.post("/api/v1/issues", content=big.encode(), headers={"Content-Type": "text/plain"})
-        assert r.status_code == 413
+        assert "larger than 65536 bytes" in error_of(r, 413)  # JSON, before a byte is read
 
         def chunks() -> Iterator[bytes]:  # no Content-Length: counted while read
             for _ in range(100):
@@ -33,8 +33,12 @@ def test_huge_bodies_are_refused_before_they_are_read(api: Api) -> None:
         r = c.post("/api/v1/issues", content=chunks(), headers={"Content-Type": "text/plain"})
         assert "larger than" in error_of(r, 413)
     with api.client() as c:  # a stranger's huge body is refused too
-        r = c.post("/api/v1/issues", content=big.encode(), headers={"Content-Type": "text/plain"})
-        assert r.status_code == 413
+        r = c.post(
+            "/api/v1/issues",
+            content=big.encode(),
+            headers={"Content-Type": "text/plain", "Accept": "text/html"},
+        )
+        error_of(r, 413)
 
 
 def test_nested_and_malformed_json(api: Api) -> None:

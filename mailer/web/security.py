@@ -8,6 +8,7 @@ our URLs from leaking to any site a reader goes on to.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -108,7 +109,8 @@ class BodyLimit:
                 except ValueError:
                     declared = -1
                 if declared < 0 or declared > limit:
-                    await _plain_413(send, limit, html=_accepts_html(scope))
+                    api = scope.get("path", "").startswith("/api/")  # the API answers JSON
+                    await _plain_413(send, limit, html=_accepts_html(scope) and not api, api=api)
                     return
         seen = 0
 
@@ -144,8 +146,11 @@ _HTML_413 = (
 )
 
 
-async def _plain_413(send: Send, limit: int, *, html: bool = False) -> None:
-    if html:
+async def _plain_413(send: Send, limit: int, *, html: bool = False, api: bool = False) -> None:
+    if api:
+        body = json.dumps({"error": f"the request body is larger than {limit} bytes"}).encode()
+        ctype = b"application/json"
+    elif html:
         body = _HTML_413.format(kb=limit // 1024, limit=limit).encode()
         ctype = b"text/html; charset=utf-8"
     else:
