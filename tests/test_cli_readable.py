@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from mailer.cli import COMMANDS, command, iter_commands
+from mailer.sending.one_mail import SystemMail, build_message
+from mailer.transports.outbox import OutboxTransport
 from tests.conftest import Database
 from tests.delivery_helpers import ISSUE, seed_list
 
@@ -111,3 +114,32 @@ def test_piped_listings_are_plain_and_full_width(db: Database) -> None:
     assert not any(ch in out for ch in "┏━│└…")
     shown = run("lists", "show", env=env).stdout.splitlines()
     assert shown[1].split("\t")[0] == slug
+
+
+def test_a_test_send_prints_the_full_path_of_its_file(db: Database) -> None:
+    seed_list(db.sessions, 1)
+    r = run("send", str(ISSUE), "--list", "brief", "--test-to", "ed@example.org", env=db.env())
+    assert r.returncode == 0, r.stderr
+    line = r.stdout.strip().splitlines()[-1]
+    assert line.startswith("test sent to ed@example.org: /"), line
+    path = Path(line.split(": ", 1)[1])
+    assert path.is_file() and path.parent.name == "0" and path.name.startswith("test-")
+
+
+def test_outbox_files_of_no_campaign_are_named_by_kind(tmp_path: Path) -> None:
+    transport = OutboxTransport(tmp_path)
+    mail = SystemMail(
+        kind="confirm",
+        to="r@example.org",
+        subscriber_id=1,
+        subject="Confirm",
+        from_address="Brief <b@example.org>",
+        reply_to=None,
+        html="<p>x</p>",
+        text="x",
+    )
+    for delivery_id, want in ((0, "confirm-"), (17, "confirm-17.eml")):
+        campaign, outgoing = build_message(mail, delivery_id=delivery_id)
+        [result] = transport.send(campaign, [outgoing])
+        assert result.message_id is not None and result.message_id.startswith(want)
+        assert transport.path_of(0, result.message_id).is_file()

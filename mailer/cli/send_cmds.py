@@ -28,6 +28,7 @@ from mailer.sending import publish
 from mailer.sending.engine import Engine
 from mailer.sending.publish import Outcome
 from mailer.sending.schedule import Schedule
+from mailer.transports.outbox import OutboxTransport
 from mailer.webhooks.dispatch import Background, Dispatcher, Policy
 from subscribers import store
 
@@ -90,8 +91,12 @@ def send(
     if test_to:
         with transport_for(actx) as transport:
             sent = publish.send_test(actx.settings, transport, mlist, rendered, test_to)
+            where = transport.path_of if isinstance(transport, OutboxTransport) else None
         for one in sent:
-            if one.ok:
+            if one.ok and where is not None and one.message_id:
+                shown = where(0, one.message_id)  # a test send belongs to no campaign
+                actx.console.print(f"test sent to {one.to}: {shown}", markup=False)
+            elif one.ok:
                 actx.console.print(f"test sent to {one.to} ({one.message_id})")
             else:
                 actx.err.print(f"test to {one.to} failed: {one.error}", markup=False)
@@ -173,7 +178,7 @@ def worker(
             background.stop()
             engine.close()
     if once:
-        hooks.run_once()  # each due webhook delivery tried once
+        hooks.once()  # each due webhook delivery tried once
         if not outcomes:
             actx.console.print("nothing due: no campaign is sending or scheduled before now")
         exit_with(of_outcomes(outcomes))
