@@ -23,6 +23,7 @@ from mailer.ops.counts import (
     empty_counts,
     iso,
     ledger_counts,
+    per_sent,
     scope,
     tracking_enabled,
     utc_day,
@@ -97,11 +98,11 @@ class DayRates:
 
     @property
     def bounce_rate(self) -> float | None:
-        return self.hard_bounced / self.sent if self.sent else None
+        return per_sent(self.hard_bounced, self.sent)
 
     @property
     def complaint_rate(self) -> float | None:
-        return self.complained / self.sent if self.sent else None
+        return per_sent(self.complained, self.sent)
 
     def to_json(self) -> dict[str, Any]:
         return {

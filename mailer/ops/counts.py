@@ -39,6 +39,7 @@ __all__ = [
     "empty_counts",
     "iso",
     "ledger_counts",
+    "per_sent",
     "scope",
     "tracking_enabled",
     "utc_day",
@@ -47,6 +48,12 @@ __all__ = [
 
 PENDING = (DeliveryStatus.QUEUED.value, DeliveryStatus.SENDING.value)
 """Rows still to send: queued, or claimed and in flight."""
+
+
+def per_sent(events: int, sent: int) -> float | None:
+    """A rate as the reports give it: over the rows sent (bounce rate = hard bounces / sent,
+    complaint rate = complaints / sent); None when nothing was sent."""
+    return events / sent if sent else None
 
 
 @dataclass(frozen=True)
@@ -73,11 +80,11 @@ class Counts:
 
     @property
     def bounce_rate(self) -> float | None:
-        return self.hard_bounced / self.sent if self.sent else None
+        return per_sent(self.hard_bounced, self.sent)
 
     @property
     def complaint_rate(self) -> float | None:
-        return self.complained / self.sent if self.sent else None
+        return per_sent(self.complained, self.sent)
 
     @property
     def progress(self) -> float | None:
