@@ -67,6 +67,9 @@ EVENT_TYPES: tuple[EventTypeType, ...] = (
     "DELIVERY_DELAY",
 )
 """What ``ses setup`` publishes to SNS: everything the feedback rules act on or count."""
+TRACKING_EVENT_TYPES: tuple[EventTypeType, ...] = ("OPEN", "CLICK")
+"""Added with ``ses setup --tracking``: SES's own open and click events, read into the same
+records as the redirect's (``mailer.feedback.tracking``)."""
 
 DESTINATION_NAME = "brief-mailer-sns"
 DEFAULT_TOPIC = "brief-mailer-ses-events"
@@ -154,8 +157,11 @@ def setup(
     topic_name: str = DEFAULT_TOPIC,
     mail_from_subdomain: str = "mail",
     log: Callable[[str], None] | None = None,
+    tracking: bool = False,
 ) -> SetupResult:
-    """Provision everything SES needs to send for ``domain`` and report back; idempotent."""
+    """Provision everything SES needs to send for ``domain`` and report back; idempotent.
+    ``tracking`` also publishes SES's open and click events (without it, a destination
+    that had them is updated to the list without)."""
     domain = _valid_domain(domain)
     if not configuration_set or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", configuration_set):
         raise ConfigError(
@@ -190,7 +196,8 @@ def setup(
         result.queue_url, result.subscription_arn = _ensure_queue(
             clients, result.topic_arn, queue_name, step
         )
-    _ensure_destination(clients.sesv2, configuration_set, result.topic_arn, step)
+    types = EVENT_TYPES + (TRACKING_EVENT_TYPES if tracking else ())
+    _ensure_destination(clients.sesv2, configuration_set, result.topic_arn, step, types)
     identity = _ensure_identity(clients.sesv2, domain, configuration_set, mail_from, step)
     dkim = identity.get("DkimAttributes") or {}
     result.identity_verified = bool(identity.get("VerifiedForSendingStatus"))
@@ -378,11 +385,15 @@ def _ensure_queue(
 
 
 def _ensure_destination(
-    sesv2: SESV2Client, configuration_set: str, topic: str, step: Callable[[str], None]
+    sesv2: SESV2Client,
+    configuration_set: str,
+    topic: str,
+    step: Callable[[str], None],
+    types: tuple[EventTypeType, ...] = EVENT_TYPES,
 ) -> None:
     wanted: EventDestinationDefinitionTypeDef = {
         "Enabled": True,
-        "MatchingEventTypes": list(EVENT_TYPES),
+        "MatchingEventTypes": list(types),
         "SnsDestination": {"TopicArn": topic},
     }
     answer = _call(
@@ -395,7 +406,7 @@ def _ensure_destination(
             continue
         same = (
             dest.get("Enabled") is True
-            and set(dest.get("MatchingEventTypes") or ()) == set(EVENT_TYPES)
+            and set(dest.get("MatchingEventTypes") or ()) == set(types)
             and sns_topic_of(dest) == topic
         )
         if same:
@@ -417,7 +428,7 @@ def _ensure_destination(
         EventDestinationName=DESTINATION_NAME,
         EventDestination=wanted,
     )
-    step(f"created  event destination {DESTINATION_NAME} -> {topic} ({', '.join(EVENT_TYPES)})")
+    step(f"created  event destination {DESTINATION_NAME} -> {topic} ({', '.join(types)})")
 
 
 def _ensure_identity(
