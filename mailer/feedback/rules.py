@@ -48,6 +48,7 @@ from mailer.feedback.events import (
     parse_payload,
 )
 from mailer.feedback.models import FeedbackEvent, SoftBounceCounter
+from mailer.feedback.tracking.ses import record_ses_event
 from mailer.sending.models import Delivery, DeliveryStatus
 from subscribers import store
 from subscribers.addresses import normalize_email
@@ -306,6 +307,13 @@ def _store_only(ctx: _Context) -> list[str]:
     return []
 
 
+def _tracked(ctx: _Context) -> list[str]:
+    """SES's open or click: into tracking's records (``mailer.feedback.tracking.ses``)."""
+    if ctx.delivery is None:
+        return []
+    return record_ses_event(ctx.session, ctx.settings, ctx.event, ctx.delivery.id)
+
+
 def _bounce(ctx: _Context) -> list[str]:
     detail = ctx.event.detail
     assert isinstance(detail, BounceInfo)
@@ -460,6 +468,8 @@ _RULES: dict[EventType, Callable[[_Context], list[str]]] = {
     EventType.SUBSCRIPTION: _subscription,
     EventType.REJECT: _mark_failed,
     EventType.RENDERING_FAILURE: _mark_failed,
+    EventType.OPEN: _tracked,
+    EventType.CLICK: _tracked,
 }
 
 

@@ -28,7 +28,7 @@ from mailer.render.tracking import Link, link_table
 from mailer.sending.models import Campaign, Delivery
 from subscribers.tracking import opted_out_among
 
-__all__ = ["LinkTables", "forget_subscriber", "write_hits"]
+__all__ = ["LinkTables", "campaign_link", "forget_subscriber", "write_hits"]
 
 LinksOf = Callable[[Session, int], tuple[Link, ...]]
 
@@ -152,6 +152,20 @@ def _flag_bursts(
             session.execute(
                 update(ev).where(ev.id.in_(humans)).values(verdict=MACHINE, reason=reason)
             )
+
+
+def campaign_link(session: Session, delivery_id: int, url: str | None) -> tuple[int, int | None]:
+    """(campaign id, link index) for an SES event about ``delivery_id``: the index of
+    ``url`` in the campaign's link table (None for an open, or a URL not in the issue); a
+    delivery without a campaign (a system mail) gives (0, None)."""
+    campaign_id = session.scalar(select(Delivery.campaign_id).where(Delivery.id == delivery_id))
+    if campaign_id is None:
+        return 0, None
+    if url is None:
+        return campaign_id, None
+    issue = session.scalar(select(Campaign.issue).where(Campaign.id == campaign_id))
+    table = link_table(issue) if isinstance(issue, dict) else ()
+    return campaign_id, next((x.index for x in table if not x.trap and x.url == url), None)
 
 
 def forget_subscriber(session: Session, subscriber_id: int) -> int:
