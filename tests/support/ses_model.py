@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+import botocore.session
+
 #: A validator: (value, path) -> None or InvalidRequest. Paths are "" or (parent, key) tuples.
 Check = Callable[[Any, Any], None]
 
@@ -271,8 +273,6 @@ class SesApi:
     """Routes and validators for the implemented SES v2 operations (build once)."""
 
     def __init__(self, operations: Iterable[str] = OPERATIONS) -> None:
-        import botocore.session
-
         model = botocore.session.get_session().get_service_model("sesv2")
         compiler = _Compiler()
         self.routes: list[Route] = []
