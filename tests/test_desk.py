@@ -445,6 +445,22 @@ def test_a_parse_error_names_its_line_and_keeps_the_text(desk: Desk) -> None:
     assert bad_utf8.status_code == 422 and "Line 3" in bad_utf8.text
 
 
+def test_broken_uploads_are_clear_errors(desk: Desk) -> None:
+    c = desk.signed_in()
+    token = form_token(c.get("/desk").text, "/desk/issues")
+    two = [("file", ("a.txt", b"x")), ("file", ("b.txt", b"y"))]
+    assert c.post("/desk/issues", data={"csrf_token": token}, files=two).status_code == 400
+    cut = b'--zz\r\nContent-Disposition: form-data; name="text"\r\n\r\nabc'  # no end
+    r = c.post(
+        "/desk/issues", content=cut, headers={"content-type": "multipart/form-data; boundary=zz"}
+    )
+    assert r.status_code == 403  # its token never arrived
+    r = c.post("/desk/issues", content=b"x", headers={"content-type": "multipart/form-data"})
+    assert r.status_code == 400
+    with desk.db.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(HandedIssue)) == 0
+
+
 def test_an_uploaded_file_is_read_like_a_paste(desk: Desk) -> None:
     c = desk.signed_in()
     r = c.post(

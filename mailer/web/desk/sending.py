@@ -17,6 +17,7 @@ and answers with it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -57,10 +58,16 @@ def send_forms(
     }
 
 
+#: IssueRoutes.issue_context: the check page's context, the stored issue and the list
+IssueContext = Callable[
+    [Signed, str, str | None], tuple[dict[str, Any], handed.Stored, MailingList]
+]
+
+
 class SendRoutes:
-    def __init__(self, desk: Desk, issue_context: Any) -> None:
+    def __init__(self, desk: Desk, issue_context: IssueContext) -> None:
         self.desk = desk
-        self.issue_context = issue_context  # IssueRoutes.issue_context (the check page)
+        self.issue_context = issue_context
 
     async def _signed_form(self, request: Request, path: str) -> tuple[Signed | None, Form]:
         signed = self.desk.who(request)
