@@ -5,8 +5,11 @@ stored that should not be."""
 
 from __future__ import annotations
 
+import json
+import socket
+import time
 from collections.abc import Iterator
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -144,3 +147,28 @@ def test_other_methods_and_tokens_in_odd_places(api: Api) -> None:
             "/api/v1/stats", headers={"Authorization": f"Bearer {api.editor}", "X-Role": "ops"}
         )
         error_of(r, 403)
+
+
+def test_a_client_that_hangs_up_mid_body_leaves_nothing(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = api.post_issue()
+    body = json.dumps({"issue": key, "list": "brief"}).encode()
+    parts = urlsplit(api.url)
+    for path, media in (
+        ("/api/v1/campaigns", "application/json"),
+        ("/api/v1/issues", "text/plain"),
+    ):
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"Authorization: Bearer {api.editor}\r\nContent-Type: {media}\r\n"
+            f"Content-Length: {len(body) + 100}\r\n\r\n"
+        ).encode()
+        with socket.create_connection((parts.hostname, parts.port)) as sock:
+            sock.sendall(head + body[:20])
+        time.sleep(0.3)
+    with api.as_editor() as c:  # the server goes on as before
+        assert c.get("/api/v1/lists").status_code == 200
+    assert campaign_count(api.db) == 0
+    failures = [r for r in caplog.records if r.name.startswith("mailer") and r.levelname == "ERROR"]
+    assert failures == []

@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
 from mailer.access.tokens import Principal, Role, authenticate
@@ -154,6 +155,8 @@ def error_json(
 
 def error_response(request: Request, exc: Exception) -> JSONResponse:
     """The JSON answer to ``exc`` (a database that is away: 503 with Retry-After)."""
+    if isinstance(exc, ClientDisconnect):  # the client left mid-body: nobody to tell
+        return error_json(400, "the request body ended before its announced length")
     if database_unavailable(exc):
         log.warning("API %s %s: database unavailable", request.method, request.url.path)
         return error_json(
