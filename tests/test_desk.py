@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from mailer.access.models import HandedIssue
@@ -39,6 +40,7 @@ from tests.desk_support import (
     send_fields,
     sign_in,
 )
+from tests.test_transport_smtp import Recorder, free_port
 from tests.web_support import AppClient, read_eml
 
 
@@ -534,3 +536,31 @@ def test_the_preview_is_the_lists_own_rendering(desk: Desk) -> None:
     other = c.get(f"{path}/preview.html?list=other").text
     assert "#0a5c36" in brief.lower() and "Dear reader," in brief
     assert "#0a5c36" not in other.lower() and "Dear reader," not in other
+
+
+def test_a_test_send_through_a_real_smtp_relay_and_with_it_down(db: Database) -> None:
+    recorder = Recorder()
+    relay = Controller(recorder, hostname="127.0.0.1", port=free_port())
+    relay.start()
+    try:
+        desk = Desk(db, transport="smtp", smtp_url=f"smtp://127.0.0.1:{relay.port}?timeout=5")
+        c = desk.signed_in()
+        path, page = checked(c, issue_text())
+        token = form_token(page, f"{path}/test")
+        data = {"csrf_token": token, "list": "brief", "addresses": "ed@example.com bounce@x.org"}
+        r = c.post(f"{path}/test", data=data)
+        assert r.status_code == 200
+        assert "Test sent to ed@example.com" in r.text
+        assert "Test to bounce@x.org failed" in r.text  # the relay's 550, per address
+        [got] = recorder.messages
+        assert got.rcpt_tos == ["ed@example.com"] and b"Subject: [TEST] " in got.content
+    finally:
+        relay.stop()
+    try:
+        r = c.post(f"{path}/test", data=data)  # the relay is gone now
+        assert r.status_code == 503
+        assert "The test could not be sent" in r.text and "Check: Harbour reopens" in r.text
+        assert "ed@example.com bounce@x.org</textarea>" in r.text  # what was typed is kept
+        assert _campaigns(db) == []
+    finally:
+        desk.close()

@@ -29,7 +29,7 @@ from starlette.responses import RedirectResponse, Response
 
 from mailer.access import idempotency
 from mailer.access.idempotency import Answer
-from mailer.errors import ConflictError, InputError, InvalidAddressError
+from mailer.errors import ConflictError, InputError, InvalidAddressError, TransportError
 from mailer.sending import publish
 from mailer.sending.schedule import Schedule, parse_span
 from mailer.web.common import list_by_slug
@@ -92,9 +92,13 @@ class SendRoutes:
             context["test_error"] = str(err)
             return self.desk.page("issue.html", context, signed=signed, status=422)
         rendered = publish.render_for(self.desk.state.settings, mlist, stored.issue)
-        context["test_results"] = publish.send_test(
-            self.desk.state.settings, self.desk.state.transport(), mlist, rendered, addresses
-        )
+        try:
+            context["test_results"] = publish.send_test(
+                self.desk.state.settings, self.desk.state.transport(), mlist, rendered, addresses
+            )
+        except TransportError as err:  # the relay is down or refuses us: say so, on the page
+            context["test_error"] = f"The test could not be sent: {err}"
+            return self.desk.page("issue.html", context, signed=signed, status=503)
         return self.desk.page("issue.html", context, signed=signed)
 
     # -- confirm -----------------------------------------------------------------------
