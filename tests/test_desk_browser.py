@@ -253,7 +253,7 @@ def test_the_whole_desk_flow_in_chromium(db: Database, chromium_browser: Any) ->
         assert [e for e in run.errors if not re.search(r"status of (401|422)\b", e)] == []
 
 
-def test_a_live_campaign_page_reloads_itself_without_javascript(
+def test_upload_and_follow_a_campaign_without_javascript(
     db: Database, chromium_browser: Any
 ) -> None:
     make_list(db.sessions, "brief", name="The Test Brief")
@@ -270,8 +270,13 @@ def test_a_live_campaign_page_reloads_itself_without_javascript(
             page.goto(server.url + "/desk/sign-in")
             page.get_by_label("Token").fill(token)
             page.get_by_role("button", name="Sign in").click()
-            page.get_by_label("Issue text").fill(issue_text())
+            upload = db.tmp / "2025-03-03.txt"
+            upload.write_text(issue_text(" uploaded"), encoding="utf-8")
+            page.get_by_label("Or upload the issue file").set_input_files(str(upload))
             page.get_by_role("button", name="Check the issue").click()
+            page.get_by_role(
+                "heading", name=re.compile("^Check: Harbour reopens uploaded")
+            ).wait_for()
             page.get_by_role("button", name="Review and confirm").click()
             page.get_by_role("button", name="Send to 1 reader").click()
             page.wait_for_url(re.compile(r".*/desk/campaigns/\d+$"))
