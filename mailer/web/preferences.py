@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailer.errors import InvalidAddressError, TokenError
+from mailer.feedback.tracking.store import forget_subscriber
 from mailer.render.i18n import gettext_for
 from mailer.render.tokens import Claims
 from mailer.sending import system_mail
@@ -45,6 +46,7 @@ from subscribers.addresses import normalize_email
 from subscribers.list_settings import LANGUAGES
 from subscribers.models import MailingList, Subscriber, Subscription, SubscriptionStatus
 from subscribers.store import Actor
+from subscribers.tracking import is_opted_out, set_opt_out
 
 router = APIRouter()
 
@@ -124,6 +126,7 @@ def _page(
         home = session.get(MailingList, claims.list_id)
         email, name = sub.email, sub.name or ""
         lang = home.lang if home else "en"
+        untracked = is_opted_out(session, sub.id)
     return state.pages.response(
         "preferences.html",
         {
@@ -132,6 +135,7 @@ def _page(
             "email": email,
             "name": name if name_value is None else name_value,
             "choices": choices,
+            "no_tracking": untracked,
             "others": others,
             "saved": saved,
             "confirm_sent": confirm_sent,
@@ -180,6 +184,9 @@ def _save(state: WebState, request: Request, token: str, form: Form) -> Response
     with state.sessions.begin() as session:
         sub = session.get(Subscriber, claims.subscriber_id)
         if sub is not None:
+            no_tracking = form.get("no_tracking") == "1"
+            if set_opt_out(session, sub.id, no_tracking) and no_tracking:
+                forget_subscriber(session, sub.id)  # and what was recorded before goes too
             mails = _apply(state, session, sub, claims, wanted, name, who)
     response = _page(
         state, token, claims, saved=True, confirm_sent=tuple(m.list_name for m in mails)
