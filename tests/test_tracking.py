@@ -24,12 +24,13 @@ from mailer.sending.models import Campaign, Delivery
 from mailer.web.app import create_app
 from mailer.web.tracking import flush_tracking
 from subscribers import store
-from subscribers.tracking import Track, parse_track, set_opt_out, set_tracking
+from subscribers.tracking import Track, is_opted_out, parse_track, set_opt_out, set_tracking
 from tests.web_support import (
     BASE,
     AppClient,
     Web,
     add_active,
+    csrf_of,
     html_body,
     send_issue,
     text_body,
@@ -322,3 +323,33 @@ def test_verify_click_refuses_oversized_and_noncanonical() -> None:
             verify_click(signer, good.replace(sig, sig[:-1] + bad_last))
     with pytest.raises(Exception, match="malformed"):
         verify_click(signer, good + "0" * 200)
+
+
+def test_the_preferences_page_opts_out_and_forgets(web: Web) -> None:
+    _track(web)
+    cid, (html,) = _send(web)
+    web.clock.now = _sent_at(web, cid) + timedelta(minutes=5)
+    web.client.get(R_LINK.findall(html)[0], headers=BROWSER)
+    assert len(_events(web)) == 1
+    with web.db.sessions() as s:
+        reader = store.find_subscriber(s, "ada@example.com")
+    assert reader is not None
+    token = web.signer.preferences_token(reader.id, web.brief_id, now=web.clock.now)
+    page = web.client.get(f"/preferences/{token}")
+    assert 'name="no_tracking" value="1">' in page.text  # not ticked
+    data = {"csrf_token": csrf_of(page.text), "name": "Ada", "list": ["brief"]}
+    saved = web.client.post(f"/preferences/{token}", data={**data, "no_tracking": "1"})
+    assert saved.status_code == 200 and 'name="no_tracking" value="1" checked' in saved.text
+    assert _events(web) == []  # what was recorded is gone
+    web.clock.now += timedelta(minutes=5)
+    assert web.client.get(R_LINK.findall(html)[2], headers=BROWSER).status_code == 302
+    assert _events(web) == []  # and nothing new is recorded
+    # ticked off again: recorded from then on, still subscribed throughout
+    again = web.client.post(
+        f"/preferences/{token}", data={**data, "csrf_token": csrf_of(saved.text)}
+    )
+    assert again.status_code == 200 and 'name="no_tracking" value="1">' in again.text
+    web.client.get(R_LINK.findall(html)[4], headers=BROWSER)
+    assert [e.link for e in _events(web)] == [2]
+    with web.db.sessions() as s:
+        assert not is_opted_out(s, reader.id)
