@@ -135,6 +135,7 @@ class Settings:
     webhook_timeout: float = 10.0
     webhook_retry_base: float = 10.0
     webhook_max_attempts: int = 12
+    webhook_keep: float = 30 * 86400.0
 
     @property
     def production(self) -> bool:
@@ -200,8 +201,8 @@ class Settings:
             raise ConfigError(
                 "MAILER_WEBHOOK_TIMEOUT must be > 0 and MAILER_WEBHOOK_RETRY_BASE >= 0"
             )
-        if self.webhook_max_attempts < 1:
-            raise ConfigError("MAILER_WEBHOOK_MAX_ATTEMPTS must be >= 1")
+        if self.webhook_max_attempts < 1 or self.webhook_keep <= 0:
+            raise ConfigError("MAILER_WEBHOOK_MAX_ATTEMPTS must be >= 1, MAILER_WEBHOOK_KEEP > 0")
         if self.production:
             self._check_production_keys()
 
@@ -273,6 +274,7 @@ def _converter(name: str) -> Callable[[str], Any]:
         "webhook_timeout": parse_duration,
         "webhook_retry_base": parse_duration,
         "webhook_max_attempts": int,
+        "webhook_keep": parse_duration,
         "confirm_ttl": parse_duration,
         "preferences_ttl": parse_duration,
         "subscribe_ip_limit": int,

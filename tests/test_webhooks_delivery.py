@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from mailer.webhooks import endpoints
@@ -22,7 +22,7 @@ from mailer.webhooks.dispatch import Dispatcher, Policy
 from mailer.webhooks.signing import new_secret, signed_headers
 from subscribers import store
 from subscribers.models import utcnow
-from subscribers.outbox import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from subscribers.outbox import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from tests.conftest import Database
 from tests.webhook_receiver import Receiver
 
@@ -292,3 +292,28 @@ def test_two_dispatchers_post_each_event_once(db: Database, receiver: Receiver) 
     ids = [r.headers["webhook-id"] for r in receiver.received]
     assert len(ids) == len(set(ids)) == 30
     assert {d.status for d in _deliveries(db)} == {"delivered"}
+
+
+def test_old_delivered_events_are_pruned_the_rest_kept(db: Database) -> None:
+    with db.sessions.begin() as s:
+        s.add(
+            WebhookEndpoint(
+                url="http://127.0.0.1:9/", events="suppression.added", secret=new_secret()
+            )
+        )
+    _suppress(db, "old.delivered@x.com", "old.pending@x.com", "old.failed@x.com", "new@x.com")
+    long_ago = utcnow() - timedelta(days=31)
+    state = {"old.delivered": "delivered", "old.pending": "pending", "old.failed": "failed"}
+    with db.sessions.begin() as s:
+        for delivery, event in s.execute(select(WebhookDelivery, WebhookEvent).join(WebhookEvent)):
+            name = event.payload["data"]["email"].split("@")[0]
+            delivery.status = state.get(name, "delivered")
+            if name != "new":
+                event.created_at = long_ago
+    dispatcher = _dispatcher(db)
+    assert dispatcher.prune() == 1
+    with db.sessions() as s:
+        left = sorted(p["data"]["email"] for p in s.scalars(select(WebhookEvent.payload)))
+        assert s.scalar(select(func.count()).select_from(WebhookDelivery)) == 3
+    assert left == ["new@x.com", "old.failed@x.com", "old.pending@x.com"]
+    assert dispatcher.prune() == 0

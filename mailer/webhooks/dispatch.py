@@ -19,11 +19,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.config import Settings
@@ -48,6 +49,8 @@ MAX_DELAY = timedelta(hours=6)
 CLAIM_SLACK = timedelta(seconds=30)
 #: deliveries posted at once in one pass
 BATCH = 50
+#: seconds between two prunes of old delivered events by a running worker
+PRUNE_EVERY = 3600.0
 
 Post = Callable[[list[Request], float], list[Answer]]
 
@@ -57,11 +60,16 @@ class Policy:
     timeout: float = 10.0
     retry_base: float = 10.0
     max_attempts: int = 12
+    #: seconds a delivered event and its log are kept
+    keep: float = 30 * 86400.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
         return cls(
-            settings.webhook_timeout, settings.webhook_retry_base, settings.webhook_max_attempts
+            settings.webhook_timeout,
+            settings.webhook_retry_base,
+            settings.webhook_max_attempts,
+            settings.webhook_keep,
         )
 
     def delay(self, attempt: int) -> timedelta:
@@ -102,6 +110,28 @@ class Dispatcher:
         answers = self.post(requests, self.policy.timeout)
         self._record(answers)
         return len(answers)
+
+    def once(self) -> int:
+        """What ``mailer worker --once`` does: prune, then one pass."""
+        self.prune()
+        return self.run_once()
+
+    def prune(self) -> int:
+        """Drop events older than ``policy.keep`` that every endpoint got (with their
+        deliveries and log); a pending or failed delivery keeps its event. How many went."""
+        cutoff = self.clock() - timedelta(seconds=self.policy.keep)
+        undelivered = exists().where(
+            WebhookDelivery.event_id == WebhookEvent.id,
+            WebhookDelivery.status != DeliveryState.DELIVERED,
+        )
+        with self.sessions.begin() as s:
+            gone = s.execute(
+                delete(WebhookEvent)
+                .where(WebhookEvent.created_at < cutoff, ~undelivered)
+                .execution_options(synchronize_session=False)
+            )
+        assert isinstance(gone, CursorResult)
+        return gone.rowcount
 
     def _claim(self) -> list[Request]:
         now = self.clock()
@@ -191,8 +221,12 @@ class Background:
             self._thread.join()
 
     def _loop(self) -> None:
+        pruned_at = -PRUNE_EVERY
         while not self._stop.is_set():
             try:
+                if time.monotonic() - pruned_at >= PRUNE_EVERY:
+                    self.dispatcher.prune()
+                    pruned_at = time.monotonic()
                 full = self.dispatcher.run_once() >= self.dispatcher.batch
             except Exception:
                 log.exception("webhook pass failed; trying again in %.0f s", self.poll)
