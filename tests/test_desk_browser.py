@@ -325,6 +325,15 @@ def test_markup_in_an_issue_runs_nowhere_and_dark_pages_pass_axe(
             frame.get_by_text("The harbour reopened").first.wait_for()
             assert XSS in page.get_by_role("heading", level=1).inner_text()
             run.step("dark-check")
+            page.set_viewport_size({"width": 375, "height": 800})  # the desk on a phone
+            page.reload()
+            page.frame_locator("iframe[title^='Phone preview']").get_by_text(
+                "The harbour reopened"
+            ).first.wait_for()
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 375, f"the check page scrolls sideways on a phone ({width}px)"
+            run.step("dark-check-375")
+            page.set_viewport_size({"width": 1280, "height": 900})
             page.get_by_label("Send the real issue, subject [TEST], to").fill(XSS)
             page.get_by_role("button", name="Send test").click()
             page.get_by_text("is not an address we can send to").wait_for()
