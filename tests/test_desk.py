@@ -21,7 +21,7 @@ from mailer.access.tokens import revoke_token
 from mailer.sending import publish
 from mailer.sending.engine import Engine
 from mailer.sending.guard import REASON_PREFIX
-from mailer.sending.models import Campaign, CampaignStatus
+from mailer.sending.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from mailer.transports import make_transport
 from mailer.web.app import create_app
 from mailer.web.desk.session import SessionCodec
@@ -564,3 +564,25 @@ def test_a_test_send_through_a_real_smtp_relay_and_with_it_down(db: Database) ->
         assert _campaigns(db) == []
     finally:
         desk.close()
+
+
+def test_the_failed_readers_are_sent_again_from_the_campaign_page(desk: Desk) -> None:
+    c = desk.signed_in()
+    path, _ = checked(c, issue_text())
+    _, fields = send_fields(c, path)
+    cid = int(c.post(f"{path}/send", data=fields).headers["location"].rsplit("/", 1)[1])
+    _sent(desk)
+    with desk.db.sessions.begin() as s:  # one reader's message failed (a relay refused it)
+        row = s.scalars(select(Delivery).where(Delivery.campaign_id == cid)).first()
+        assert row is not None
+        row.status = DeliveryStatus.FAILED.value
+    page = c.get(f"/desk/campaigns/{cid}").text
+    assert 'id="count-failed">1<' in page
+    token = form_token(page, f"/desk/campaigns/{cid}/retry-failed")
+    r = c.post(f"/desk/campaigns/{cid}/retry-failed", data={"csrf_token": token})
+    assert r.status_code == 303
+    assert _campaigns(desk.db)[0].status == "sending"
+    _sent(desk)
+    page = c.get(f"/desk/campaigns/{cid}").text
+    assert 'id="count-failed">0<' in page and 'id="count-sent">2<' in page
+    assert "/retry-failed" not in page.split('class="actions"')[1].split("</div>")[0]
