@@ -126,6 +126,10 @@ def _page(state: WebState, name: str, context: dict[str, Any], *, status: int = 
     )
 
 
+#: the page helper of every /admin page, also those of other modules (mailer.web.admin_links)
+admin_page = _page
+
+
 def _rate(check: stats.RateCheck) -> dict[str, Any]:
     source = check.crossed[-1].source if check.crossed else ""
     text = "–" if check.rate is None else f"{check.rate:.2%}"

@@ -33,6 +33,7 @@ from mailer.feedback.sns import SNSVerifier
 from mailer.render.tokens import Signer
 from mailer.transports.base import Transport
 from mailer.web import admin, archive, metrics, preferences, subscribe, unsubscribe, webhooks
+from mailer.web.admin_links import admin_links_router
 from mailer.web.api import api_router
 from mailer.web.csrf import CsrfGuard
 from mailer.web.desk import desk_router
@@ -135,6 +136,7 @@ def _include_routers(app: FastAPI, state: WebState, sns: SNSVerifier) -> None:
     app.include_router(archive.router)
     app.include_router(webhooks.ses_webhook_router(state.settings, state.sessions, verifier=sns))
     app.include_router(admin.admin_router())
+    app.include_router(admin_links_router())  # /admin/campaigns/N/links (tracking)
     app.include_router(metrics.metrics_router())
     app.include_router(desk_router(state))  # /desk (mailer.web.desk)
     app.include_router(api_router())  # /api/v1 (mailer.web.api)
