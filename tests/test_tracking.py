@@ -353,3 +353,34 @@ def test_the_preferences_page_opts_out_and_forgets(web: Web) -> None:
     assert [e.link for e in _events(web)] == [2]
     with web.db.sessions() as s:
         assert not is_opted_out(s, reader.id)
+
+
+def test_admin_links_page_json_and_metrics(db: object) -> None:
+    web = Web(db, admin_token="admin-token-0123456789abcdef")
+    try:
+        _track(web)
+        cid, (html,) = _send(web)
+        web.clock.now = _sent_at(web, cid) + timedelta(minutes=5)
+        web.client.get(R_LINK.findall(html)[2], headers=BROWSER)  # story 2, a person
+        web.client.get(R_LINK.findall(html)[0], headers={"User-Agent": "curl/8.5"})
+        (pixel,) = O_LINK.findall(html)
+        web.client.get(pixel, headers={"User-Agent": "Mozilla/5.0"})
+        assert len(_events(web)) == 3
+        auth = {"Authorization": "Bearer admin-token-0123456789abcdef"}
+        assert web.client.get(f"/admin/campaigns/{cid}/links").status_code == 401
+        page = web.client.get(f"/admin/campaigns/{cid}/links", headers=auth)
+        assert page.status_code == 200 and "Story 2" in page.text
+        assert "Content-Security-Policy" in page.headers and "<script" not in page.text
+        dashboard = web.client.get("/admin", headers=auth)
+        assert f'href="/admin/campaigns/{cid}/links"' in dashboard.text
+        data = web.client.get(f"/admin/campaigns/{cid}/links.json", headers=auth).json()
+        assert data == campaign_engagement(web.db.sessions(), cid).to_json()
+        assert data["links"][1]["human_clicks"] == 1 and data["links"][0]["machine_clicks"] == 1
+        assert data["opens"] == {"human": 0, "machine": 0, "proxy": 1}
+        assert web.client.get("/admin/campaigns/999/links.json", headers=auth).status_code == 404
+        metrics = web.client.get("/metrics", headers=auth).text
+        assert 'mailer_tracking_events_total{kind="click",verdict="human"} 1.0' in metrics
+        assert 'mailer_tracking_events_total{kind="click",verdict="machine"} 1.0' in metrics
+        assert 'mailer_tracking_events_total{kind="open",verdict="proxy"} 1.0' in metrics
+    finally:
+        web.close()

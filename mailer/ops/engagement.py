@@ -21,7 +21,13 @@ from mailer.feedback.tracking.models import CLICK, HUMAN, MACHINE, OPEN, PROXY, 
 from mailer.render.tracking import link_table
 from mailer.sending.models import Delivery, DeliveryStatus, get_campaign
 
-__all__ = ["CampaignEngagement", "LinkStats", "campaign_engagement", "campaign_opened_clicked"]
+__all__ = [
+    "CampaignEngagement",
+    "LinkStats",
+    "campaign_engagement",
+    "campaign_opened_clicked",
+    "event_totals",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,4 +159,15 @@ def campaign_opened_clicked(session: Session, campaign_id: int) -> dict[str, int
     return {
         "opened": _unique(session, campaign_id, OPEN),
         "clicked": _unique(session, campaign_id, CLICK),
+    }
+
+
+def event_totals(session: Session) -> dict[tuple[str, str], int]:
+    """Every tracking event so far by (kind, verdict): ``/metrics``' counter."""
+    ev = TrackingEvent
+    return {
+        (str(kind), str(verdict)): int(n)
+        for kind, verdict, n in session.execute(
+            select(ev.kind, ev.verdict, func.count()).group_by(ev.kind, ev.verdict)
+        )
     }

@@ -42,7 +42,8 @@ from sqlalchemy import func, select
 from starlette.responses import Response
 
 from mailer.feedback.models import FeedbackEvent
-from mailer.ops import stats
+from mailer.feedback.tracking.models import CLICK, HUMAN, MACHINE, OPEN, PROXY
+from mailer.ops import engagement, stats
 from mailer.sending.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from mailer.web.admin import check_admin_auth
 from mailer.web.state import WebState, web_state
@@ -197,6 +198,17 @@ class LedgerCollector(Collector):
             ):
                 suppressions.add_metric([reason], float(n))
             out.append(suppressions)
+
+            tracking = CounterMetricFamily(
+                "mailer_tracking_events",
+                "Clicks and opens recorded (lists that track), by kind and human/machine/proxy",
+                labels=["kind", "verdict"],
+            )
+            totals = engagement.event_totals(session)
+            for kind in (CLICK, OPEN):
+                for verdict in (HUMAN, MACHINE, PROXY):
+                    tracking.add_metric([kind, verdict], float(totals.get((kind, verdict), 0)))
+            out.append(tracking)
         return out
 
 
