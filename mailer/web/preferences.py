@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailer.errors import InvalidAddressError, TokenError
+from mailer.errors import InputError, InvalidAddressError, TokenError
 from mailer.feedback.tracking.store import forget_subscriber
 from mailer.render.i18n import gettext_for
 from mailer.render.tokens import Claims
@@ -41,7 +41,7 @@ from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import EMAIL_MAX, FieldError, Form, clean_name, read_form
 from mailer.web.state import WebState, web_state
 from mailer.web.subscribe import HONEYPOT
-from subscribers import store
+from subscribers import list_settings, store
 from subscribers.addresses import normalize_email
 from subscribers.list_settings import LANGUAGES
 from subscribers.models import MailingList, Subscriber, Subscription, SubscriptionStatus
@@ -97,6 +97,7 @@ def _page(
     confirm_sent: tuple[str, ...] = (),
     errors: dict[str, str] | None = None,
     name_value: str | None = None,
+    zone_value: str | None = None,
     status: int = 200,
 ) -> Response:
     with state.sessions() as session:
@@ -124,7 +125,7 @@ def _page(
             if m.id not in shown
         ]
         home = session.get(MailingList, claims.list_id)
-        email, name = sub.email, sub.name or ""
+        email, name, zone = sub.email, sub.name or "", sub.time_zone or ""
         lang = home.lang if home else "en"
         untracked = is_opted_out(session, sub.id)
     return state.pages.response(
@@ -134,6 +135,7 @@ def _page(
             "lang": lang,
             "email": email,
             "name": name if name_value is None else name_value,
+            "time_zone": zone if zone_value is None else zone_value[:64],
             "choices": choices,
             "no_tracking": untracked,
             "others": others,
@@ -171,12 +173,31 @@ def _save(state: WebState, request: Request, token: str, form: Form) -> Response
         claims = _verify(state, token)
     except TokenError as err:
         return link_problem(state, request, token, "preferences", err)
-    raw_name = form.get("name")
+    raw_name, raw_zone = form.get("name"), form.get("time_zone")
+    errors: dict[str, str] = {}
+    name: str | None = None
     try:
         name = clean_name(raw_name)
     except FieldError as err:
+        errors["name"] = str(err)
+    zone: str | None = None
+    if raw_zone.strip():
+        try:
+            zone = list_settings.clean_time_zone(raw_zone[:64])
+        except InputError:
+            with state.sessions() as session:
+                home = session.get(MailingList, claims.list_id)
+                _ = gettext_for(home.lang if home else "en")
+            errors["time_zone"] = _("Please enter a time zone like Asia/Shanghai or Europe/Berlin.")
+    if errors:
         return _page(
-            state, token, claims, errors={"name": str(err)}, name_value=raw_name, status=422
+            state,
+            token,
+            claims,
+            errors=errors,
+            name_value=raw_name,
+            zone_value=raw_zone,
+            status=422,
         )
     wanted = set(form.getlist("list"))
     who = actor(request, "web:preferences")
@@ -184,6 +205,7 @@ def _save(state: WebState, request: Request, token: str, form: Form) -> Response
     with state.sessions.begin() as session:
         sub = session.get(Subscriber, claims.subscriber_id)
         if sub is not None:
+            sub.time_zone = zone  # the reader's own setting: not a consent change
             no_tracking = form.get("no_tracking") == "1"
             if set_opt_out(session, sub.id, no_tracking) and no_tracking:
                 forget_subscriber(session, sub.id)  # and what was recorded before goes too

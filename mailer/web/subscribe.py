@@ -27,7 +27,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mailer.errors import ConflictError, InvalidAddressError, NotFoundError, TokenError
+from mailer.errors import (
+    ConflictError,
+    InputError,
+    InvalidAddressError,
+    NotFoundError,
+    TokenError,
+)
 from mailer.render.i18n import gettext_for
 from mailer.render.tokens import Claims, preferences_url
 from mailer.urls import archive_index_url, subscribe_url
@@ -49,8 +55,9 @@ from mailer.web.confirm_mail import (
 )
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.forms import EMAIL_MAX, FieldError, Form, clean_name, read_form
+from mailer.web.security import origin_of, page_csp
 from mailer.web.state import WebState, web_state
-from subscribers import store
+from subscribers import list_settings, store
 from subscribers.addresses import normalize_email
 from subscribers.models import MailingList, Subscriber, Subscription, SubscriptionStatus
 from subscribers.store import Actor
@@ -104,6 +111,11 @@ def _form_page(
         },
         status=status,
         private=True,
+    )
+    # this page runs one script of ours (static/tz.js: the browser's time zone)
+    base = state.settings.base_url
+    response.headers["Content-Security-Policy"] = (
+        f"{page_csp(base)}; script-src 'self' {origin_of(base)}"
     )
     if new:
         state.csrf.set_cookie(response, browser_id)
@@ -191,27 +203,45 @@ def _subscribe(state: WebState, request: Request, slug: str, form: Form) -> Resp
         log.info("subscribe to %s: per-address limit reached, no mail sent", info.slug)
         return _done_page(state, info, address)
     who = actor(request, "web:subscribe")
+    zone = _zone(form.get("time_zone"))
     try:
-        mail = _record(state, info, address, name, who)
+        mail = _record(state, info, address, name, who, zone)
     except IntegrityError:  # the same new address posted twice at once: the row exists now
-        mail = _record(state, info, address, name, who)
+        mail = _record(state, info, address, name, who, zone)
     response = _done_page(state, info, address)
     if mail is not None:
         response.background = BackgroundTask(deliver, state, mail)
     return response
 
 
+def _zone(value: str) -> str | None:
+    """The browser's time zone from the hidden field, if it is an IANA name (an old browser
+    may send something else: the list's default zone applies then)."""
+    try:
+        return list_settings.clean_time_zone(value[:64]) if value.strip() else None
+    except InputError:
+        return None
+
+
 def _record(
-    state: WebState, info: ListInfo, address: str, name: str | None, who: Actor
+    state: WebState,
+    info: ListInfo,
+    address: str,
+    name: str | None,
+    who: Actor,
+    zone: str | None = None,
 ) -> ConfirmationMail | None:
     """Subscribe in one transaction; the confirmation mail to send, if one is due."""
     with state.sessions.begin() as session:
         mlist = list_by_slug(session, info.slug)
-        # A stranger must not rename an existing reader: the name only seeds new records.
+        # A stranger must not rename an existing reader, nor move their morning: the name
+        # and the time zone only seed new records.
         known = store.find_subscriber(session, address) is not None
         result = store.subscribe(
             session, address, mlist, actor=who, name=None if known else name, self_service=True
         )
+        if not known and zone is not None:
+            result.subscriber.time_zone = zone
         if not result.needs_confirmation:
             return None
         return confirmation_for(state, mlist, result.subscription, address)
