@@ -57,6 +57,9 @@ DB_COMMANDS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("suppressions", "add"): ("a@example.com",),
     ("suppressions", "list"): (),
     ("suppressions", "remove"): ("a@example.com",),
+    ("tokens", "create"): ("--name", "pipeline", "--role", "editor"),
+    ("tokens", "list"): (),
+    ("tokens", "revoke"): ("pipeline",),
     ("worker",): ("--once",),
 }
 #: the other commands: tested on their own below, or not opening the store
