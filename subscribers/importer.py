@@ -1,11 +1,13 @@
 """CSV import that streams: constant memory on any file size, every bad row reported.
 
-The file needs a header row with an ``email`` column; ``name`` is optional and every other
-column is kept as a subscriber attribute. UTF-8 with or without BOM; ``,`` ``;`` or tab
-separated (taken from the header line). Rows are validated in Python and written in chunks
-with set-based statements, one transaction per chunk; a row that is bad (invalid address,
-duplicate in the file, suppressed, erased, unsubscribed) is skipped and reported with its
-line number, and never stops the import. A cell the export guarded against spreadsheet
+The file needs a header row with an ``email`` column; ``name`` and ``time_zone`` (an IANA
+zone such as ``Asia/Shanghai``; a row with another value is skipped as "unknown time zone")
+are optional and every other column is kept as a subscriber attribute. UTF-8 with or
+without BOM; ``,`` ``;`` or tab separated (taken from the header line). Rows are validated
+in Python and written in chunks with set-based statements, one transaction per chunk; a
+row that is bad (invalid address, duplicate in the file, suppressed, erased, unsubscribed,
+unknown time zone) is skipped and reported with its line number, and never stops the
+import. A cell the export guarded against spreadsheet
 formulas (``'=...``) is read as the value it guards, so an export imports as itself.
 
 Duplicates across chunks are found through the consent ledger (each imported row writes an
@@ -39,6 +41,7 @@ from subscribers.addresses import try_normalize
 from subscribers.bulk import insert_people, insert_rows, select_in, update_by_id
 from subscribers.csv_guard import unguard
 from subscribers.db import InlineExecutor
+from subscribers.list_settings import clean_time_zone
 from subscribers.models import (
     ConsentEvent,
     Subscriber,
@@ -54,6 +57,7 @@ CHUNK = 5000  # rows written in one transaction
 CHUNK_BYTES = 4 << 20  # or fewer, if they take more of the file (long cells: constant memory)
 ANALYZE_AFTER = 20_000  # rows imported: then the tables' statistics are refreshed
 EMAIL_HEADERS = ("email", "e-mail", "email address", "email_address", "mail")
+ZONE_HEADERS = ("time_zone", "timezone", "time zone", "tz")
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,17 @@ class _Row:
     email: str
     name: str | None
     attrs: dict[str, str]
+    time_zone: str | None = None  # as written: checked with the address, in prepare()
+
+
+def _zone(row: _Row) -> bool:
+    """The row's time zone is an IANA name (then spelled as the zone database does)."""
+    assert row.time_zone is not None
+    try:
+        row.time_zone = clean_time_zone(row.time_zone)
+    except InputError:
+        return False
+    return True
 
 
 OnProblem = Callable[[Problem], None]
@@ -115,7 +130,10 @@ def read_rows(raw: IO[bytes], source: str, on_problem: OnProblem) -> Iterator[_R
         delimiter, names = _header(first.rstrip("\r\n"), source)
         email_col = next(i for i, n in enumerate(names) if n in EMAIL_HEADERS)
         name_col = names.index("name") if "name" in names else None
-        extra = [(i, n) for i, n in enumerate(names) if i not in (email_col, name_col) and n]
+        zone_col = next((i for i, n in enumerate(names) if n in ZONE_HEADERS), None)
+        extra = [
+            (i, n) for i, n in enumerate(names) if i not in (email_col, name_col, zone_col) and n
+        ]
         reader = csv.reader(text, delimiter=delimiter)
         end = 1  # physical line where the previous record ended (the header)
         for cells in reader:
@@ -139,7 +157,8 @@ def read_rows(raw: IO[bytes], source: str, on_problem: OnProblem) -> Iterator[_R
             for i, key in extra:
                 if i < size and (value := cells[i].strip()):
                     attrs[key] = value
-            yield _Row(start, email, name or None, attrs)
+            zone = cells[zone_col].strip() if zone_col is not None and size > zone_col else ""
+            yield _Row(start, email, name or None, attrs, zone or None)
     except UnicodeDecodeError as err:
         raise InputError(
             f"{source}: not UTF-8 near byte {err.start} (save the file as UTF-8 and retry)"
@@ -276,6 +295,8 @@ class _ChunkWriter:
             address, why = try_normalize(row.email)
             if address is None:
                 problems.append(Problem(row.line, "invalid address", (why or row.email)[:300]))
+            elif row.time_zone is not None and not _zone(row):
+                problems.append(Problem(row.line, "unknown time zone", row.time_zone[:100]))
             elif address in valid:
                 problems.append(Problem(row.line, "duplicate in file", address))
             else:
@@ -312,10 +333,16 @@ class _ChunkWriter:
         if not valid:
             return
         # 2. existing subscribers, and those this run already imported (duplicates)
-        people = select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.attributes)
+        people = select(
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.name,
+            Subscriber.attributes,
+            Subscriber.time_zone,
+        )
         existing = {
-            email: (sid, name, attrs)
-            for sid, email, name, attrs in select_in(conn, people, Subscriber.email, valid)
+            email: (sid, name, attrs, zone)
+            for sid, email, name, attrs, zone in select_in(conn, people, Subscriber.email, valid)
         }
         if existing:
             imported_here = select(ConsentEvent.subscriber_id).where(
@@ -325,7 +352,7 @@ class _ChunkWriter:
             seen = {
                 sid for (sid,) in select_in(conn, imported_here, ConsentEvent.subscriber_id, known)
             }
-            for email, (sid, _, _) in list(existing.items()):
+            for email, (sid, _, _, _) in list(existing.items()):
                 if sid in seen:
                     problem(Problem(valid.pop(email).line, "duplicate in file", email))
                     del existing[email]
@@ -358,6 +385,7 @@ class _ChunkWriter:
                     "email": new,
                     "name": [valid[a].name for a in new],
                     "attributes": [valid[a].attrs for a in new],
+                    "time_zone": [valid[a].time_zone for a in new],
                 },
                 {"created_at": now, "updated_at": now},
                 with_each=[(Subscription, subscription), (ConsentEvent, event)],
@@ -378,7 +406,7 @@ class _ChunkWriter:
         to_insert: list[int] = []
         to_update: list[dict[str, Any]] = []
         imported: list[int] = []
-        for address, (sid, _, _) in existing.items():
+        for address, (sid, _, _, _) in existing.items():
             if sid not in current:
                 to_insert.append(sid)
                 chunk.added += 1
@@ -417,23 +445,34 @@ class _ChunkWriter:
         self,
         conn: Any,
         valid: dict[str, _Row],
-        existing: dict[str, tuple[int, str | None, dict[str, Any]]],
+        existing: dict[str, tuple[int, str | None, dict[str, Any], str | None]],
         now: Any,
     ) -> set[int]:
-        """Update name/attributes of known people where the file brings something new."""
+        """Update name/attributes/time zone of known people where the file brings something
+        new (an empty cell keeps what is held)."""
         changes = []
-        for email, (sid, name, attrs) in existing.items():
+        for email, (sid, name, attrs, zone) in existing.items():
             row = valid[email]
             merged = {**(attrs or {}), **row.attrs}
             new_name = row.name or name
-            if new_name != name or merged != (attrs or {}):
-                changes.append({"b_id": sid, "b_name": new_name, "b_attrs": merged, "b_at": now})
+            new_zone = row.time_zone or zone
+            if new_name != name or merged != (attrs or {}) or new_zone != zone:
+                changes.append(
+                    {
+                        "b_id": sid,
+                        "b_name": new_name,
+                        "b_attrs": merged,
+                        "b_zone": new_zone,
+                        "b_at": now,
+                    }
+                )
         update_by_id(
             conn,
             Subscriber,
             changes,
             name=bindparam("b_name"),
             attributes=bindparam("b_attrs"),
+            time_zone=bindparam("b_zone"),
             updated_at=bindparam("b_at"),
         )
         return {c["b_id"] for c in changes}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mailer.render.tokens import preferences_url
-from subscribers import store
+from subscribers import importer, store
 from tests.browser import chromium, chromium_available
 from tests.conftest import Database
 from tests.web_support import BASE, Web, csrf_of, live_server, make_list
@@ -112,3 +112,35 @@ def test_chromium_fills_the_hidden_field(db: Database) -> None:
             context.close()
     with db.sessions() as s:
         assert store.get_subscriber(s, "kolkata@example.com").time_zone == "Europe/Berlin"
+
+
+def test_import_reads_a_time_zone_column(db: Database) -> None:
+    make_list(db.sessions, "brief", name="The Test Brief")
+    with db.sessions.begin() as s:
+        known = store.subscribe(s, "known@example.com", store.get_list(s, "brief"), confirmed=True)
+        known.subscriber.time_zone = "Europe/Paris"
+        store.subscribe(s, "kept@example.com", store.get_list(s, "brief"), confirmed=True)
+        store.get_subscriber(s, "kept@example.com").time_zone = "Asia/Tokyo"
+    csv = db.tmp / "zones.csv"
+    csv.write_text(
+        "email,name,Time_Zone,city\n"
+        "new@example.com,New,asia/shanghai,Shanghai\n"
+        "bad@example.com,Bad,Mars/Olympus,Nowhere\n"
+        "known@example.com,,America/New_York,\n"
+        "kept@example.com,,,\n",
+        encoding="utf-8",
+    )
+    problems: list[importer.Problem] = []
+    report = importer.import_csv(
+        db.sessions, csv, "brief", confirmed=True, on_problem=problems.append
+    )
+    assert [(p.line, p.reason, p.value) for p in problems] == [
+        (3, "unknown time zone", "Mars/Olympus")
+    ]
+    assert report.added == 1
+    with db.sessions() as s:
+        new = store.get_subscriber(s, "new@example.com")
+        assert (new.time_zone, new.attributes) == ("Asia/Shanghai", {"city": "Shanghai"})
+        assert store.find_subscriber(s, "bad@example.com") is None
+        assert store.get_subscriber(s, "known@example.com").time_zone == "America/New_York"
+        assert store.get_subscriber(s, "kept@example.com").time_zone == "Asia/Tokyo"
