@@ -349,7 +349,8 @@ def test_rendered_snapshot_round_trip(basic: tuple[Issue, RenderedIssue]) -> Non
 def test_clean_issue_has_no_warnings(basic: tuple[Issue, RenderedIssue]) -> None:
     _, r = basic
     assert r.warnings == (
-        "subject is 81 characters: inboxes cut it, and over 78 it is folded across header lines",
+        "subject is 81 characters: inboxes cut it, and over 78 it is folded across header lines"
+        " (set a shorter one: --subject, or the list's subject template)",
     )
     md = render_issue(parse_issue_file(FIXTURES / "issue.md"), BRANDING)
     assert md.warnings == ()

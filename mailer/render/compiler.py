@@ -22,8 +22,10 @@ The greeting line is one placeholder (``%%greeting%%``) holding the whole line, 
 reader from the name (:func:`~mailer.render.placeholders.greeting_line`): "Hello Ann," for
 a reader with a name, nothing at all for one without, with no second render.
 
-The placeholder syntax lives in :mod:`mailer.render.placeholders` and the plain-text filling
-in :mod:`mailer.render.text`; the names other layers use are re-exported here (``__all__``).
+The placeholder syntax lives in :mod:`mailer.render.placeholders`, the plain-text filling in
+:mod:`mailer.render.text`, :class:`Branding` in :mod:`mailer.render.branding` and the editor's
+warnings in :mod:`mailer.render.warnings`; the names other layers use are re-exported here
+(``__all__``).
 """
 
 from __future__ import annotations
@@ -38,15 +40,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
-from urllib.parse import urlsplit
 
 import jinja2
 from mjml import mjml2html
 
-from mailer.config import Settings
 from mailer.errors import RenderError
 from mailer.issue.model import Issue
-from mailer.render.colours import HEX_COLOUR, readable_on
+from mailer.render.branding import DEFAULT_ACCENT, Branding
+from mailer.render.colours import readable_on
 from mailer.render.links import item_anchor, item_href
 from mailer.render.placeholders import (
     FIELDS,
@@ -60,11 +61,17 @@ from mailer.render.placeholders import (
     split_template,
 )
 from mailer.render.text import LINE_MAX_OCTETS, hang, limit_line_octets, wrap_text
+from mailer.render.warnings import GMAIL_CLIP_BYTES, SUBJECT_MAX, editor_warnings
 from mailer.templates import search_path
 
 __all__ = [
+    "CARD",
+    "DARK_CARD",
+    "DEFAULT_ACCENT",
     "FIELDS",
     "GMAIL_CLIP_BYTES",
+    "LINE_MAX_OCTETS",
+    "SUBJECT_MAX",
     "Branding",
     "RenderedIssue",
     "clean_field",
@@ -76,13 +83,6 @@ __all__ = [
     "wrap_text",
 ]
 
-GMAIL_CLIP_BYTES = 102 * 1024
-"""Gmail clips a message whose HTML is larger than about 102 KB ("[Message clipped]"),
-hiding the footer with the unsubscribe link (the renderer warns, ``mailer doctor`` fails)."""
-SUBJECT_MAX = 78
-PREHEADER_MAX = 140
-TITLE_SUSPICIOUS = 200
-SOURCE_SUSPICIOUS = 60
 FONTS = "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 _MONTHS = (
     *("January", "February", "March", "April", "May", "June", "July"),
@@ -90,11 +90,8 @@ _MONTHS = (
 )
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _RTL = {"ar", "fa", "he", "ur", "yi", "ps", "sd", "ug", "dv"}
-_LANG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
-DEFAULT_ACCENT = "#9b1c1c"
 CARD = "#ffffff"
 DARK_CARD = "#1e1e1e"
-LOGO_URL_MAX = 2000
 # A sentence that only makes sense in a mailbox: left out of the web edition.
 _MAIL_ONLY = re.compile(
     r"\b(?:reply to (?:this|our) (?:e-?mail|message|newsletter)|forwarded this"
@@ -102,82 +99,6 @@ _MAIL_ONLY = re.compile(
     re.IGNORECASE,
 )
 _SENTENCES = re.compile(r"(?<=[.!?。！？])\s+")
-
-
-@dataclass(frozen=True)
-class Branding:
-    """Who sends the newsletter and where its pages live (the same for every issue).
-
-    ``archive_url`` is this issue's web edition ("View in browser"); ``reason_text`` says
-    why the reader gets the email; ``greeting`` opens the email followed by the reader's
-    name (empty: no greeting line; a reader without a name never gets one);
-    ``subscribe_url`` and ``archive_index_url`` default to ``/subscribe`` and ``/archive``
-    under ``base_url``. ``logo_url`` (https, optional) shows above the newsletter's name;
-    ``accent_color`` (``#rrggbb``) colours the brand band, source labels and links, made
-    readable on the white card and in dark mode (:mod:`mailer.render.colours`).
-    ``template_dir`` is MAILER_TEMPLATE_DIR (its ``email/`` files replace the shipped ones;
-    empty: none).
-    """
-
-    newsletter_name: str
-    base_url: str
-    postal_address: str
-    lang: str = "en"
-    archive_url: str | None = None
-    reason_text: str = ""
-    greeting: str = "Hello"
-    subscribe_url: str = ""
-    archive_index_url: str = ""
-    template_dir: str = ""
-    logo_url: str = ""
-    accent_color: str = DEFAULT_ACCENT
-
-    def __post_init__(self) -> None:
-        if not self.newsletter_name.strip() or "\n" in self.newsletter_name:
-            raise RenderError("branding: newsletter_name must be one non-empty line")
-        if not _is_http_url(self.base_url):
-            raise RenderError(f"branding: base_url is not an http(s) URL: {self.base_url!r}")
-        if self.archive_url is not None and not _is_http_url(self.archive_url):
-            raise RenderError(f"branding: archive_url is not an http(s) URL: {self.archive_url!r}")
-        if not _LANG.match(self.lang):
-            raise RenderError(f"branding: lang is not a language tag: {self.lang!r}")
-        if "\n" in self.greeting or not self.greeting.isprintable():
-            raise RenderError(f"branding: greeting must be one line: {self.greeting!r}")
-        if self.logo_url and not _is_logo_url(self.logo_url):
-            raise RenderError(
-                f"branding: logo_url must be an https URL without quotes, spaces or a user "
-                f"name: {self.logo_url[:80]!r}"
-            )
-        if not HEX_COLOUR.match(self.accent_color):
-            raise RenderError(
-                f"branding: accent_color must be #rrggbb (e.g. #9b1c1c): {self.accent_color!r}"
-            )
-        object.__setattr__(self, "accent_color", self.accent_color.lower())
-        base = self.base_url.rstrip("/")
-        if not self.subscribe_url:
-            object.__setattr__(self, "subscribe_url", base + "/subscribe")
-        if not self.archive_index_url:
-            object.__setattr__(self, "archive_index_url", base + "/archive")
-        if not self.reason_text:
-            host = urlsplit(self.base_url).hostname or base
-            object.__setattr__(
-                self,
-                "reason_text",
-                f"You are receiving {self.newsletter_name} because you subscribed to it at {host}.",
-            )
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, newsletter_name: str, archive_url: str | None = None
-    ) -> Branding:
-        """Branding from MAILER_BASE_URL and MAILER_POSTAL_ADDRESS."""
-        return cls(
-            newsletter_name=newsletter_name,
-            base_url=settings.public_base,
-            postal_address=settings.postal_address,
-            archive_url=archive_url,
-            template_dir=settings.template_dir,
-        )
 
 
 @dataclass(frozen=True)
@@ -292,7 +213,14 @@ def render_issue(issue: Issue, branding: Branding, *, subject: str | None = None
         archive_html=archive,
         greeting=branding.greeting,
     )
-    warnings = _warnings(issue, branding, rendered, split_urls)
+    sample_html, _ = rendered.personalize(SAMPLE_VALUES)
+    warnings = editor_warnings(
+        issue,
+        branding,
+        subject=rendered.subject,
+        html_bytes=len(sample_html.encode("utf-8")),
+        split_urls=split_urls,
+    )
     return dataclasses.replace(rendered, warnings=tuple(warnings))
 
 
@@ -491,87 +419,3 @@ def _swap_stand_ins(body: str, stand_ins: Mapping[str, str], *, html: bool) -> s
             f"placeholder check failed: {found} placeholders after rendering, {expected} expected"
         )
     return body
-
-
-# -- warnings ----------------------------------------------------------------------------
-
-
-def _warnings(issue: Issue, b: Branding, rendered: RenderedIssue, split_urls: int) -> list[str]:
-    """What the editor should see before readers do."""
-    out: list[str] = []
-    sample_html, _ = rendered.personalize(SAMPLE_VALUES)
-    size = len(sample_html.encode("utf-8"))
-    if size > GMAIL_CLIP_BYTES:
-        out.append(
-            f"HTML is {size / 1024:.0f} KB: Gmail clips messages over 102 KB "
-            "(shorten the summaries or split the issue)"
-        )
-    if len(rendered.subject) > SUBJECT_MAX:
-        chosen = rendered.subject != issue.subject
-        out.append(
-            f"subject is {len(rendered.subject)} characters: inboxes cut it, and over "
-            f"{SUBJECT_MAX} it is folded across header lines"
-            + ("" if chosen else " (set a shorter one: --subject, or the list's subject template)")
-        )
-    if not issue.preheader:
-        out.append("no preheader: inboxes will show the first words of the body instead")
-    elif len(issue.preheader) > PREHEADER_MAX:
-        out.append(
-            f"preheader is {len(issue.preheader)} characters: inboxes show about 90-{PREHEADER_MAX}"
-        )
-    seen: dict[str, int] = {}
-    for n, item in enumerate(issue.items, start=1):
-        label = f"item {n} ({_short(item.title)})"
-        if not _is_https(item.url):
-            out.append(f"{label}: link is not absolute https: {item.url}")
-        if item.url in seen:
-            out.append(f"{label}: same link as item {seen[item.url]}")
-        seen.setdefault(item.url, n)
-        if len(item.title) > TITLE_SUSPICIOUS:
-            out.append(f"{label}: title is {len(item.title)} characters: is it a summary?")
-        if len(item.source) > SOURCE_SUSPICIOUS:
-            out.append(f"{label}: source is {len(item.source)} characters: is it a title?")
-    for what, url in (
-        ("base URL (MAILER_BASE_URL)", b.base_url),
-        ("view-in-browser URL", b.archive_url),
-        ("subscribe URL", b.subscribe_url),
-        ("archive URL", b.archive_index_url),
-    ):
-        if url and not _is_https(url):
-            out.append(f"{what} is not absolute https: {url}")
-            if what.startswith("base URL"):
-                break  # the page links under it say the same thing again: one warning
-    if not b.postal_address.strip():
-        out.append("no postal address (MAILER_POSTAL_ADDRESS): the law requires one in the footer")
-    if split_urls:
-        out.append(
-            f"{split_urls} line(s) of the plain text were over {LINE_MAX_OCTETS} octets (a huge "
-            "URL?) and had to be cut"
-        )
-    return out
-
-
-def _is_http_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and url.isprintable()
-
-
-def _is_logo_url(url: str) -> bool:
-    if len(url) > LOGO_URL_MAX or any(c.isspace() or c in "<>\"'`\\" for c in url):
-        return False
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return _is_https(url) and not parts.username and not parts.password
-
-
-def _is_https(url: str) -> bool:
-    return url.lower().startswith("https://") and _is_http_url(url)
-
-
-def _short(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
