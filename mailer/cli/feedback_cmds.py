@@ -17,7 +17,11 @@ from botocore.exceptions import NoRegionError
 from mailer import safejson
 from mailer.cli.context import AppContext, app_context
 from mailer.errors import ConfigError, InputError, MailerError
+from mailer.feedback.events import SetupNotice, parse_payload
 from mailer.feedback.rules import apply_payload
+from mailer.ops.outcome_words import in_words
+from mailer.ops.simulate import Kind, simulated_event
+from subscribers.models import utcnow
 
 feedback_app = typer.Typer(
     help="Bounces and complaints: take SES events in from a queue or from files.",
@@ -100,6 +104,7 @@ def feedback_ingest(
     actx = app_context(ctx)
     counts = {"applied": 0, "duplicate": 0, "notice": 0}
     errors: list[str] = []
+    unmatched: list[str] = []
     for path in files:
         try:
             payloads = list(_payloads(path))
@@ -114,14 +119,64 @@ def feedback_ingest(
                 errors.append(f"{where}: {err}")
                 continue
             counts[outcome.status] += 1
+            if outcome.status == "applied" and not outcome.matched:
+                unmatched.append(f"{where}: {outcome.event_type} {_why_unmatched(payload)}")
     for line in errors:
         actx.err.print(line, markup=False, highlight=False)
+    for line in unmatched:
+        actx.err.print(f"matched no delivery: {line}", markup=False, highlight=False)
     actx.console.print(
         f"applied {counts['applied']}, already seen {counts['duplicate']}, "
         f"setup notices {counts['notice']}, failed {len(errors)}"
+        + (f"; {len(unmatched)} of them matched no delivery" if unmatched else "")
     )
+    if unmatched:
+        actx.err.print(
+            "an event is matched by mail.messageId (the id the send recorded: SES's MessageId, "
+            "or the outbox's .eml file name such as 17.eml), else by its 'delivery' and "
+            "'campaign' tags; stored anyway, it counts in `mailer stats` as unmatched",
+            markup=False,
+        )
     if errors:
         raise typer.Exit(1)
+
+
+@feedback_app.command("simulate")
+def feedback_simulate(
+    ctx: typer.Context,
+    delivery_id: Annotated[int, typer.Argument(help="A sent delivery (campaigns show N).")],
+    kind: Annotated[Kind, typer.Argument(help="What SES would report.")],
+) -> None:
+    """Make up the SES event KIND about one of our sent deliveries and apply it as a real one
+    is: try the whole feedback loop without SES. A bounce (permanent) suppresses the
+    address, a complaint also unsubscribes the reader, a delivery is recorded.
+
+    Example: mailer feedback simulate 17 bounce
+    """
+    actx = app_context(ctx)
+    with actx.sessions.begin() as session:
+        event = simulated_event(session, delivery_id, kind, utcnow())
+        outcome = apply_payload(session, event, actx.settings)
+    done = in_words("; ".join(outcome.actions)) or "recorded"
+    actx.console.print(
+        f"{kind} of delivery {delivery_id} ({event['mail']['destination'][0]}): "
+        f"{outcome.status}: {done}",
+        markup=False,
+    )
+
+
+def _why_unmatched(payload: Any) -> str:
+    """Why an applied event found no delivery, in the terms of the event itself."""
+    event = parse_payload(payload)
+    if isinstance(event, SetupNotice):  # never unmatched; here for the type checker
+        return "is a setup message"
+    said = f"has mail.messageId {event.ses_message_id!r}, which no send recorded"
+    if event.delivery_tag is None:
+        return f"{said}, and no 'delivery' tag"
+    return (
+        f"{said}, and its 'delivery' tag {event.delivery_tag!r} names no delivery of that "
+        "campaign with that message id"
+    )
 
 
 # -- helpers -----------------------------------------------------------------------------------

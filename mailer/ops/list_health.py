@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from mailer.feedback.models import FeedbackEvent
 from mailer.ops.counts import as_date, utc_day, window_days
+from mailer.ops.outcome_words import in_words
 from mailer.sending.models import Delivery
 from subscribers.models import ConsentEvent, Suppression
 
@@ -85,6 +86,11 @@ class FeedbackRow:
     diagnostic: str | None
     outcome: str | None
     campaign_id: int | None
+
+    @property
+    def what_we_did(self) -> str:
+        """The rules' actions in words (/admin's "What we did")."""
+        return in_words(self.outcome)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

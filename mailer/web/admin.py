@@ -186,6 +186,17 @@ def _charts(report: stats.StatsReport, settings: Settings) -> dict[str, Markup]:
     }
 
 
+def _bar(status: str, counts: stats.Counts) -> Markup:
+    """A campaign's bar: done rows in green; a cancelled or expired one shows what was sent,
+    in grey (its skipped readers are final, not delivered: a full green bar said "done")."""
+    if status in ("cancelled", "expired") and counts.total:
+        sent = counts.sent / counts.total
+        bar = progress_bar(sent, f"{status}: {sent:.0%} sent", color="#9ca3af")
+    else:
+        bar = progress_bar(counts.progress, f"{counts.progress or 0:.0%} done")
+    return Markup(bar)  # noqa: S704 - our own SVG, labels escaped by progress_bar
+
+
 def dashboard(request: Request, state: WebState = Depends(require_admin)) -> Response:
     now = state.now()
     with state.sessions() as session:
@@ -197,9 +208,7 @@ def dashboard(request: Request, state: WebState = Depends(require_admin)) -> Res
         {
             "s": c,
             "view": _counts_view(c.counts),
-            "bar": Markup(  # noqa: S704
-                progress_bar(c.counts.progress, f"{c.counts.progress or 0:.0%} done")
-            ),
+            "bar": _bar(c.status, c.counts),
         }
         for c in report.campaigns
     ]
