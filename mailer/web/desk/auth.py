@@ -18,42 +18,22 @@ from starlette.responses import RedirectResponse, Response
 
 from mailer.access.tokens import authenticate
 from mailer.web.common import client_network
-from mailer.web.desk.context import NO_STORE, Desk
+from mailer.web.desk.context import NO_STORE, SIGN_IN, Desk
 from mailer.web.forms import read_form
 
 log = logging.getLogger(__name__)
 
-PATH = "/desk/sign-in"
+PATH = SIGN_IN
 
 
 class AuthRoutes:
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
 
-    def _form(
-        self, request: Request, *, error: str = "", next_path: str = "/desk", status: int = 200
-    ) -> Response:
-        csrf = self.desk.state.csrf
-        browser, fresh = csrf.ensure_browser_id(request)
-        response = self.desk.page(
-            "sign_in.html",
-            {
-                "title": "Sign in",
-                "error": error,
-                "next": self.desk.safe_next(next_path),
-                "csrf_token": csrf.issue(PATH, self.desk.state.timestamp(), browser),
-            },
-            signed=None,
-            status=status,
-        )
-        if fresh:
-            csrf.set_cookie(response, browser)
-        return response
-
     async def sign_in_form(self, request: Request) -> Response:
         if self.desk.who(request) is not None:
             return RedirectResponse("/desk", status_code=303, headers=NO_STORE)
-        return self._form(request, next_path=request.query_params.get("next", "/desk"))
+        return self.desk.sign_in_page(request, next_path=request.query_params.get("next", "/desk"))
 
     async def sign_in(self, request: Request) -> Response:
         state = self.desk.state
@@ -65,7 +45,7 @@ class AuthRoutes:
         wait = self.desk.sign_in_limiter.hit(client_network(request), state.timestamp())
         if wait is not None:
             seconds = math.ceil(wait)
-            response = self._form(
+            response = self.desk.sign_in_page(
                 request,
                 error=f"Too many sign-in attempts from your network. Try again in {seconds} s.",
                 next_path=next_path,
@@ -77,7 +57,7 @@ class AuthRoutes:
         principal = authenticate(state.sessions, raw, state.settings.admin_token, now=state.now())
         if principal is None:
             log.warning("desk: refused sign-in from %s", client_network(request))
-            return self._form(
+            return self.desk.sign_in_page(
                 request,
                 error="That token is not valid (unknown, revoked or mistyped).",
                 next_path=next_path,

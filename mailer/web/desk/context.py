@@ -30,8 +30,11 @@ __all__ = ["NO_STORE", "Desk", "Signed"]
 #: sign-in attempts per client network (an IPv4 address or an IPv6 /64) per window
 SIGN_IN_LIMIT = 10
 SIGN_IN_WINDOW = 600.0
+SIGN_IN = "/desk/sign-in"
 #: where a signed-in editor may be sent back to after signing in: desk pages only
 _NEXT = re.compile(r"^/desk(?:/[A-Za-z0-9/_-]*)?$")
+#: a form's action -> the page it was on (the issue's or the campaign's)
+_STEP = re.compile(r"/(?:issues|test|confirm|send|pause|resume|cancel|retry-failed)$")
 NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
 
 
@@ -82,13 +85,58 @@ class Desk:
         return None if principal is None else Signed(session, principal)
 
     def to_sign_in(self, request: Request) -> Response:
-        """303 to the sign-in page, remembering a desk page to come back to (GET only)."""
-        target = "/desk/sign-in"
-        if request.method == "GET" and _NEXT.match(request.url.path):
-            target += "?next=" + quote(request.url.path, safe="/")
-        response = RedirectResponse(target, status_code=303, headers=NO_STORE)
+        """No valid session. A page: 303 to the sign-in page, which sends the editor back
+        (``next``). A form post: the sign-in page itself (401) saying that nothing was done
+        and what to repeat, never a silent redirect that drops what was posted."""
+        if request.method == "GET":
+            target = SIGN_IN
+            if _NEXT.match(request.url.path):
+                target += "?next=" + quote(request.url.path, safe="/")
+            response: Response = RedirectResponse(target, status_code=303, headers=NO_STORE)
+        else:
+            path = request.url.path
+            notice = (
+                "Your desk session has ended (or another browser signed in), so nothing was done"
+            )
+            if path == "/desk/issues":
+                notice += " and the issue you pasted was not kept: paste it again"
+            response = self.sign_in_page(
+                request,
+                notice=notice + ". Sign in, then repeat the last step.",
+                next_path=_STEP.sub("", path),
+                status=401,
+            )
         if request.cookies.get(self.codec.cookie_name):
             self.codec.clear_cookie(response)  # a stale or forged cookie goes away
+        return response
+
+    def sign_in_page(
+        self,
+        request: Request,
+        *,
+        error: str = "",
+        notice: str = "",
+        next_path: str = "/desk",
+        status: int = 200,
+    ) -> Response:
+        """The sign-in form; its CSRF token is bound to the browser's cookie (no session
+        yet), so no other site can sign a browser in to an account of its choosing."""
+        csrf = self.state.csrf
+        browser, fresh = csrf.ensure_browser_id(request)
+        response = self.page(
+            "sign_in.html",
+            {
+                "title": "Sign in",
+                "error": error,
+                "notice": notice,
+                "next": self.safe_next(next_path),
+                "csrf_token": csrf.issue(SIGN_IN, self.state.timestamp(), browser),
+            },
+            signed=None,
+            status=status,
+        )
+        if fresh:
+            csrf.set_cookie(response, browser)
         return response
 
     @staticmethod
