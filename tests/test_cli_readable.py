@@ -5,6 +5,7 @@ when nothing is due, listings with --json and plain, full-width text when piped.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,11 @@ def test_outbox_files_of_no_campaign_are_named_by_kind(tmp_path: Path) -> None:
         [result] = transport.send(campaign, [outgoing])
         assert result.message_id is not None and result.message_id.startswith(want)
         assert transport.path_of(0, result.message_id).is_file()
+
+
+def test_the_sample_markdown_issue_in_the_repository_checks_clean() -> None:
+    sample = Path(__file__).resolve().parents[1] / "scripts" / "demo_data" / "issue.md"
+    r = run("issue", "check", str(sample), env={**os.environ, "MAILER_BASE_URL": "https://x.org"})
+    assert r.returncode == 0, r.stderr
+    assert "list:      china-brief" in r.stdout and "items:     3" in r.stdout
+    assert "warnings:  none" in r.stdout or "postal address" in r.stdout
