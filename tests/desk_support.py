@@ -9,8 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from mailer.access.tokens import create_token
+from mailer.sending import publish
+from mailer.sending.engine import Engine
+from mailer.sending.models import Campaign
+from mailer.transports import make_transport
 from tests.conftest import Database
 from tests.web_support import BASE, AppClient, Clock, add_active, make_list
 
@@ -132,3 +137,17 @@ def send_fields(c: AppClient, path: str, **fields: str) -> tuple[str, dict[str, 
     r = confirm(c, path, page, **fields)
     assert r.status_code == 200, r.text
     return r.text, hidden_fields(r.text, f"{path}/send")
+
+
+def campaigns_in(db: Database) -> list[Campaign]:
+    with db.sessions() as s:
+        rows = list(s.scalars(select(Campaign).order_by(Campaign.id)))
+        s.expunge_all()
+        return rows
+
+
+def send_due(desk: Desk) -> int:
+    """Send what is due as `mailer worker` does (publish.run_due on an engine)."""
+    settings = desk.settings
+    with Engine(settings, desk.db.sessions, make_transport(settings)) as engine:
+        return len(list(publish.run_due(engine, desk.db.sessions)))
