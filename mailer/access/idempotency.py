@@ -13,18 +13,22 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from mailer.access.models import IdempotentAnswer
 from mailer.errors import InputError
+from subscribers.models import utcnow
 
 __all__ = ["Answer", "check_key", "find_answer", "fingerprint", "record_answer"]
 
 #: printable ASCII, no spaces, 1-255 characters (what the IETF draft and Stripe accept)
 KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+#: how long an answer is kept for retries
+KEEP = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,24 @@ def find_answer(session: Session, principal: str, key: str) -> Answer | None:
     return Answer(row.status, dict(row.body), row.fingerprint)
 
 
-def record_answer(session: Session, principal: str, key: str, answer: Answer) -> None:
+def record_answer(
+    session: Session,
+    principal: str,
+    key: str,
+    answer: Answer,
+    *,
+    now: datetime | None = None,
+) -> None:
     """Insert the answer (flushed now: a key taken meanwhile raises IntegrityError here,
-    inside the caller's transaction, which then rolls its change back)."""
+    inside the caller's transaction, which then rolls its change back). The token's answers
+    older than :data:`KEEP` go: a retry comes within minutes, and a late one still meets
+    the one-live-campaign rule (409), never a second campaign."""
+    now = now or utcnow()
+    session.execute(
+        delete(IdempotentAnswer).where(
+            IdempotentAnswer.principal == principal, IdempotentAnswer.created_at < now - KEEP
+        )
+    )
     session.add(
         IdempotentAnswer(
             principal=principal,
@@ -67,6 +86,7 @@ def record_answer(session: Session, principal: str, key: str, answer: Answer) ->
             fingerprint=answer.fingerprint,
             status=answer.status,
             body=answer.body,
+            created_at=now,
         )
     )
     session.flush()

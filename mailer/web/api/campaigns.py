@@ -125,7 +125,8 @@ def post_campaign(
     def keep(session: Session, created: publish.Created) -> None:
         if key is not None:
             kept = _created(created)
-            idempotency.record_answer(session, who, key, Answer(201, kept, print_))
+            answer = Answer(201, kept, print_)
+            idempotency.record_answer(session, who, key, answer, now=state.now())
 
     try:
         created = publish.create(state.sessions, mlist, issue, rendered, schedule, record=keep)
