@@ -7,11 +7,14 @@ uploads, a huge paste, unknown keys and ids."""
 from __future__ import annotations
 
 import base64
+import os
 import re
 import threading
+import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 from sqlalchemy import func, select
 
 from mailer.access.models import HandedIssue
@@ -362,3 +365,40 @@ def test_unknown_issue_list_and_campaign_are_404(desk: Desk) -> None:
     assert c.get(f"{path}/preview.html?list=nope").status_code == 404
     assert c.get("/desk/campaigns/999").status_code == 404
     assert c.get("/desk/campaigns/99999999999999999999").status_code == 400
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("MAILER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError as err:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is required in CI but unreachable: {err}")
+        pytest.skip(f"Redis unreachable: {err}")
+    before = set(client.scan_iter("mailer-ratelimit:*"))
+    yield url
+    for key in set(client.scan_iter("mailer-ratelimit:*")) - before:
+        client.delete(key)
+    client.close()
+
+
+def test_a_sign_in_flood_is_counted_across_servers_through_redis(
+    db: Database, redis_url: str
+) -> None:
+    """Two `mailer serve` processes in miniature share one Redis: ten attempts in all from
+    one network, whichever server they reach, then 429 on both."""
+    first = Desk(db, rate_limit_storage=redis_url)
+    second = create_app(first.settings, clock=first.clock)
+    ip = f"test-{uuid.uuid4().hex}"  # a client no other run uses
+    clients = [first.client(ip=ip), AppClient(second, base_url=first.settings.base_url, ip=ip)]
+    try:
+        codes = [sign_in(clients[i % 2], f"bm_wrong{i}").status_code for i in range(10)]
+        assert codes == [401] * 10
+        assert sign_in(clients[0], first.editor_token).status_code == 429
+        assert sign_in(clients[1], first.editor_token).status_code == 429
+    finally:
+        clients[1].close()
+        second.state.web.close()
+        first.close()
