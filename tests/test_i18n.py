@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import configparser
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -116,5 +117,25 @@ def test_hostile_list_name_stays_text_in_a_translated_sentence(db: Database) -> 
             )
         done = web.subscribe("reader@example.com")
         assert "<img" not in done.text and "&lt;img src=x onerror=alert(1)&gt;" in done.text
+    finally:
+        web.close()
+
+
+def test_link_problems_and_field_errors_in_the_lists_language(db: Database) -> None:
+    web = Web(db)
+    try:
+        with db.sessions.begin() as s:
+            list_settings.update_list(s, store.get_list(s, "brief"), ListChanges(lang="zh-Hans"))
+        old = web.signer.preferences_token(1, web.brief_id, now=web.clock.now - timedelta(days=400))
+        expired = web.client.get(f"/preferences/{old}")
+        assert expired.status_code == 410 and '<html lang="zh-Hans">' in expired.text
+        days = round(web.settings.preferences_ttl / 86400)
+        assert "此订阅偏好链接已过期" in expired.text and f"有效期为 {days} 天" in expired.text
+        form = web.client.get("/subscribe/brief")
+        long_name = web.client.post(
+            "/subscribe/brief",
+            data={"csrf_token": csrf_of(form.text), "email": "a@example.com", "name": "n" * 300},
+        )
+        assert long_name.status_code == 422 and "姓名最多可使用 200 个字符" in long_name.text
     finally:
         web.close()

@@ -66,6 +66,12 @@ def translations(lang: str) -> stdlib_gettext.NullTranslations:
     return Translations(compiled, domain=DOMAIN)
 
 
+def N_(text: str) -> str:
+    """Mark a string for the catalog (pybabel extracts N_) where it is defined, e.g. in a
+    table of messages; it is translated where it is shown, with :func:`gettext_for`."""
+    return text
+
+
 def gettext_for(lang: str) -> Callable[[str], str]:
     return translations(lang).gettext
 

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailer.errors import NotFoundError, TokenError
+from mailer.render.i18n import N_, gettext_for
 from mailer.render.tokens import Purpose
 from mailer.urls import subscribe_url
 from mailer.web.csrf import FIELD as CSRF_FIELD
@@ -65,28 +66,25 @@ def all_lists(session: Session) -> list[MailingList]:
     return list(session.scalars(select(MailingList).order_by(MailingList.name)))
 
 
-def _problems(state: WebState) -> dict[str, tuple[str, str]]:
-    days = max(1, round(state.settings.preferences_ttl / 86400))
-    return {
-        **_PROBLEMS,
-        "preferences": (
-            "This preferences link has expired",
-            f"Preferences links work for {days} days. Use the preferences link in a more "
-            "recent email from us (every issue carries a fresh one). To stop our emails, "
-            "the unsubscribe link in any of them always works.",
-        ),
-    }
-
-
 _PROBLEMS: dict[str, tuple[str, str]] = {
     "confirm": (
-        "This confirmation link has expired",
-        "Confirmation links work for a limited time. Ask for a new one below: it only takes "
-        "your email address.",
+        N_("This confirmation link has expired"),
+        N_(
+            "Confirmation links work for a limited time. Ask for a new one below: it only "
+            "takes your email address."
+        ),
     ),
     "unsubscribe": (
-        "This unsubscribe link has expired",
-        "Use the unsubscribe link in a more recent email from us.",
+        N_("This unsubscribe link has expired"),
+        N_("Use the unsubscribe link in a more recent email from us."),
+    ),
+    "preferences": (
+        N_("This preferences link has expired"),
+        N_(
+            "Preferences links work for %(days)s days. Use the preferences link in a more "
+            "recent email from us (every issue carries a fresh one). To stop our emails, "
+            "the unsubscribe link in any of them always works."
+        ),
     ),
 }
 
@@ -100,12 +98,16 @@ def link_problem(
     with state.sessions() as session:
         lists = all_lists(session)
         hinted = session.get(MailingList, list_id) if list_id is not None else None
+    lang = hinted.lang if hinted is not None else "en"  # the page speaks the list's language
+    _ = gettext_for(lang)
     if expired:
-        title, message = _problems(state)[purpose]
+        title, message = (_(text) for text in _PROBLEMS[purpose])
+        days = max(1, round(state.settings.preferences_ttl / 86400))
+        message = message % {"days": days} if purpose == "preferences" else message
         status = 410
     else:
-        title = "This link is not valid"
-        message = (
+        title = _("This link is not valid")
+        message = _(
             "The link may have been cut short or changed when it was copied. Open it again "
             "from the email, or copy the whole address."
         )
@@ -114,6 +116,7 @@ def link_problem(
     return state.pages.response(
         "link_problem.html",
         {
+            "lang": lang,
             "title": title,
             "message": message,
             "brand": hinted.name if hinted is not None else "Newsletter",

@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from mailer.render.i18n import N_, gettext_for
+
 MAX_FIELDS = 100
 NAME_MAX = 200
 EMAIL_MAX = 320
@@ -53,7 +55,17 @@ async def read_form(request: Request) -> Form:
 
 
 class FieldError(ValueError):
-    """A form field's value is not acceptable; the message is shown next to the field."""
+    """A form field's value is not acceptable; the message is shown next to the field, in
+    the page's language (:meth:`text`)."""
+
+    def __init__(self, msgid: str, **values: object) -> None:
+        super().__init__(msgid % values if values else msgid)
+        self.msgid = msgid
+        self.values = values
+
+    def text(self, lang: str) -> str:
+        translated = gettext_for(lang)(self.msgid)
+        return translated % self.values if self.values else translated
 
 
 def clean_name(raw: str) -> str | None:
@@ -62,9 +74,9 @@ def clean_name(raw: str) -> str | None:
     if not text:
         return None
     if len(text) > NAME_MAX:
-        raise FieldError(f"Please use at most {NAME_MAX} characters for your name.")
+        raise FieldError(N_("Please use at most %(max)s characters for your name."), max=NAME_MAX)
     if any(_unusable(ch) for ch in text):
-        raise FieldError("Your name contains characters we cannot use.")
+        raise FieldError(N_("Your name contains characters we cannot use."))
     return text
 
 

@@ -174,20 +174,21 @@ def _save(state: WebState, request: Request, token: str, form: Form) -> Response
     except TokenError as err:
         return link_problem(state, request, token, "preferences", err)
     raw_name, raw_zone = form.get("name"), form.get("time_zone")
+    with state.sessions() as session:
+        home = session.get(MailingList, claims.list_id)
+        lang = home.lang if home else "en"  # the page's, for the messages next to fields
     errors: dict[str, str] = {}
     name: str | None = None
     try:
         name = clean_name(raw_name)
     except FieldError as err:
-        errors["name"] = str(err)
+        errors["name"] = err.text(lang)
     zone: str | None = None
     if raw_zone.strip():
         try:
             zone = list_settings.clean_time_zone(raw_zone[:64])
         except InputError:
-            with state.sessions() as session:
-                home = session.get(MailingList, claims.list_id)
-                _ = gettext_for(home.lang if home else "en")
+            _ = gettext_for(lang)
             errors["time_zone"] = _("Please enter a time zone like Asia/Shanghai or Europe/Berlin.")
     if errors:
         return _page(

@@ -191,7 +191,7 @@ def _subscribe(state: WebState, request: Request, slug: str, form: Form) -> Resp
     try:
         name = clean_name(raw_name)
     except FieldError as err:
-        errors["name"] = str(err)
+        errors["name"] = err.text(info.lang)
     if errors:
         return _form_page(
             state, request, info, email=raw_email, name=raw_name, errors=errors, status=422
