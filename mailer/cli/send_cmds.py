@@ -66,8 +66,9 @@ def send(
     The list is --list, or the Markdown front matter's 'list:'. On SQLite, while a `mailer
     worker` is sending, the campaign is queued for that worker and its progress followed.
 
+    The subject is --subject, else the list's subject template, else the issue's own.
+
     Example: mailer send issues/2026-11-28.txt --list china-brief --expires-after 6h
-    --subject "The China Brief: DeepSeek rattles the chip makers"
     """
     actx = app_context(ctx)
     issue = parse_issue_file(file)
