@@ -209,3 +209,27 @@ def test_cli_send_subject_and_a_bad_stored_template(db: Database) -> None:
     with db.sessions() as s:
         assert s.scalar(select(Campaign.id)) is None
         assert s.scalar(select(Subscriber.id)) is not None
+
+
+def test_issue_text_in_a_field_is_never_formatted_again() -> None:
+    """A headline holding braces or placeholders is copied as it is: str.format fills once."""
+    tricky = Issue(
+        **{
+            **ISSUE_OBJ.__dict__,
+            "subject": "{newsletter} {0} {title.__class__} %%unsubscribe_url%%; Second",
+        }
+    )
+    got = format_subject("{newsletter}: {first_headline}", tricky, "N")
+    assert got == "N: {newsletter} {0} {title.__class__} %%unsubscribe_url%%"
+
+
+def test_a_non_ascii_subject_reaches_the_reader_whole(db: Database) -> None:
+    seed_list(db.sessions, 1)
+    mlist = _list(db)
+    settings = db.settings()
+    issue = parse_issue_file(ISSUE)
+    wanted = "中国简报 😀 — 芯片与港口: " + "长" * 60
+    rendered = publish.render_for(settings, mlist, issue, subject=wanted)
+    created = publish.create(db.sessions, mlist, issue, rendered)
+    publish.run(settings, db.sessions, OutboxTransport(settings.outbox_dir), created.campaign_id)
+    assert _sent_subjects(settings.outbox_dir, created.campaign_id) == {wanted}
