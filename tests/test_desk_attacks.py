@@ -9,10 +9,15 @@ from __future__ import annotations
 import base64
 import os
 import re
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
 
+import httpx
 import pytest
 import redis
 from sqlalchemy import func, select
@@ -37,7 +42,7 @@ from tests.desk_support import (
     send_fields,
     sign_in,
 )
-from tests.web_support import AppClient
+from tests.web_support import AppClient, live_server
 
 
 @pytest.fixture
@@ -402,3 +407,63 @@ def test_a_sign_in_flood_is_counted_across_servers_through_redis(
         clients[1].close()
         second.state.web.close()
         first.close()
+
+
+def test_two_editors_confirming_the_same_send_at_once_make_one_campaign(desk: Desk) -> None:
+    one, two = desk.signed_in(), desk.signed_in(desk.ops_token)
+    path, _ = checked(one, issue_text())
+    _, fields_one = send_fields(one, path)
+    _, fields_two = send_fields(two, path)
+    answers: dict[str, int] = {}
+
+    def post(name: str, c: AppClient, fields: dict[str, str]) -> None:
+        answers[name] = c.post(f"{path}/send", data=fields).status_code
+
+    threads = [
+        threading.Thread(target=post, args=("one", one, fields_one)),
+        threading.Thread(target=post, args=("two", two, fields_two)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(answers.values()) == [303, 409], answers
+    assert len(campaigns_in(desk.db)) == 1
+
+
+def test_a_send_whose_answer_was_lost_is_retried_into_the_same_campaign(db: Database) -> None:
+    """Over real uvicorn: the browser's connection drops after the confirmation was posted,
+    before the answer came; posting it again (a reload) leads to the campaign it made."""
+    desk = Desk(db)
+    c = desk.signed_in()
+    path, _ = checked(c, issue_text())
+    _, fields = send_fields(c, path)
+    cookie = f"mailer_desk={c.cookies.get('mailer_desk')}"
+    desk.close()
+
+    def settings_for(url: str) -> Any:
+        return db.settings(base_url=url, admin_token=ADMIN_TOKEN)
+
+    with live_server(settings_for) as (server, _settings):
+        body = urlencode(fields).encode()
+        head = (
+            f"POST {path}/send HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Cookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(head + body)
+            sock.shutdown(socket.SHUT_WR)  # gone before the answer
+        deadline = time.monotonic() + 15
+        while not campaigns_in(db) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [made] = campaigns_in(db)
+        retry = httpx.post(
+            f"{server.url}{path}/send",
+            data=fields,
+            headers={"Cookie": cookie},
+            follow_redirects=False,
+        )
+        assert retry.status_code == 303
+        assert retry.headers["location"] == f"/desk/campaigns/{made.id}?again=1"
+    assert len(campaigns_in(db)) == 1
