@@ -151,6 +151,21 @@ def test_no_welcome_without_text_and_later_text_still_welcomes(db: Database) -> 
         assert subn is not None and subn.welcomed_at is None
 
 
+def test_welcome_wears_the_lists_branding(db: Database) -> None:
+    _setup(db)
+    with db.sessions.begin() as s:
+        list_settings.update_list(
+            s,
+            store.get_list(s, "brief"),
+            ListChanges(accent_color="#1a5fb4", logo_url="https://cdn.example.org/logo.png"),
+        )
+    due = _confirm(db, Signer(TEST_SECRET_KEY))
+    assert due is not None and _send(db, due)
+    [msg] = _outbox(db)
+    html = _body(msg, "html")
+    assert "#1a5fb4" in html and 'src="https://cdn.example.org/logo.png"' in html
+
+
 def test_welcome_in_chinese(db: Database) -> None:
     _setup(db, lang="zh-Hans", welcome="# 欢迎\n\n每天早上九条新闻。")
     due = _confirm(db, Signer(TEST_SECRET_KEY))

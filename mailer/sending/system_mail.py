@@ -32,7 +32,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailer.config import Settings
 from mailer.errors import MailerError
 from mailer.render import i18n
-from mailer.render.compiler import compile_email, date_label, render_text_template
+from mailer.render.compiler import (
+    DEFAULT_ACCENT,
+    accent_colours,
+    compile_email,
+    date_label,
+    render_text_template,
+)
 from mailer.render.i18n import gettext_for
 from mailer.render.tokens import Signer, preferences_url
 from mailer.sending.models import Delivery, DeliveryStatus
@@ -64,6 +70,8 @@ class ConfirmationMail:
     confirm_url: str
     expires_at: datetime
     lang: str = "en"
+    logo_url: str = ""  # the list's branding (mailer lists set --logo/--accent)
+    accent_color: str = ""
 
     @property
     def subject(self) -> str:
@@ -80,6 +88,11 @@ def expires_label(at: datetime, lang: str = "en") -> str:
     return babel_datetime(at, "long", tzinfo=UTC, locale=i18n.locale_name(lang))
 
 
+def _brand(logo_url: str | None, accent_color: str | None) -> dict[str, str]:
+    """The list's logo and accent as the email templates take them (as the issue's)."""
+    return {"logo_url": logo_url or "", **accent_colours(accent_color or DEFAULT_ACCENT)}
+
+
 def _address_lines(settings: Settings) -> list[str]:
     return [ln.strip() for ln in settings.postal_address.splitlines() if ln.strip()]
 
@@ -89,6 +102,7 @@ def confirmation_bodies(mail: ConfirmationMail, settings: Settings) -> tuple[str
     _ = gettext_for(mail.lang)
     context = {
         **i18n.template_context(mail.lang),
+        **_brand(mail.logo_url, mail.accent_color),
         "title": mail.subject,
         "preheader": _("One click to start receiving %(newsletter)s.")
         % {"newsletter": mail.list_name},
@@ -132,6 +146,8 @@ def confirmation_mail(
         confirm_url=f"{settings.public_base}/confirm/{token}",
         expires_at=expires_at,
         lang=i18n.supported(mlist.lang),
+        logo_url=mlist.logo_url or "",
+        accent_color=mlist.accent_color or "",
     )
 
 
@@ -176,6 +192,7 @@ def welcome_mail(
     prefs = preferences_url(settings, signer, subscriber.id, mlist.id, now=now)
     context: dict[str, Any] = {
         **i18n.template_context(mlist.lang),
+        **_brand(mlist.logo_url, mlist.accent_color),
         "title": subject,
         "preheader": subject,
         "preview_filler": "",
@@ -237,6 +254,7 @@ def preferences_link_mail(
     subject = _("Your preferences for %(newsletter)s") % {"newsletter": mlist.name}
     context: dict[str, Any] = {
         **i18n.template_context(mlist.lang),
+        **_brand(mlist.logo_url, mlist.accent_color),
         "title": subject,
         "preheader": subject,
         "preview_filler": "",

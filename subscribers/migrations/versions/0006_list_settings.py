@@ -10,8 +10,9 @@
   reader, no campaign, like ``confirm``).
 
 SQLite cannot alter a CHECK constraint: ``deliveries`` is rebuilt (copy, drop, rename) with
-foreign keys off, or dropping it would set every ``feedback_events.delivery_id`` to NULL;
-they come back on when the connection returns to its pool (as in 0002).
+foreign keys off (``subscribers.migrations.sqlite_keys``), or dropping it would set every
+``feedback_events.delivery_id`` to NULL; they come back on when the connection returns to
+its pool.
 
 Revision ID: 0006
 Revises: 0005
@@ -24,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
+from subscribers.migrations.sqlite_keys import foreign_keys_off
 from subscribers.models import UTCDateTime
 
 revision: str = "0006"
@@ -48,34 +50,13 @@ _LIST_COLUMNS = (
 )
 
 
-def _sqlite_keys_off(conn: sa.Connection) -> None:
-    """Foreign keys off for the rebuild of ``deliveries`` (SQLite ignores the PRAGMA inside
-    a transaction, so an open one is committed first: each earlier step stamped its
-    revision), and back on when the connection returns to its pool."""
-    if not conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
-        return
-    dbapi = conn.connection.dbapi_connection
-    if getattr(dbapi, "in_transaction", False):
-        conn.exec_driver_sql("COMMIT")
-    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-    if conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
-        raise RuntimeError("migration 0006: SQLite kept foreign keys on; nothing was changed")
-    ours = id(dbapi)
-
-    def keys_on(dbapi_conn: Any, _record: Any) -> None:
-        if id(dbapi_conn) == ours:
-            dbapi_conn.execute("PRAGMA foreign_keys=ON")
-
-    sa.event.listen(conn.engine.pool, "checkin", keys_on)
-
-
 def _set_kind_check(check: str) -> None:
     conn = op.get_bind()
     if conn.dialect.name != "sqlite":
         op.drop_constraint(op.f("ck_deliveries_kind"), "deliveries", type_="check")
         op.create_check_constraint(op.f("ck_deliveries_kind"), "deliveries", check)
         return
-    _sqlite_keys_off(conn)
+    foreign_keys_off(conn, "0006")
     with op.batch_alter_table(
         "deliveries", recreate="always", table_kwargs={"sqlite_autoincrement": True}
     ) as batch:
