@@ -180,12 +180,20 @@ def test_an_issue_handed_over_by_the_api_opens_on_the_desk(desk: Desk) -> None:
     assert r.status_code == 201, r.text
     key = r.json()["key"]
     c = desk.signed_in()
+    listed = c.get("/desk").text  # the editor finds it on the paste page
+    assert (
+        f'<a href="/desk/issues/{key}">Harbour reopens from upstream; Rail link opens</a>' in listed
+    )
+    assert "· ed, " in listed
     page = c.get(f"/desk/issues/{key}?list=brief")
     assert page.status_code == 200 and "Harbour reopens from upstream" in page.text
     _, fields = send_fields(c, f"/desk/issues/{key}")
     assert c.post(f"/desk/issues/{key}/send", data=fields).status_code == 303
     [campaign] = campaigns_in(desk.db)
     assert campaign.issue_key == key
+    again = c.get(f"/desk/issues/{key}?list=brief").text  # the check page says it went
+    assert f'has this issue already: <a href="/desk/campaigns/{campaign.id}">' in again
+    assert 'id="earlier"' not in c.get(f"/desk/issues/{key}?list=other").text
 
 
 def test_the_preview_is_the_lists_own_rendering(desk: Desk) -> None:

@@ -226,6 +226,8 @@ def test_the_whole_desk_flow_in_chromium(db: Database, chromium_browser: Any) ->
 
             # another issue, sent now: pause, resume, cancel (no worker runs meanwhile)
             page.get_by_role("link", name="New issue").click()
+            page.get_by_role("heading", name="Issues kept recently").wait_for()
+            run.step("11b-new-issue-with-kept-issues")
             page.get_by_label("Issue text").fill(issue_text(" again"))
             page.get_by_role("button", name="Check the issue").click()
             page.get_by_role("button", name="Review and confirm").click()

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.access.handover import issue_text, keep_issue
-from mailer.errors import NotFoundError
+from mailer.access.models import HandedIssue
+from mailer.errors import IssueParseError, NotFoundError
 from mailer.issue.files import parse_issue_text
 from mailer.issue.markdown import declared_list
 from mailer.issue.model import Issue
 
-__all__ = ["KEY", "Stored", "keep", "load"]
+__all__ = ["KEY", "Recent", "Stored", "keep", "load", "recent"]
 
 KEY = re.compile(r"^[0-9a-f]{64}$")
 SOURCE = "pasted issue"
@@ -51,3 +54,33 @@ def load(sessions: sessionmaker[Session], key: str) -> Stored:
     with sessions() as s:
         text = issue_text(s, key)
     return parse(text)
+
+
+@dataclass(frozen=True)
+class Recent:
+    """A kept issue as the paste page lists it."""
+
+    key: str
+    subject: str
+    by: str
+    at: datetime
+
+
+def recent(sessions: sessionmaker[Session], limit: int = 10) -> list[Recent]:
+    """The newest kept issues (pasted here or posted to the API), newest first."""
+    with sessions() as s:
+        rows = s.execute(
+            select(
+                HandedIssue.key, HandedIssue.text, HandedIssue.created_by, HandedIssue.created_at
+            )
+            .order_by(HandedIssue.created_at.desc())
+            .limit(limit)
+        ).all()
+    out = []
+    for key, text, by, at in rows:
+        try:
+            subject = parse(text).issue.subject
+        except IssueParseError:  # kept by an older parser that read it differently
+            subject = "(no longer reads as an issue)"
+        out.append(Recent(key, subject, by, at))
+    return out

@@ -30,6 +30,7 @@ from starlette.responses import RedirectResponse, Response
 from mailer.errors import IssueParseError
 from mailer.issue.files import decode_issue_bytes
 from mailer.sending import publish
+from mailer.sending.campaigns import find_sent
 from mailer.web.common import all_lists, list_by_slug
 from mailer.web.desk import handed
 from mailer.web.desk.context import NO_STORE, Desk, Signed
@@ -103,6 +104,7 @@ class IssueRoutes:
                 "text": text,
                 "error": error,
                 "max_kb": MAX_ISSUE_BYTES // 1024,
+                "recent": handed.recent(self.desk.state.sessions),
                 "csrf_token": self.desk.form_token(signed, "/desk/issues"),
             },
             signed=signed,
@@ -173,6 +175,7 @@ class IssueRoutes:
                 )
             wanted = slug or stored.declared_list
             mlist = list_by_slug(s, wanted) if wanted else lists[0]
+            earlier = find_sent(s, mlist, key)
             s.expunge_all()
         shown = self.shown(stored, mlist)
         context: dict[str, Any] = {
@@ -185,6 +188,7 @@ class IssueRoutes:
             "lists": lists,
             "mlist": mlist,
             "preview_url": f"/desk/issues/{key}/preview.html?list={mlist.slug}",
+            "earlier": earlier,
             **send_forms(self.desk, signed, stored, mlist),
         }
         return context, stored, mlist
