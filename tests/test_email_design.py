@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from lxml import html as lxml_html
+from sqlalchemy import update
 
 from mailer.config import Settings
 from mailer.errors import RenderError
@@ -20,8 +21,14 @@ from mailer.render.compiler import CARD, DARK_CARD, Branding, RenderedIssue, ren
 from mailer.render.links import item_anchor
 from mailer.render.message import MessageTemplate, build_preview_message
 from mailer.render.tokens import Signer
+from mailer.sending import publish
 from mailer.sending.personalize import reader_message
-from tests.conftest import TEST_SECRET_KEY
+from mailer.transports.outbox import OutboxTransport
+from subscribers import store
+from subscribers.list_settings import ListChanges, update_list
+from subscribers.models import Subscriber
+from tests.conftest import TEST_SECRET_KEY, Database
+from tests.delivery_helpers import seed_list
 
 FULL = Path(__file__).parent / "fixtures" / "issues" / "brief-full.txt"
 BASE = "https://north.example"
@@ -283,3 +290,36 @@ def test_web_edition_has_the_title_and_no_mail_only_lines(
     assert doc.xpath("//ol[@class='index-list']/li")
     # the email keeps what the web edition drops
     assert "Reply to this email" in visible_text(r.personalize({**VALUES, "name": ""})[0])
+
+
+# -- through the engine, from a real list (SQLite and PostgreSQL) ------------------------
+
+
+def test_engine_greets_named_readers_with_the_lists_word_and_nameless_ones_not_at(
+    db: Database,
+) -> None:
+    seed_list(db.sessions, 2)
+    with db.sessions.begin() as s:
+        mlist = store.get_list(s, "brief")
+        update_list(s, mlist, ListChanges(greeting="Dear", accent_color="#1a5fb4"))
+        s.execute(
+            update(Subscriber).where(Subscriber.email.like("reader00002@%")).values(name=None)
+        )
+    with db.sessions() as s:
+        mlist = store.get_list(s, "brief")
+    settings = db.settings()
+    issue = parse_issue_file(FULL)
+    rendered = publish.render_for(settings, mlist, issue)
+    created = publish.create(db.sessions, mlist, issue, rendered)
+    publish.run(settings, db.sessions, OutboxTransport(settings.outbox_dir), created.campaign_id)
+    bodies = {}
+    for path in (settings.outbox_dir / str(created.campaign_id)).glob("*.eml"):
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        bodies[str(msg["To"])] = _parts(path.read_bytes())
+    named_html, named_text = bodies["reader00001@example.com"]
+    assert "Dear Reader 00001," in visible_text(named_html)
+    assert "\nDear Reader 00001,\n" in named_text.replace("\r\n", "\n")
+    bare_html, bare_text = bodies["reader00002@example.com"]
+    for body in (visible_text(bare_html), bare_text):
+        assert "Dear" not in body and "Hello" not in body
+    assert "#1a5fb4" in named_html  # the list's accent (band) reached the mail
