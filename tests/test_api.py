@@ -8,6 +8,9 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -497,3 +500,53 @@ def test_docs_page_is_served_without_a_cdn(api: Api) -> None:
         # everything under /api/ answers JSON, whatever the client accepts
         r = c.get("/api/v1/nothing-here", headers={"Accept": "text/html"})
         error_of(r, 404)
+
+
+def test_the_pipeline_beside_a_running_worker(api: Api) -> None:
+    """What the upstream pipeline does, with `mailer worker` running beside the server as
+    the README says: hand over, dry run, send with a key, follow until done."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "worker", "--poll", "0.2"],
+        env=api.db.env(),
+        cwd=api.db.tmp,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        key = api.post_issue()
+        with api.as_editor() as c:
+            dry = all_json(
+                c.post("/api/v1/campaigns", json={"issue": key, "list": "brief", "dry_run": True})
+            )
+            assert dry["recipients"] == len(READERS)
+            sent = c.post(
+                "/api/v1/campaigns",
+                json={"issue": key, "list": "brief", "expires_after": "6h"},
+                headers={"Idempotency-Key": "pipeline-2025-03-03"},
+            )
+            assert sent.status_code == 201, sent.text
+            cid = sent.json()["id"]
+            seen = []
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                view = all_json(c.get(f"/api/v1/campaigns/{cid}"))
+                seen.append(view["status"])
+                if view["status"] == "done":
+                    break
+                time.sleep(0.2)
+            assert seen[-1] == "done", seen
+            assert view["counts"]["sent"] == len(READERS) and view["counts"]["queued"] == 0
+            # the pipeline's retry after the fact still gets the first answer
+            again = c.post(
+                "/api/v1/campaigns",
+                json={"issue": key, "list": "brief", "expires_after": "6h"},
+                headers={"Idempotency-Key": "pipeline-2025-03-03"},
+            )
+            assert again.json() == sent.json()
+    finally:
+        worker.terminate()
+        out, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, out
+    assert f"campaign {cid}: done, sent {len(READERS)}" in out
+    assert campaign_count(api.db) == 1
