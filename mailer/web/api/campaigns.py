@@ -95,10 +95,12 @@ def post_campaign(
         raise InputError("dry_run and test_to exclude each other: choose one")
     who = principal(request).name
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
-    print_ = idempotency.fingerprint("POST", "/api/v1/campaigns", body.model_dump(by_alias=True))
+    request_print = idempotency.fingerprint(
+        "POST", "/api/v1/campaigns", body.model_dump(by_alias=True)
+    )
     if key is not None:
         with state.sessions() as session:
-            earlier = _replay(session, who, key, print_)
+            earlier = _replay(session, who, key, request_print)
         if earlier is not None:
             return earlier
     schedule = Schedule.parse(body.at, body.expires_after, force=body.force, now=state.now())
@@ -124,14 +126,13 @@ def post_campaign(
 
     def keep(session: Session, created: publish.Created) -> None:
         if key is not None:
-            kept = _created(created)
-            answer = Answer(201, kept, print_)
-            idempotency.record_answer(session, who, key, answer, now=state.now())
+            first = Answer(201, _created(created), request_print)
+            idempotency.record_answer(session, who, key, first, now=state.now())
 
     try:
         created = publish.create(state.sessions, mlist, issue, rendered, schedule, record=keep)
     except (ConflictError, IntegrityError) as err:
-        return _lost_race(state, who, key, print_, mlist, body.issue, err)
+        return _lost_race(state, who, key, request_print, mlist, body.issue, err)
     return answer(CampaignCreated.model_validate(_created(created)), 201)
 
 
@@ -139,12 +140,12 @@ def _created(created: publish.Created) -> dict[str, object]:
     return {"id": created.campaign_id, "status": "scheduled", "recipients": created.enqueued}
 
 
-def _replay(session: Session, who: str, key: str, print_: str) -> Response | None:
+def _replay(session: Session, who: str, key: str, request_print: str) -> Response | None:
     """The kept answer for this key, or None; the key with another request: 422."""
     earlier = idempotency.find_answer(session, who, key)
     if earlier is None:
         return None
-    if earlier.fingerprint != print_:
+    if earlier.fingerprint != request_print:
         return error_json(422, "this Idempotency-Key was used with another request; use a new key")
     return answer(
         CampaignCreated.model_validate(earlier.body), earlier.status, **{REPLAYED: "true"}
@@ -155,7 +156,7 @@ def _lost_race(
     state: WebState,
     who: str,
     key: str | None,
-    print_: str,
+    request_print: str,
     mlist: MailingList,
     issue_key: str,
     err: Exception,
@@ -164,7 +165,7 @@ def _lost_race(
     campaign that holds the issue."""
     with state.sessions() as session:
         if key is not None:
-            earlier = _replay(session, who, key, print_)
+            earlier = _replay(session, who, key, request_print)
             if earlier is not None:
                 return earlier
         if isinstance(err, IntegrityError):
