@@ -4,10 +4,15 @@ when nothing is due, listings with --json and plain, full-width text when piped.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -152,3 +157,54 @@ def test_the_sample_markdown_issue_in_the_repository_checks_clean() -> None:
     assert r.returncode == 0, r.stderr
     assert "list:      china-brief" in r.stdout and "items:     3" in r.stdout
     assert "warnings:  none" in r.stdout or "postal address" in r.stdout
+
+
+def _on_terminal(db: Database, columns: int, *args: str) -> str:
+    """``mailer ARGS`` with stdout on a pseudo-terminal ``columns`` wide: what it showed."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailer", *args],
+            env={k: v for k, v in db.env(TERM="xterm").items() if k != "COLUMNS"},
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+        )
+    finally:
+        os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    assert proc.wait(timeout=120) == 0
+    if proc.stderr:
+        proc.stderr.close()
+    shown = b"".join(chunks).decode().replace("\r\n", "\n")
+    return re.sub(r"\x1b\[[0-9;]*m", "", shown)  # colours off: the text as read
+
+
+def test_stats_fits_the_terminal_and_counts_people(db: Database) -> None:
+    seed_list(db.sessions, 3)
+    subject = "Beijing unveils rural broadband plan; Shenzhen drone makers face new export rules"
+    assert run("send", str(ISSUE), "--list", "brief", env=db.env()).returncode == 0
+    again = run("send", str(ISSUE), "--list", "brief", "--force", env=db.env())
+    assert again.returncode == 0, again.stderr
+    # one reader, who got both issues, complains about the second: one person left
+    assert run("feedback", "simulate", "6", "complaint", env=db.env()).returncode == 0
+    narrow = _on_terminal(db, 100, "stats")
+    assert "unsubscribed 1 " in narrow  # was 2: summed over the two campaigns
+    assert "┃ id" not in narrow and "  sent 3  delivered" in narrow  # stacked, not squeezed
+    assert f"  {subject}" in narrow, narrow  # the whole subject on its own line
+    assert max(len(line) for line in narrow.splitlines()) <= 100
+    wide = _on_terminal(db, 200, "stats")
+    assert "┃ id" in wide and "bounced hard/soft" in wide
+    piped = run("stats", env=db.env()).stdout.splitlines()
+    head = next(line for line in piped if line.startswith("id\tsubject"))
+    rows = [line.split("\t") for line in piped[piped.index(head) + 1 :][:2]]
+    assert [r[0] for r in rows] == ["2", "1"] and all(len(r) == len(head.split("\t")) for r in rows)

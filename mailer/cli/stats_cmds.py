@@ -7,10 +7,12 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from mailer.cli.context import AppContext, app_context
 from mailer.cli.links_report import show_links
 from mailer.cli.safe_text import safe_cell
+from mailer.cli.tables import Col, emit
 from mailer.errors import InputError
 from mailer.ops import stats as st
 
@@ -80,41 +82,50 @@ def print_report(actx: AppContext, report: st.StatsReport) -> None:
         f"sent {t.sent}  delivered {t.delivered}  bounced {t.bounced} "
         f"(hard {t.hard_bounced}, soft {t.soft_bounced})  complained {t.complained}  "
         f"rejected {t.rejected}  failed {t.failed}  unsubscribed {t.unsubscribed}  "
-        f"opened {_opt(t.opened)}  clicked {_opt(t.clicked)}  queued {t.queued}"
+        f"opened {_opt(t.opened)}  clicked {_opt(t.clicked)}  queued {t.queued}",
+        soft_wrap=False,  # wrapped at words to the terminal's width
     )
     console.print(
         f"bounce rate {_rate_cell(bounce)}   (SES reviews at 5%, pauses at 10%)\n"
         f"complaint rate {_rate_cell(complaint)}   "
-        "(SES reviews at 0.1%, pauses at 0.5%; Gmail: under 0.1%, never 0.3%)"
+        "(SES reviews at 0.1%, pauses at 0.5%; Gmail: under 0.1%, never 0.3%)",
+        soft_wrap=False,
     )
     if report.unmatched_events:
         console.print(f"[dim]{report.unmatched_events} feedback events matched no delivery[/dim]")
 
     if report.campaigns:
-        table = Table(
-            "id", "subject", "list", "state", "progress", *_COUNT_COLUMNS, title="campaigns"
+        _figures(
+            actx,
+            "campaigns",
+            ["id", "subject", "list", "state", "progress"],
+            [
+                (
+                    [
+                        str(c.id),
+                        c.subject,
+                        c.list_slug,
+                        c.status + (f": {c.pause_reason}" if c.pause_reason else ""),
+                        _pct(c.counts.progress, 0) + f" of {c.counts.total}",
+                    ],
+                    c.counts,
+                )
+                for c in report.campaigns
+            ],
         )
-        for c in report.campaigns:
-            state = c.status + (f": {c.pause_reason}" if c.pause_reason else "")
-            progress = _pct(c.counts.progress, 0) + f" of {c.counts.total}"
-            table.add_row(  # subjects and SES's pause reasons: text, never markup
-                str(c.id),
-                safe_cell(c.subject[:40]),
-                safe_cell(c.list_slug),
-                safe_cell(state),
-                progress,
-                *_counts_row(c.counts),
-            )
-        console.print(table)
     if report.domains:
-        table = Table("domain", *_COUNT_COLUMNS, title="by recipient domain")
-        for d in report.domains:
-            table.add_row(safe_cell(d.domain), *_counts_row(d.counts))
-        console.print(table)
+        _figures(
+            actx,
+            "by recipient domain",
+            ["domain"],
+            [([d.domain], d.counts) for d in report.domains],
+        )
     s = report.suppressions
     reasons = ", ".join(f"{k} {v}" for k, v in s.by_reason.items()) or "none"
     console.print(
-        f"suppression list: {s.total} ({reasons}); last {report.days} days: +{s.added} -{s.removed}"
+        f"suppression list: {s.total} ({reasons}); "
+        f"last {report.days} days: +{s.added} -{s.removed}",
+        soft_wrap=False,
     )
     busy = [d for d in s.days if d.added or d.removed]
     if busy:
@@ -123,6 +134,51 @@ def print_report(actx: AppContext, report: st.StatsReport) -> None:
             added = ", ".join(f"{k} {v}" for k, v in day.added.items()) or "0"
             table.add_row(day.day.isoformat(), added, str(day.removed), f"{day.net:+d}")
         console.print(table)
+
+
+#: the width from which the campaigns and domains are one table each (15 columns); a
+#: narrower terminal gets them stacked, one block of lines each, so no column is squeezed
+WIDE = 170
+
+
+def _figures(
+    actx: AppContext, title: str, heads: list[str], rows: list[tuple[list[str], st.Counts]]
+) -> None:
+    """Rows of figures: tab-separated when piped, a table on a wide terminal, stacked blocks
+    on a narrow one. ``heads`` name the leading text cells (stored text: never markup)."""
+    if not actx.interactive:
+        emit(
+            actx,
+            [Col(h) for h in heads] + [Col(h) for h in _COUNT_COLUMNS],
+            [[*cells, *_plain_counts(counts)] for cells, counts in rows],
+        )
+        return
+    if actx.console.width >= WIDE:
+        table = Table(*heads, *_COUNT_COLUMNS, title=title)
+        for cells, counts in rows:
+            table.add_row(*(safe_cell(c) for c in cells), *_counts_row(counts))
+        actx.console.print(table)
+        return
+    actx.console.print(f"[bold]{title}[/bold]")
+    for cells, counts in rows:
+        head = Text("  ").join(safe_cell(c) for c in cells[:1] + cells[2:])
+        actx.console.print(head, soft_wrap=False)
+        if len(cells) > 1:
+            actx.console.print(Text("  ") + safe_cell(cells[1]), soft_wrap=False)
+        shown = _counts_row(counts)
+        figures = [f"{h} {v}" for h, v in zip(_COUNT_COLUMNS[:8], shown[:8], strict=True)]
+        actx.console.print("  " + "  ".join(figures), highlight=False, soft_wrap=False)
+        rates = shown[8:]
+        actx.console.print(
+            f"  bounce rate {rates[0]}  complaint rate {rates[1]}", highlight=False, soft_wrap=False
+        )
+
+
+def _plain_counts(c: st.Counts) -> list[str]:
+    bounce, complaint = c.checks
+    figures = [c.sent, c.delivered, f"{c.hard_bounced}/{c.soft_bounced}", c.complained]
+    figures += [c.failed, c.unsubscribed, _opt(c.opened), _opt(c.clicked)]
+    return [str(f) for f in figures] + [_pct(bounce.rate), _pct(complaint.rate)]
 
 
 def stats_cmd(

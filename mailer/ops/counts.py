@@ -248,8 +248,9 @@ def ledger_counts(
             clicked=clicked,
         )
 
+    # people, not rows: a reader who got three issues and then left is one who left
     unsub_rows = session.execute(
-        base(func.count())
+        base(func.count(func.distinct(Delivery.subscriber_id)))
         .join(Campaign, Campaign.id == Delivery.campaign_id)
         .join(
             Subscription,

@@ -17,7 +17,7 @@ What the figures mean (all per Delivery row, so a reader counts once per campaig
     complained    rows with a Complaint ("not-spam" feedback is not a complaint)
     rejected      rows with an SES Reject event
     failed        rows whose send failed (transport refusal or SES Reject/Rendering Failure)
-    unsubscribed  readers of the row who left its list after it was sent to them
+    unsubscribed  people (distinct readers) of the rows who left the list after it was sent to them
                   (one-click, link, or a complaint's automatic unsubscribe)
     opened/clicked rows with an Open/Click event; None while no tracking event exists at all
 
