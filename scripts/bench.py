@@ -426,7 +426,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str], Parser]] = {
     "webhooks": (
         "bench_webhooks.py",
         [],
-        ["--changes", "50", "--rounds", "3", "--events", "50"],
+        ["--changes", "20", "--rounds", "5", "--events", "30"],
         parse_webhooks,
     ),
 }
