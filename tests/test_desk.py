@@ -19,6 +19,7 @@ from subscribers import store
 from subscribers.list_settings import ListChanges, update_list
 from tests.conftest import Database
 from tests.desk_support import (
+    FIXTURES,
     Desk,
     campaigns_in,
     checked,
@@ -257,3 +258,17 @@ def test_the_failed_readers_are_sent_again_from_the_campaign_page(desk: Desk) ->
     page = c.get(f"/desk/campaigns/{cid}").text
     assert 'id="count-failed">0<' in page and 'id="count-sent">2<' in page
     assert "/retry-failed" not in page.split('class="actions"')[1].split("</div>")[0]
+
+
+def test_a_markdown_issue_opens_as_the_list_its_front_matter_names(desk: Desk) -> None:
+    c = desk.signed_in()
+    source = (FIXTURES / "issue.md").read_text(encoding="utf-8")
+    r = paste(c, source.replace("list: harbour-dispatch", "list: other"))
+    assert r.status_code == 303 and "?" not in r.headers["location"]
+    page = c.get(r.headers["location"]).text
+    assert "Previews for Other Letter" in page and 'id="unknown-list"' not in page
+    r = paste(c, source.replace("Guangzhou metro", "Shenzhen metro"))  # an unknown list
+    page = c.get(r.headers["location"]).text
+    assert r.status_code == 303 and 'id="unknown-list"' in page
+    assert "<code>harbour-dispatch</code>, which does not exist here" in page
+    assert "Previews for Other Letter" in page  # the first list, by name, until one is chosen

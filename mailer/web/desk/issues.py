@@ -141,10 +141,8 @@ class IssueRoutes:
         except IssueParseError as err:
             return self._paste_page(signed, text=text, error=_parse_error(err, text), status=422)
         handed.keep(self.desk.state.sessions, stored, signed.principal.name)
-        target = f"/desk/issues/{stored.key}"
-        if stored.declared_list:
-            target += f"?list={stored.declared_list}"
-        return RedirectResponse(target, status_code=303, headers=NO_STORE)
+        # the check page shows it as the list its front matter names, if it names one
+        return RedirectResponse(f"/desk/issues/{stored.key}", status_code=303, headers=NO_STORE)
 
     # -- check and preview -------------------------------------------------------------
 
@@ -173,8 +171,8 @@ class IssueRoutes:
                 raise HTTPException(
                     409, "there is no list yet: create one with `mailer lists create`"
                 )
-            wanted = slug or stored.declared_list
-            mlist = list_by_slug(s, wanted) if wanted else lists[0]
+            declared = {m.slug: m for m in lists}.get(stored.declared_list or "")
+            mlist = list_by_slug(s, slug) if slug else declared or lists[0]
             earlier = find_sent(s, mlist, key)
             s.expunge_all()
         shown = self.shown(stored, mlist)
@@ -189,6 +187,8 @@ class IssueRoutes:
             "mlist": mlist,
             "preview_url": f"/desk/issues/{key}/preview.html?list={mlist.slug}",
             "earlier": earlier,
+            # a Markdown issue's `list:` that names no list here
+            "unknown_list": stored.declared_list if declared is None else None,
             **send_forms(self.desk, signed, stored, mlist),
         }
         return context, stored, mlist
