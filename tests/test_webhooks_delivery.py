@@ -257,6 +257,28 @@ def test_a_huge_answer_is_not_read(db: Database, receiver: Receiver) -> None:
     assert _deliveries(db)[0].status == "delivered"
 
 
+@pytest.mark.parametrize("mode", ["disconnect", "truncated"])
+def test_a_receiver_that_hangs_up_gets_it_again(
+    db: Database, receiver: Receiver, mode: str
+) -> None:
+    """No answer, or an answer cut short: not delivered; the next attempt is."""
+    receiver.mode = mode
+    _add(db, receiver)
+    receiver.start()
+    _suppress(db, "a@example.com")
+    clock = Clock()
+    dispatcher = _dispatcher(db, clock)
+    assert dispatcher.run_once() == 1
+    (attempt,) = _log(db)
+    assert attempt.error is not None and attempt.next_attempt_at is not None
+    receiver.mode = "ok"
+    clock.advance(10)
+    assert dispatcher.run_once() == 1
+    assert _deliveries(db)[0].status == "delivered"
+    ids = {r.headers["webhook-id"] for r in receiver.received}
+    assert len(receiver.received) == 2 and len(ids) == 1  # the same event, twice at most
+
+
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://127.0.0.1:6379/_x"])
 def test_a_stored_url_that_is_not_http_is_never_fetched(db: Database, url: str) -> None:
     """Past the check at `add` (a row written by hand): the client refuses the scheme."""

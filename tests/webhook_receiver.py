@@ -26,7 +26,7 @@ class Received:
 @dataclass
 class Receiver:
     secret: str | None = None
-    mode: str = "ok"  # ok | 500 | hang | drip | redirect | huge
+    mode: str = "ok"  # ok | 500 | hang | drip | redirect | huge | disconnect | truncated
     port: int = 0
     received: list[Received] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
@@ -103,6 +103,19 @@ class Receiver:
                     h.wfile.flush()
                 except OSError:
                     return
+            return
+        if mode == "disconnect":  # reads the request, hangs up without a word
+            h.close_connection = True
+            h.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if mode == "truncated":  # 200 promising 100 bytes, then gone after 10
+            h.send_response(200)
+            h.send_header("Content-Length", "100")
+            h.end_headers()
+            h.wfile.write(b"0123456789")
+            h.wfile.flush()
+            h.close_connection = True
+            h.connection.shutdown(socket.SHUT_RDWR)
             return
         if mode == "redirect":
             h.send_response(307)
