@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from mailer.config import Settings
 from mailer.render.tokens import Signer
 from mailer.sending import system_mail
 from mailer.sending.models import Delivery
@@ -254,3 +255,21 @@ def test_web_confirm_sends_the_welcome_once(db: Database) -> None:
         assert kinds == ["confirm", "welcome"]
     finally:
         web.close()
+
+
+def test_confirmation_bodies_compiled_once_carry_each_readers_own_values() -> None:
+    """The HTML is compiled once per list and expiry and spliced per reader: every reader
+    gets their own address and link, escaped, and no stand-in is left."""
+    settings = Settings(secret_key=TEST_SECRET_KEY)
+    bodies = []
+    for i in range(3):
+        mail = system_mail.ConfirmationMail(
+            f"r{i}&x@example.org", i, "B & Co", "b@example.org", None, f"https://x/c/{i}?a=1&b", NOW
+        )
+        bodies.append(system_mail.confirmation_bodies(mail, settings))
+    for i, (html, text) in enumerate(bodies):
+        assert f"r{i}&amp;x@example.org" in html and f"https://x/c/{i}?a=1&amp;b" in html
+        assert f"r{i}&x@example.org" in text and f"https://x/c/{i}?a=1&b" in text
+        others = [j for j in range(3) if j != i]
+        assert not any(f"https://x/c/{j}?" in html + text for j in others)
+        assert "confirm.invalid" not in html + text and "B &amp; Co" in html
