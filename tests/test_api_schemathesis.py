@@ -1,6 +1,8 @@
 """schemathesis against /api/v1/openapi.json of a running server (real HTTP, SQLite and
 PostgreSQL): generated requests to every operation, with an ops token and without one.
-No answer is a 5xx, every answer's status, content type and body match the document.
+No answer is a 5xx; every answer's status, content type, headers and body match the
+document; an answer given with the token is refused without it (ignored_auth); a missing
+required header and an undocumented method are refused.
 Bounded (a few examples per operation) so the whole run stays under a minute."""
 
 from __future__ import annotations
@@ -12,10 +14,15 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import BaseSchema, Case
 from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
     content_type_conformance,
+    ignored_auth,
+    missing_required_header,
     negative_data_rejection,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from tests.api_support import ADMIN_TOKEN, issue_text, running_api
@@ -27,6 +34,11 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
     negative_data_rejection,
+    response_headers_conformance,
+    ignored_auth,
+    missing_required_header,
+    unsupported_method,
+    allow_header_conformance,
 ]
 
 
