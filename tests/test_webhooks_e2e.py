@@ -101,6 +101,16 @@ def test_campaign_done_reaches_a_receiver_that_was_down_during_the_send(
     assert "HTTP 204" in log.stdout and "ConnectError" in log.stdout
 
 
+def test_a_password_in_the_url_is_never_listed(db: Database) -> None:
+    url = "https://hooks:s3cr3t-pass@example.com/brief"
+    added = _mailer(db, "webhooks", "add", url, "--events", "campaign.done")
+    listed = _mailer(db, "webhooks", "list")
+    assert listed.returncode == 0, listed.stderr
+    for out in (added.stdout, listed.stdout):
+        assert "s3cr3t-pass" not in out
+        assert "https://hooks:***@example.com/brief" in out
+
+
 def test_the_webhooks_commands(db: Database, receiver: Receiver) -> None:
     endpoint_id, secret = _add(db, receiver.url, "campaign.done, guard.tripped")
 

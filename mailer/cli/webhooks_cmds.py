@@ -44,7 +44,9 @@ def webhooks_add(
     with actx.sessions.begin() as session:
         endpoint = endpoints.add(session, url, events)
         endpoint_id, secret, types = endpoint.id, endpoint.secret, endpoint.event_types
-    actx.console.print(f"webhook {endpoint_id}: {safe_text(url)}", markup=False)
+    actx.console.print(
+        f"webhook {endpoint_id}: {safe_text(endpoints.shown_url(url))}", markup=False
+    )
     actx.console.print(f"events: {', '.join(types)}", markup=False)
     actx.console.print(f"secret: {secret}", markup=False)
     actx.err.print(
@@ -67,7 +69,7 @@ def webhooks_list(ctx: typer.Context) -> None:
             e = row.endpoint
             table.add_row(
                 str(e.id),
-                safe_cell(e.url),
+                safe_cell(endpoints.shown_url(e.url)),
                 safe_cell(", ".join(e.event_types)),
                 str(row.counts.get("pending", 0)),
                 str(row.counts.get("delivered", 0)),
@@ -88,7 +90,8 @@ def webhooks_remove(
     actx = app_context(ctx)
     with actx.sessions.begin() as session:
         url = endpoints.remove(session, endpoint_id).url
-    actx.console.print(f"webhook {endpoint_id} removed ({safe_text(url)})", markup=False)
+    shown = safe_text(endpoints.shown_url(url))
+    actx.console.print(f"webhook {endpoint_id} removed ({shown})", markup=False)
 
 
 @webhooks_app.command("test")

@@ -10,6 +10,7 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -39,6 +40,7 @@ __all__ = [
     "log_rows",
     "remove",
     "retry_failed",
+    "shown_url",
     "test",
 ]
 
@@ -60,6 +62,15 @@ def add(session: Session, url: str, events: str) -> WebhookEndpoint:
     session.flush()
     forget_endpoints(session)
     return endpoint
+
+
+def shown_url(url: str) -> str:
+    """``url`` as listed: a password in it (basic auth to the receiver) as ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
 
 
 def get(session: Session, endpoint_id: int) -> WebhookEndpoint:
