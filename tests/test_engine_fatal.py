@@ -1,11 +1,19 @@
-"""An account-level refusal (FatalSendError) pauses only a campaign that is still sending:
-one cancelled, or paused by the guard, while its batch was at SES keeps that state. Real
-SES-compatible server through boto3, on SQLite and PostgreSQL."""
+"""Status changes the engine makes while others act on the same campaign: an account-level
+refusal (FatalSendError) pauses only a campaign that is still sending (one cancelled, or
+paused by the guard, while its batch was at SES keeps that state; real SES-compatible
+server through boto3, on SQLite and PostgreSQL), and two workers starting it at once keep
+the first start."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
+
+import pytest
+from sqlalchemy import text
 
 from mailer.sending import campaigns as camp
 from mailer.sending import guard, lifecycle
@@ -115,3 +123,70 @@ def test_a_sending_campaign_still_pauses_with_the_refusal(
         campaign = s.get(Campaign, cid)
         assert campaign is not None
         assert "AccountSuspended" in (campaign.pause_reason or "")
+
+
+def test_two_workers_starting_at_once_keep_the_first_start(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker A has started the campaign (not committed yet) when worker B opens it: B
+    waits for A's row lock and keeps A's started_at (and A's one campaign.started),
+    instead of reading the campaign as never started and writing its own start over A's."""
+    if db.backend != "postgresql":
+        pytest.skip("several workers need PostgreSQL (SQLite allows one sender)")
+    seed_list(db.sessions, 20)
+    settings = db.settings()
+    cid, _, _ = make_campaign(db.sessions, settings)
+    real_start = lifecycle.start
+    starts: list[datetime | None] = []
+    entered = [threading.Event(), threading.Event()]
+    release = [threading.Event(), threading.Event()]
+    lock = threading.Lock()
+
+    def start(campaign: Campaign) -> None:  # inside the worker's open transaction
+        real_start(campaign)
+        with lock:
+            starts.append(campaign.started_at)
+            me = len(starts) - 1
+        entered[me].set()
+        release[me].wait(timeout=30)
+
+    monkeypatch.setattr(lifecycle, "start", start)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with Engine(settings, db.sessions, make_transport(settings)) as engine:
+                engine.run(cid)
+        except BaseException as err:  # reported by the main thread
+            errors.append(err)
+
+    a = threading.Thread(target=work)
+    a.start()
+    assert entered[0].wait(timeout=30)
+    b = threading.Thread(target=work)
+    b.start()
+    deadline = time.monotonic() + 30
+    while not (entered[1].is_set() or _someone_waits_for_a_lock(db)):  # B read, or waits
+        assert time.monotonic() < deadline, "worker B neither read the campaign nor waited"
+        time.sleep(0.01)
+    release[0].set()  # A commits its start
+    release[1].set()
+    a.join(timeout=60)
+    b.join(timeout=60)
+    assert not errors, errors
+    with db.sessions() as s:
+        campaign = s.get(Campaign, cid)
+        assert campaign is not None
+        assert campaign.started_at == starts[0], (campaign.started_at, starts)
+        assert camp.report(s, cid).counts == {"sent": 20}
+
+
+def _someone_waits_for_a_lock(db: Database) -> bool:
+    with db.engine.connect() as conn:
+        waiting = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+        ).scalar()
+    return bool(waiting)

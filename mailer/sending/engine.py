@@ -244,6 +244,10 @@ class Engine:
         """Start the campaign (scheduled -> sending) and build its message template."""
         with self.sessions.begin() as s:
             campaign = get_campaign(s, campaign_id)
+            # read again under the row's lock (PostgreSQL): a second worker starting at
+            # the same moment waits for this one and keeps its start (started_at, the one
+            # campaign.started event) instead of writing its own over it
+            s.refresh(campaign, with_for_update=True)
             lifecycle.start(campaign)
             mlist = s.get(MailingList, campaign.list_id)
             assert mlist is not None
