@@ -103,6 +103,22 @@ def _entries(
         )
 
 
+@router.get("/")
+def home(request: Request) -> Response:
+    """The front page: every list with its subscribe and archive links (was a 404)."""
+    state = web_state(request)
+    with state.sessions() as session:
+        rows = [
+            (
+                m.name,
+                subscribe_url(state.settings, m.slug),
+                archive_index_url(state.settings, m.slug),
+            )
+            for m in all_lists(session)
+        ]
+    return state.pages.response("home.html", {"title": "Newsletters", "lists": rows})
+
+
 @router.get("/archive")
 def archive_lists(request: Request) -> Response:
     state = web_state(request)
