@@ -80,6 +80,7 @@ def test_paste_check_test_confirm_send_and_a_worker_sends_it(desk: Desk) -> None
     assert shown.status_code == 200
     assert re.search(r'<strong id="readers">2</strong>', shown.text)
     assert "The Test Brief (brief)" in shown.text
+    assert "The Test Brief &lt;news@example.org&gt;" in shown.text  # From, as readers see it
     fields = hidden_fields(shown.text, f"{path}/send")
     sent = c.post(f"{path}/send", data=fields)
     assert sent.status_code == 303
