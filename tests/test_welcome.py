@@ -23,7 +23,7 @@ from subscribers import list_settings, store
 from subscribers.list_settings import ListChanges
 from subscribers.models import Subscription
 from tests.conftest import TEST_SECRET_KEY, Database
-from tests.web_support import BASE, Web, csrf_of, link_in, text_body
+from tests.web_support import BASE, Web, csrf_of, link_in, make_list, text_body
 
 NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
 WELCOME = (
@@ -273,3 +273,25 @@ def test_confirmation_bodies_compiled_once_carry_each_readers_own_values() -> No
         others = [j for j in range(3) if j != i]
         assert not any(f"https://x/c/{j}?" in html + text for j in others)
         assert "confirm.invalid" not in html + text and "B &amp; Co" in html
+
+
+def test_single_opt_in_form_welcomes_a_new_reader_once_and_nobody_else(db: Database) -> None:
+    """A single opt-in list: the form makes the reader active at once, and that is their
+    confirmation: one welcome. Posting an address that is already active (a stranger can)
+    mails it nothing, even one that was never welcomed (added by an operator)."""
+    web = Web(db)
+    try:
+        make_list(db.sessions, "open", name="Open Letter", double_opt_in=False)
+        with db.sessions.begin() as s:
+            mlist = store.get_list(s, "open")
+            list_settings.update_list(s, mlist, ListChanges(welcome_markdown="Glad you came."))
+            store.subscribe(s, "old@example.com", mlist, confirmed=True)  # never welcomed
+        web.subscribe("new@example.com", slug="open")
+        web.subscribe("new@example.com", slug="open")  # again: nothing more
+        web.subscribe("old@example.com", slug="open")
+        mails = web.mails()
+        assert [(m["To"], m["Subject"]) for m in mails] == [
+            ("new@example.com", "Welcome to Open Letter")
+        ]
+    finally:
+        web.close()

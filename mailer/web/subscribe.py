@@ -209,8 +209,10 @@ def _subscribe(state: WebState, request: Request, slug: str, form: Form) -> Resp
     except IntegrityError:  # the same new address posted twice at once: the row exists now
         mail = _record(state, info, address, name, who, zone)
     response = _done_page(state, info, address)
-    if mail is not None:
+    if isinstance(mail, ConfirmationMail):
         response.background = BackgroundTask(deliver, state, mail)
+    elif mail is not None:  # a single opt-in list: active at once, welcomed once
+        response.background = BackgroundTask(send_due, state, mail)
     return response
 
 
@@ -230,21 +232,35 @@ def _record(
     name: str | None,
     who: Actor,
     zone: str | None = None,
-) -> ConfirmationMail | None:
-    """Subscribe in one transaction; the confirmation mail to send, if one is due."""
+) -> ConfirmationMail | Due | None:
+    """Subscribe in one transaction; the confirmation mail to send, if one is due, or the
+    welcome mail's claimed row when this post made the reader active (single opt-in)."""
     with state.sessions.begin() as session:
         mlist = list_by_slug(session, info.slug)
         # A stranger must not rename an existing reader, nor move their morning: the name
         # and the time zone only seed new records.
-        known = store.find_subscriber(session, address) is not None
-        result = store.subscribe(
-            session, address, mlist, actor=who, name=None if known else name, self_service=True
+        known = store.find_subscriber(session, address)
+        before = session.scalar(
+            select(Subscription.status).where(
+                Subscription.subscriber_id == (known.id if known else None),
+                Subscription.list_id == mlist.id,
+            )
         )
-        if not known and zone is not None:
+        result = store.subscribe(
+            session,
+            address,
+            mlist,
+            actor=who,
+            name=None if known is not None else name,
+            self_service=True,
+        )
+        if known is None and zone is not None:
             result.subscriber.time_zone = zone
-        if not result.needs_confirmation:
-            return None
-        return confirmation_for(state, mlist, result.subscription, address)
+        if result.needs_confirmation:
+            return confirmation_for(state, mlist, result.subscription, address)
+        if result.subscription.status == Status.ACTIVE and before != Status.ACTIVE:
+            return claim_welcome(session, result.subscriber.id, mlist, state.now())
+        return None
 
 
 # -- confirm: GET shows a button and changes nothing (scanners follow links); POST confirms --
