@@ -43,6 +43,15 @@ _MIN_DISTINCT_KEY_CHARS = 8
 KEYGEN_HINT = "make one with `mailer keygen`"
 
 
+#: MAILER_SEND_CONCURRENCY and MAILER_BATCH_SIZE when unset, by (transport, SES API): SES
+#: answers in tens of ms, so many calls in flight and big batches (bulk: 50 readers a call)
+#: keep it busy; an SMTP relay and the outbox keep the small dataclass defaults (16, 200).
+TRANSPORT_DEFAULTS: dict[tuple[str, str], tuple[int, int]] = {
+    ("ses", "single"): (64, 500),
+    ("ses", "bulk"): (48, 4000),
+}
+
+
 def weak_key_reason(key: str) -> str | None:
     """Why ``key`` is too weak to sign links that leave this machine, or None when it is
     fine. Surrounding whitespace adds no secret (and is mostly a copying accident), and a
@@ -156,6 +165,11 @@ class Settings:
             except ValueError as err:
                 raise ConfigError(f"{name}: {err}") from err
         values.update(overrides)
+        transport = (values.get("transport", "outbox"), values.get("ses_api", "single"))
+        for name, default in zip(
+            ("send_concurrency", "batch_size"), TRANSPORT_DEFAULTS.get(transport, ()), strict=False
+        ):
+            values.setdefault(name, default)  # unset: what suits the transport
         settings = cls(**values)
         settings.validate()
         return settings

@@ -15,6 +15,8 @@ Runs, each in its own process and one after the other (they would disturb each o
                                        a bare 302 in the same run; no event lost on SIGTERM (16)
   startup   scripts/bench_startup.py   `mailer --help`, `lists show`, `campaigns show 1` start-up,
                                        against `python -c pass` (issue 17)
+  defaults  scripts/bench_send_defaults.py  `mailer send` end to end, 20,000 readers, SES at
+                                       20 ms, no tuning variables (issue 17)
   webhooks  scripts/bench_webhooks.py  consent changes with the webhook outbox and no endpoint,
                                        against the same without its lookup; delivery/s (14)
 
@@ -412,6 +414,28 @@ def parse_webhooks(out: str, _: Path) -> list[Figure]:
     ]
 
 
+def parse_defaults(out: str, _: Path) -> list[Figure]:
+    figures = [
+        Figure(
+            "defaults",
+            f"mailer send with defaults, {m.group(1)} ({m.group(2)} readers)",
+            _num(m.group(3)),
+            "emails/s",
+            goal=f">= {m.group(4)}/s",
+            result=_verdict(m.group(5) == "met"),
+        )
+        for m in re.finditer(
+            r"^mailer send, defaults, (\w+) \(([\d,]+) readers\): ([\d,]+) emails/s, "
+            r"goal >= ([\d,]+): (met|MISSED)",
+            out,
+            re.MULTILINE,
+        )
+    ]
+    if not figures:
+        raise ValueError("bench_send_defaults printed no figures")
+    return figures
+
+
 Parser = Callable[[str, Path], list[Figure]]
 BENCHES: dict[str, tuple[str, list[str], list[str], Parser]] = {
     # name: (script, arguments, quick arguments, parser)
@@ -422,6 +446,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str], Parser]] = {
     "guard": ("bench_guard.py", [], ["--rows", "5000", "--repeat", "5"], parse_guard),
     "web": ("bench_web.py", [], ["--pages", "50"], parse_web),
     "startup": ("bench_startup.py", [], ["--runs", "3"], parse_startup),
+    "defaults": ("bench_send_defaults.py", [], ["--readers", "2000"], parse_defaults),
     "tracking": ("bench_tracking.py", [], ["--readers", "200", "--seconds", "3"], parse_tracking),
     "webhooks": (
         "bench_webhooks.py",

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""`mailer send` end to end with default settings (issue 17): from the command's start to its
+summary, an issue to N readers (default 20,000) on SQLite, against the SES test server
+answering after 20 ms, with no tuning variable set (MAILER_SEND_CONCURRENCY and
+MAILER_BATCH_SIZE follow the transport). Goals: >= 1,000 emails/s with SendEmail, >= 8,000/s
+with SendBulkEmail.
+
+    .venv/bin/python scripts/bench_send_defaults.py [--readers 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+
+from bench_send import BENCH_KEY, LATENCY, seed  # noqa: E402
+
+from subscribers.db import make_engine  # noqa: E402
+from subscribers.migrate import upgrade  # noqa: E402
+from tests.delivery_helpers import ISSUE  # noqa: E402
+from tests.support.ses_server import SesServerProcess  # noqa: E402
+
+GOALS = {"single": 1_000.0, "bulk": 8_000.0}
+
+
+def send_rate(api: str, readers: int, server_url: str) -> float:
+    """Emails per second of one `mailer send`, process start to exit, on a fresh store."""
+    with tempfile.TemporaryDirectory(prefix="bench-defaults-") as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        upgrade(make_engine(url))
+        seed(url, readers)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+        env.update(
+            MAILER_DATABASE_URL=url,
+            MAILER_TRANSPORT="ses",
+            MAILER_SES_API=api,
+            MAILER_SES_ENDPOINT_URL=server_url,
+            MAILER_SES_REGION="us-east-1",
+            MAILER_SECRET_KEY=BENCH_KEY,
+            MAILER_BASE_URL="https://news.example.org",
+            MAILER_POSTAL_ADDRESS="1 Example Road, Example City",
+        )
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "mailer", "send", str(ISSUE), "--list", "brief"],
+            env=env,
+            check=True,
+            capture_output=True,
+            cwd=tmp,
+        )
+        return readers / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readers", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    met = True
+    with SesServerProcess(latency=LATENCY, max_send_rate=0, keep_raw=False) as server:
+        for api in ("single", "bulk"):
+            rate = send_rate(api, args.readers, server.url)
+            ok = rate >= GOALS[api]
+            met = met and ok
+            print(
+                f"mailer send, defaults, {api} ({args.readers:,} readers): {rate:,.0f} emails/s, "
+                f"goal >= {GOALS[api]:,.0f}: {'met' if ok else 'MISSED'}"
+            )
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
