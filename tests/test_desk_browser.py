@@ -42,6 +42,8 @@ _LOCAL = re.compile(r"^(?:data:|about:|https?://127\.0\.0\.1(?::\d+)?/)")
 def chromium_browser() -> Iterator[Any]:
     if not chromium_available():
         pytest.skip("headless Chromium (/usr/bin/chromium + playwright) is not available")
+    for old in ARTIFACTS.glob("*.png"):  # the folder shows this run's steps only
+        old.unlink()
     with chromium() as b:
         yield b
 
