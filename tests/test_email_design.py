@@ -323,3 +323,23 @@ def test_engine_greets_named_readers_with_the_lists_word_and_nameless_ones_not_a
     for body in (visible_text(bare_html), bare_text):
         assert "Dear" not in body and "Hello" not in body
     assert "#1a5fb4" in named_html  # the list's accent (band) reached the mail
+
+
+def test_hostile_greeting_is_text_and_cjk_index_lines_fit() -> None:
+    issue = parse_issue_file(FULL)
+    long_cjk = "深圳芯片初创公司表示将停止复制外国设计并把资金投入基础研究" * 2
+    items = (issue.items[0].__class__(long_cjk, "新华社", ("一段中文摘要。",), "https://x.cn/a"),)
+    cjk = Issue(**{**issue.__dict__, "items": items + issue.items[1:]})
+    r = render_issue(cjk, Branding("N", BASE, "a", greeting='<img src=x onerror="alert(1)">'))
+    html, text = r.personalize({**VALUES, "name": "<b>Ana</b>"})
+    doc = doc_of(html)
+    assert not doc.xpath("//b|//img")
+    assert doc.xpath("//p[@class='greeting']")[0].text_content().startswith("<img src=x")
+    index = text.partition("In today's brief:\n")[2].split("\n\n")[0].splitlines()
+    first = [ln for ln in index if ln.startswith("1. ") or ln.startswith("   ")][:4]
+    assert len(first) >= 2 and all(ln.startswith("   ") for ln in first[1:])
+    wide = sum(2 if "\u4e00" <= ch <= "\u9fff" else 1 for ch in first[0])
+    assert all(sum(2 if "\u4e00" <= ch <= "\u9fff" else 1 for ch in ln) <= 72 for ln in first), (
+        first
+    )
+    assert wide > 40
