@@ -7,9 +7,10 @@
     GET    /api/v1/stats?days=&list=&campaign=   = `mailer stats --json`         (ops)
 
 Adding a subscriber is what `mailer subscribers add` does (``store.subscribe``, an operator
-vouching or not for consent) with the reader form's guards: the per-client limit answers
-429, and on a double opt-in list a pending reader gets the confirmation mail of
-:mod:`mailer.web.confirm_mail` after the answer, unless the per-address limit holds it back.
+vouching or not for consent; on a double opt-in list a pending reader's confirmation mail is
+claimed by ``system_mail.claim_confirmation``, within the address's daily share) and is
+sent after the answer (:func:`mailer.web.confirm_mail.send_due`); like the subscribe form,
+the per-client limit (MAILER_SUBSCRIBE_IP_LIMIT) answers 429.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from starlette.responses import Response
 from mailer.access.tokens import Role
 from mailer.feedback import erasure
 from mailer.ops import stats
+from mailer.sending import system_mail
+from mailer.sending.system_mail import Due
 from mailer.web.api.common import ERRORS, answer, answer_json
 from mailer.web.api.route import BEARER, ApiError, ApiRoute, needs, principal
 from mailer.web.api.schemas import (
@@ -39,7 +42,7 @@ from mailer.web.api.schemas import (
     SubscriberIn,
 )
 from mailer.web.common import actor, client_network
-from mailer.web.confirm_mail import ConfirmationMail, confirmation_for, deliver
+from mailer.web.confirm_mail import send_due
 from mailer.web.state import WebState, web_state
 from subscribers import store
 from subscribers.addresses import normalize_email
@@ -102,16 +105,12 @@ def add_subscriber(request: Request, slug: Slug, body: SubscriberIn) -> Response
     address = normalize_email(body.email)  # InvalidAddressError: 422
     who = actor(request, f"api:{principal(request).name}")
     try:
-        result, mail = _subscribe(state, slug, address, body, who)
+        result, due = _subscribe(state, slug, address, body, who)
     except IntegrityError:  # the same new address added twice at once: the row exists now
-        result, mail = _subscribe(state, slug, address, body, who)
+        result, due = _subscribe(state, slug, address, body, who)
     sent = "none"
-    task = None
-    if mail is not None:
-        if state.address_limiter.hit(address, state.timestamp()) is None:
-            sent, task = "queued", BackgroundTask(deliver, state, mail)
-        else:
-            sent = "limited"
+    if result.needs_confirmation:
+        sent = "queued" if due is not None else "limited"
     added = {
         "email": address,
         "list": slug,
@@ -120,25 +119,28 @@ def add_subscriber(request: Request, slug: Slug, body: SubscriberIn) -> Response
         "confirmation_mail": sent,
     }
     response = answer(SubscriberAdded.model_validate(added), 201)
-    response.background = task
+    if due is not None:  # sent after the answer, as the subscribe form's mail is
+        response.background = BackgroundTask(send_due, state, due)
     return response
 
 
 def _subscribe(
     state: WebState, slug: str, address: str, body: SubscriberIn, who: Actor
-) -> tuple[SubscribeResult, ConfirmationMail | None]:
-    """The subscription, and its confirmation mail when one is due, in one transaction."""
+) -> tuple[SubscribeResult, Due | None]:
+    """The subscription, and the claimed row of its confirmation mail when one is due and
+    the address is within its daily share (``system_mail.claim_confirmation``, what
+    `mailer subscribers add` uses), in one transaction."""
     with state.sessions.begin() as session:
         mlist = store.get_list(session, slug)
         result = store.subscribe(
             session, address, mlist, actor=who, name=body.name, confirmed=body.confirmed
         )
-        mail = (
-            confirmation_for(state, mlist, result.subscription, address)
+        due = (
+            system_mail.claim_confirmation(session, result.subscription, state.now())
             if result.needs_confirmation
             else None
         )
-        return result, mail
+        return result, due
 
 
 @router.get(
