@@ -42,7 +42,7 @@ from mailer.web.pages import Pages, static_files
 from mailer.web.ratelimit import SlidingWindow, make_storage
 from mailer.web.security import BodyLimit, SecurityHeaders
 from mailer.web.state import WebState, system_clock, web_state
-from mailer.web.tracking import flush_tracking, tracking_router
+from mailer.web.tracking import flush_tracking, install_tracking
 from subscribers.db import make_engine, normalize_url, session_factory
 
 #: Paths whose bodies are small forms (RFC 8058 posts included).
@@ -128,8 +128,8 @@ def create_app(
 
 def _include_routers(app: FastAPI, state: WebState, sns: SNSVerifier) -> None:
     """Every router of the app: one line each."""
-    # first: the redirect is the busiest route, and each router before it costs a match
-    app.include_router(tracking_router(app, state))  # /r, /o (mailer.web.tracking)
+    # /r, /o: the busiest routes, answered in front of FastAPI's routing (mailer.web.tracking)
+    install_tracking(app, state)
     app.include_router(subscribe.router)
     app.include_router(unsubscribe.router)
     app.include_router(preferences.router)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailer.feedback.tracking.classify import (
@@ -31,6 +31,7 @@ from subscribers.tracking import opted_out_among
 __all__ = ["LinkTables", "campaign_link", "forget_subscriber", "write_hits"]
 
 LinksOf = Callable[[Session, int], tuple[Link, ...]]
+_EVENTS = cast(Table, TrackingEvent.__table__)
 
 
 class LinkTables:
@@ -110,7 +111,9 @@ def write_hits(
         )
         verdicts.append(verdict)
     if values:
-        session.execute(insert(TrackingEvent), values)
+        # Core on the session's connection: no ORM bulk machinery per row (the writer
+        # shares the GIL with the redirect's event loop)
+        session.connection().execute(insert(_EVENTS), values)
         fresh = [v for v in values if v["kind"] == CLICK and v["verdict"] == HUMAN]
         _flag_bursts(session, fresh, thresholds, links_of)
     return verdicts
@@ -129,17 +132,22 @@ def _flag_bursts(
     times = [v["at"] for v in fresh if isinstance(v["at"], datetime)]
     deliveries = sorted({int(str(v["delivery_id"])) for v in fresh})
     ev = TrackingEvent
-    clicks = session.execute(
-        select(ev.id, ev.delivery_id, ev.campaign_id, ev.link, ev.at, ev.verdict).where(
-            ev.delivery_id.in_(deliveries),
-            ev.kind == CLICK,
-            ev.at >= min(times) - window,
-            ev.at <= max(times) + window,
+    clicks = (
+        session.connection()
+        .execute(
+            select(ev.id, ev.delivery_id, ev.campaign_id, ev.link, ev.at, ev.verdict).where(
+                ev.delivery_id.in_(deliveries),
+                ev.kind == CLICK,
+                ev.at >= min(times) - window,
+                ev.at <= max(times) + window,
+            )
         )
-    ).all()
+        .all()
+    )
     by_delivery: dict[int, list[Any]] = {}
     for click in clicks:
         by_delivery.setdefault(click.delivery_id, []).append(click)
+    flagged: dict[str, list[int]] = {}  # reason -> event ids: one UPDATE per reason
     for group in by_delivery.values():
         links = links_of(session, group[0].campaign_id)
         real = [c for c in group if c.link is not None and c.link < len(links)]
@@ -149,9 +157,12 @@ def _flag_bursts(
         humans = [real[n].id for n in burst if real[n].verdict == HUMAN]
         if humans:
             reason = burst_reason(len({real[n].link for n in burst}), thresholds)
-            session.execute(
-                update(ev).where(ev.id.in_(humans)).values(verdict=MACHINE, reason=reason)
-            )
+            flagged.setdefault(reason, []).extend(humans)
+    conn = session.connection()
+    for reason, ids in flagged.items():
+        conn.execute(
+            update(_EVENTS).where(_EVENTS.c.id.in_(ids)).values(verdict=MACHINE, reason=reason)
+        )
 
 
 def campaign_link(session: Session, delivery_id: int, url: str | None) -> tuple[int, int | None]:
