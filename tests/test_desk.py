@@ -119,8 +119,18 @@ def test_schedule_in_a_named_zone_and_refuse_a_time_gone_by(desk: Desk) -> None:
     assert r.status_code == 200 and "2030-01-01 22:00 UTC" in r.text
     r = confirm(c, path, c.get(path).text, when="at", at="2030-01-02T06:00", zone="Mars/Base")
     assert r.status_code == 422 and "unknown time zone" in r.text
-    r = confirm(c, path, c.get(path).text, expires_after="soon")
-    assert r.status_code == 422 and "expires after" in r.text
+    for bad, says in (
+        ({"expires_after": "soon"}, "not a duration"),
+        ({"expires_after": "0s"}, "must be more than 0"),
+        ({"expires_after": "99999999999d"}, "at most 366 days"),
+        ({"expires_after": "400d"}, "at most 366 days"),
+        ({"when": "at", "at": "9999-12-31T23:59", "zone": "America/Los_Angeles"}, "out of range"),
+        ({"when": "at", "at": "2032-01-01T00:00", "zone": "UTC"}, "more than 366 days away"),
+        ({"when": "at", "at": "", "zone": "UTC"}, "cannot read the start time"),
+        ({"when": "at", "at": "2030-01-02T06:00", "zone": "../etc/passwd"}, "unknown time zone"),
+    ):
+        r = confirm(c, path, c.get(path).text, **bad)
+        assert r.status_code == 422 and says in r.text, (bad, r.status_code)
     assert campaigns_in(desk.db) == []
 
 

@@ -43,6 +43,8 @@ from subscribers.models import MailingList
 MAX_TEST_ADDRESSES = 5
 #: a start this far in the past is a typo, not "now"
 PAST_SLACK = timedelta(minutes=1)
+#: a start or an expiry further off than this is a typo too (a daily brief)
+MAX_AHEAD = timedelta(days=366)
 IDEMPOTENCY_PREFIX = "desk-confirm:"
 
 
@@ -147,11 +149,21 @@ class SendRoutes:
                     f"the start time {start:%Y-%m-%d %H:%M} UTC has passed; choose a later "
                     "time, or send now"
                 )
-        expires_after = form.get("expires_after").strip()
-        expires = (
-            (start or now) + parse_span("expires after", expires_after) if expires_after else None
-        )
-        return Schedule(at=start, expires_at=expires, force=force)
+        if start is not None and start > now + MAX_AHEAD:
+            raise InputError(f"the start time is more than {MAX_AHEAD.days} days away")
+        text = form.get("expires_after").strip()
+        if not text:
+            return Schedule(at=start, expires_at=None, force=force)
+        try:
+            span = parse_span("stop sending after", text)
+        except OverflowError:  # "99999999999d": a number, but no time span
+            span = MAX_AHEAD * 2
+        if not timedelta(0) < span <= MAX_AHEAD:
+            raise InputError(
+                f"stop sending after: {text[:40]!r} must be more than 0 and at most "
+                f"{MAX_AHEAD.days} days (or empty: never)"
+            )
+        return Schedule(at=start, expires_at=(start or now) + span, force=force)
 
     # -- send --------------------------------------------------------------------------
 
@@ -263,7 +275,10 @@ def _local_time(at: str, zone: str) -> datetime:
         ) from err
     if local.tzinfo is None:
         local = local.replace(tzinfo=tz)
-    return local.astimezone(UTC)
+    try:
+        return local.astimezone(UTC)
+    except OverflowError as err:  # 9999-12-31T23:59 west of Greenwich
+        raise InputError(f"the start time {at[:40]!r} is out of range") from err
 
 
 def _confirmed_fields(key: str, slug: str, schedule: Schedule) -> dict[str, str]:
