@@ -139,3 +139,15 @@ def test_link_problems_and_field_errors_in_the_lists_language(db: Database) -> N
         assert long_name.status_code == 422 and "姓名最多可使用 200 个字符" in long_name.text
     finally:
         web.close()
+
+
+def test_archive_index_in_the_lists_language(db: Database) -> None:
+    web = Web(db)
+    try:
+        with db.sessions.begin() as s:
+            list_settings.update_list(s, store.get_list(s, "brief"), ListChanges(lang="zh-Hans"))
+        page = web.client.get("/archive/brief")
+        assert '<html lang="zh-Hans">' in page.text and "《The Test Brief》往期内容" in page.text
+        assert '<html lang="en">' in web.client.get("/archive/other").text
+    finally:
+        web.close()

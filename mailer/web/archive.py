@@ -139,12 +139,13 @@ def archive_index(request: Request, slug: str, page: int = 1) -> Response:
                 session, state.settings, mlist, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE
             )
         )
-        name, list_slug = mlist.name, mlist.slug
+        name, list_slug, lang = mlist.name, mlist.slug, mlist.lang
     base = archive_index_url(state.settings, list_slug)
     return state.pages.response(
         "archive_index.html",
         {
             "brand": name,
+            "lang": lang,
             "list_name": name,
             "entries": entries[:PAGE_SIZE],
             "page": page,
