@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from mailer.errors import ConflictError
 from mailer.sending import campaigns as camp
 from mailer.sending import guard, lifecycle
 from mailer.sending.engine import Engine
@@ -190,3 +191,52 @@ def _someone_waits_for_a_lock(db: Database) -> bool:
             )
         ).scalar()
     return bool(waiting)
+
+
+def test_a_cancel_racing_the_finish_is_kept_or_refused(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The editor cancels while the engine marks the drained campaign done: either the
+    cancel is refused (the campaign is done) or it holds (cancelled), never "cancelled"
+    told to the editor and "done" in the database."""
+    if db.backend != "postgresql":
+        pytest.skip("a concurrent writer needs PostgreSQL (SQLite's snapshot refuses it)")
+    seed_list(db.sessions, 10)
+    settings = db.settings()
+    cid, _, _ = make_campaign(db.sessions, settings)
+    real_finish = lifecycle.finish
+    told: list[str] = []
+
+    def cancel() -> None:
+        try:
+            with db.sessions.begin() as s:
+                lifecycle.cancel(s, cid)
+            told.append("cancelled")
+        except ConflictError as err:
+            told.append(f"refused: {err}")
+
+    def finish(campaign: Campaign) -> None:  # the engine holds the campaign it read
+        editor = threading.Thread(target=cancel)
+        editor.start()
+        deadline = time.monotonic() + 30
+        while editor.is_alive() and not _someone_waits_for_a_lock(db):
+            assert time.monotonic() < deadline, "the cancel neither finished nor waited"
+            time.sleep(0.01)
+        real_finish(campaign)
+        threads.append(editor)
+
+    threads: list[threading.Thread] = []
+    monkeypatch.setattr(lifecycle, "finish", finish)
+    with Engine(settings, db.sessions, make_transport(settings)) as engine:
+        engine.run(cid)
+    for editor in threads:
+        editor.join(timeout=30)
+    assert len(told) == 1, told
+    with db.sessions() as s:
+        campaign = s.get(Campaign, cid)
+        assert campaign is not None
+        final = campaign.status
+    if told[0] == "cancelled":
+        assert final == "cancelled"
+    else:
+        assert final == "done" and "already done" in told[0], (final, told)

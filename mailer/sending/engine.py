@@ -466,7 +466,8 @@ class Engine:
             counts = state_counts(s, job.campaign_id)
             if counts.get(DeliveryStatus.QUEUED, 0) or counts.get(DeliveryStatus.SENDING, 0):
                 return False
-            campaign = get_campaign(s, job.campaign_id)
+            # locked: a pause or cancel committing now is not overwritten by "done"
+            campaign = lock_campaign(s, job.campaign_id, self._sqlite)
             lifecycle.finish(campaign)
             job.progress.status = campaign.status
             return True
