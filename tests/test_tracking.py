@@ -384,3 +384,45 @@ def test_admin_links_page_json_and_metrics(db: object) -> None:
         assert 'mailer_tracking_events_total{kind="open",verdict="proxy"} 1.0' in metrics
     finally:
         web.close()
+
+
+def test_the_edges_of_the_fast_path(web: Web) -> None:
+    _track(web)
+    _, (html,) = _send(web)
+    link = R_LINK.findall(html)[0]
+    token = link.rsplit("/", 1)[1]
+    posted = web.client.post(f"/r/{token}", data={"x": "1"})
+    assert posted.status_code == 405 and posted.headers["allow"] == "GET, HEAD"
+    for path in ("/r/", "/o/", f"/r/{token}/extra", f"/r/{token}?next=https://evil.example"):
+        got = web.client.get(path)
+        if path.endswith("evil.example"):  # a query string is not part of the token
+            assert got.headers["location"].endswith("story/1?a=1&b=1")
+        else:
+            assert got.status_code == 404 and "location" not in got.headers, path
+    head = web.client.request("HEAD", O_LINK.findall(html)[0], headers=BROWSER)
+    assert head.status_code == 200 and head.content == b""
+    for response in (head, web.client.get(link, headers=BROWSER), web.client.get("/r/x")):
+        assert response.headers["cache-control"] == "no-store, private"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["x-content-type-options"] == "nosniff"
+    huge = web.client.get(link, headers={"User-Agent": "A" * 20_000, "Accept-Language": "en"})
+    assert huge.status_code == 302
+    events = _events(web)
+    assert [e.method for e in events] == ["GET", "HEAD", "GET", "GET"]
+    assert all(len(e.ua) <= 80 for e in events) and events[-1].ua == "A" * 80
+
+
+def test_a_non_ascii_story_url_is_one_clean_location(web: Web) -> None:
+    _track(web)
+    add_active(web.db.sessions, "ada@example.com")
+    issue = dataclasses.replace(
+        three_items(),
+        items=(Item("新闻", "Wire", ("Text.",), "https://news.example.net/报道/1?q=a b"),),
+    )
+    cid = send_issue(web.db.sessions, web.settings, issue)
+    (mail,) = wait_for_mail(web.settings.outbox_dir / str(cid))
+    link = R_LINK.findall(html_body(mail))[0]
+    got = web.client.get(link, headers=BROWSER)
+    assert got.status_code == 302
+    assert got.headers["location"] == "https://news.example.net/%E6%8A%A5%E9%81%93/1?q=a%20b"
+    assert [(e.link, e.verdict) for e in _events(web)] == [(0, "machine")]  # right after sending

@@ -26,12 +26,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from mailer.errors import TokenError
 from mailer.render.placeholders import TRACK_FIELD, placeholder
 from mailer.render.tokens import Signer
 
 __all__ = [
+    "URL_SAFE",
     "Link",
     "TrackedToken",
     "link_table",
@@ -47,6 +49,8 @@ _CLICK = re.compile(rf"{_HEX}\.{_HEX}\.{_SIG}\.{_HEX}\.{_SIG}")
 _OPEN = re.compile(rf"{_HEX}\.{_HEX}\.{_SIG}\.{_SIG}")
 _MAX_TOKEN = 120
 _HREF = re.compile(r'href="([^"]*)"')
+URL_SAFE = ":/%#?=@[]!$&'()*+,;~"
+"""What stays as it is when a URL is made one ASCII header line or compared with an href."""
 _TRACK = placeholder(TRACK_FIELD)
 #: What the trap looks like: hidden from people (and screen readers), a link to any robot.
 _TRAP = (
@@ -131,6 +135,8 @@ def rewrite(
     tail = ""
     if clicks:
         index = {link.url: link for link in links if not link.trap}
+        # the HTML serializer may percent-encode a URL's non-ASCII letters and spaces
+        index.update({_quoted(link.url): link for link in links if not link.trap})
         urls = {
             link.index: f"{base}/r/{prefix}.{link.index:x}."
             + signer.mac(_payload_link(campaign_id, link.index))
@@ -138,7 +144,8 @@ def rewrite(
         }
 
         def swap(m: re.Match[str]) -> str:
-            link = index.get(htmlmod.unescape(m.group(1)))
+            href = htmlmod.unescape(m.group(1))
+            link = index.get(href) or index.get(_quoted(href))
             return m.group(0) if link is None else f'href="{urls[link.index]}"'
 
         out = _HREF.sub(swap, out)
@@ -149,6 +156,12 @@ def rewrite(
         tail += _PIXEL.format(url=f"{base}/o/{prefix}.{signer.mac(_payload_open(campaign_id))}")
     at = out.rfind("</body>")
     return out + tail if at < 0 else out[:at] + tail + out[at:]
+
+
+def _quoted(url: str) -> str:
+    """``url`` with everything but ASCII's URL characters percent-encoded (what Starlette's
+    RedirectResponse and browsers send), to compare a URL with its serialized href."""
+    return quote(url, safe=URL_SAFE)
 
 
 def _number(text: str) -> int:

@@ -36,7 +36,7 @@ from mailer.errors import TokenError
 from mailer.feedback.tracking.classify import Hit
 from mailer.feedback.tracking.intake import TrackingIntake
 from mailer.feedback.tracking.store import LinkTables
-from mailer.render.tracking import Link, TrackedToken, verify_click, verify_open
+from mailer.render.tracking import URL_SAFE, Link, TrackedToken, verify_click, verify_open
 from mailer.web.state import WebState
 
 __all__ = ["PIXEL", "TrackingFirst", "flush_tracking", "install_tracking"]
@@ -60,7 +60,6 @@ _PAGE_HEADERS = [
     (b"content-type", b"text/html; charset=utf-8"),
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
 ]
-_URL_SAFE = ":/%#?=@[]!$&'()*+,;"  # what Starlette's RedirectResponse leaves as it is
 _TRAP_PAGE = b"<!doctype html><title>Nothing here</title><p>Nothing here.</p>"
 _NOT_FOUND = b"<!doctype html><title>Link not found</title><p>This link is not valid.</p>"
 
@@ -146,7 +145,7 @@ async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], b
 def _location(url: str) -> bytes:
     """The URL as a header value: ASCII as it stands, anything else (an IRI's letters, a
     stray space or line break) percent-encoded, so the value is one clean header line."""
-    return quote(url, safe=_URL_SAFE).encode("ascii")
+    return quote(url, safe=URL_SAFE).encode("ascii")
 
 
 class TrackingFirst:
