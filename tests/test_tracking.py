@@ -20,7 +20,9 @@ from mailer.issue.model import Issue, Item
 from mailer.ops.engagement import campaign_engagement, campaign_opened_clicked
 from mailer.render.tokens import Signer
 from mailer.render.tracking import TrackedToken, verify_click
+from mailer.sending import publish
 from mailer.sending.models import Campaign, Delivery
+from mailer.transports import make_transport
 from mailer.web.app import create_app
 from mailer.web.tracking import flush_tracking
 from subscribers import store
@@ -426,3 +428,17 @@ def test_a_non_ascii_story_url_is_one_clean_location(web: Web) -> None:
     assert got.status_code == 302
     assert got.headers["location"] == "https://news.example.net/%E6%8A%A5%E9%81%93/1?q=a%20b"
     assert [(e.link, e.verdict) for e in _events(web)] == [(0, "machine")]  # right after sending
+
+
+def test_a_test_send_of_a_tracking_list_is_not_tracked(web: Web) -> None:
+    _track(web)
+    with web.db.sessions() as s:
+        mlist = store.get_list(s, "brief")
+    rendered = publish.render_for(web.settings, mlist, three_items())
+    transport = make_transport(web.settings)
+    (sent,) = publish.send_test(web.settings, transport, mlist, rendered, ["editor@example.com"])
+    assert sent.error is None
+    (mail,) = wait_for_mail(web.settings.outbox_dir / "0")
+    body = html_body(mail)
+    assert "news.example.net/story/1" in body
+    assert not R_LINK.search(body) and not O_LINK.search(body)
