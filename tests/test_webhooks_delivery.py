@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from mailer.webhooks import endpoints
-from mailer.webhooks.dispatch import Dispatcher, Policy
+from mailer.webhooks.dispatch import Background, Dispatcher, Policy
 from mailer.webhooks.signing import new_secret, signed_headers
 from subscribers import store
 from subscribers.models import utcnow
@@ -339,3 +339,31 @@ def test_old_delivered_events_are_pruned_the_rest_kept(db: Database) -> None:
         assert s.scalar(select(func.count()).select_from(WebhookDelivery)) == 3
     assert left == ["new@x.com", "old.failed@x.com", "old.pending@x.com"]
     assert dispatcher.prune() == 0
+
+
+def test_the_worker_thread_survives_a_failed_pass() -> None:
+    """A pass that raises (the database away for a moment) is logged; the next one runs."""
+    passes: list[int] = []
+    second = threading.Event()
+
+    class Flaky(Dispatcher):
+        def __init__(self) -> None:
+            self.batch = 50
+
+        def prune(self) -> int:
+            return 0
+
+        def run_once(self) -> int:
+            passes.append(1)
+            if len(passes) == 1:
+                raise RuntimeError("database went away")
+            second.set()
+            return 0
+
+    background = Background(Flaky(), poll=0.01)
+    background.start()
+    try:
+        assert second.wait(30), "no pass after the failed one"
+    finally:
+        background.stop()
+    assert len(passes) >= 2
