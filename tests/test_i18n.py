@@ -131,6 +131,7 @@ def test_link_problems_and_field_errors_in_the_lists_language(db: Database) -> N
         assert expired.status_code == 410 and '<html lang="zh-Hans">' in expired.text
         days = round(web.settings.preferences_ttl / 86400)
         assert "此订阅偏好链接已过期" in expired.text and f"有效期为 {days} 天" in expired.text
+        assert f'href="{BASE}/preferences?lang=zh-Hans"' in expired.text  # a new one by mail
         form = web.client.get("/subscribe/brief")
         long_name = web.client.post(
             "/subscribe/brief",

@@ -122,6 +122,14 @@ def link_problem(
             "brand": hinted.name if hinted is not None else "Newsletter",
             "offers": [(m.name, subscribe_url(state.settings, m.slug)) for m in offers],
             "ask_again": purpose == "confirm",
+            # an expired preferences link: a fresh one by mail (/preferences)
+            "preferences_request_url": (
+                state.settings.public_base
+                + "/preferences"
+                + ("" if lang == "en" else f"?lang={lang}")
+            )
+            if purpose == "preferences"
+            else "",
         },
         status=status,
         private=True,
