@@ -170,6 +170,12 @@ def test_sign_in_needs_its_form_token_and_never_redirects_off_the_desk(desk: Des
         assert r.headers["location"] == "/desk", evil
     r = sign_in(desk.client(), desk.editor_token, next_path="/desk/campaigns")
     assert r.headers["location"] == "/desk/campaigns"
+    # a SameSite=Strict cookie stays home when a mail's link is followed: the sign-in page
+    # offers the way on, a same-site click that carries it (only to a desk page)
+    page = desk.client().get("/desk/sign-in?next=/desk/campaigns/7").text
+    assert '<a href="/desk/campaigns/7">continue to the page you asked for</a>' in page
+    page = desk.client().get("/desk/sign-in?next=//evil.example/").text
+    assert "continue to the page" not in page and "evil.example" not in page
 
 
 def test_sign_out_ends_the_session(desk: Desk) -> None:
