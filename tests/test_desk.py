@@ -219,6 +219,10 @@ def test_the_preview_is_the_lists_own_rendering(desk: Desk) -> None:
     other = c.get(f"{path}/preview.html?list=other").text
     assert "#0a5c36" in brief.lower() and "Dear reader," in brief
     assert "#0a5c36" not in other.lower() and "Dear reader," not in other
+    with desk.db.sessions.begin() as s:  # the list changes: its next preview shows it
+        update_list(s, store.get_list(s, "brief"), ListChanges(accent_color="#5b2a86"))
+    brief = c.get(f"{path}/preview.html?list=brief").text.lower()
+    assert "#5b2a86" in brief and "#0a5c36" not in brief
 
 
 def test_a_test_send_through_a_real_smtp_relay_and_with_it_down(db: Database) -> None:

@@ -36,6 +36,7 @@ from mailer.web.desk import handed
 from mailer.web.desk.context import NO_STORE, Desk, Signed
 from mailer.web.desk.sending import send_forms
 from mailer.web.forms import MAX_FIELDS, read_form
+from subscribers.list_settings import describe
 from subscribers.models import MailingList
 
 #: an issue is a few dozen KB; anything near this is not an issue
@@ -59,21 +60,22 @@ class Shown:
 
 
 class PreviewCache:
-    """The last few (issue, list) previews; a stored issue never changes under its key."""
+    """The last few (issue, list settings) previews. A stored issue never changes under its
+    key; a list's settings may, so they are part of the key (a new accent shows at once)."""
 
     def __init__(self, size: int = _CACHED) -> None:
         self.size = size
-        self._items: OrderedDict[tuple[str, str], Shown] = OrderedDict()
+        self._items: OrderedDict[tuple[str, ...], Shown] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str]) -> Shown | None:
+    def get(self, key: tuple[str, ...]) -> Shown | None:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
             return found
 
-    def put(self, key: tuple[str, str], shown: Shown) -> None:
+    def put(self, key: tuple[str, ...], shown: Shown) -> None:
         with self._lock:
             self._items[key] = shown
             self._items.move_to_end(key)
@@ -148,7 +150,7 @@ class IssueRoutes:
 
     def shown(self, stored: handed.Stored, mlist: MailingList) -> Shown:
         """The issue checked and previewed for the list (cached)."""
-        cache_key = (stored.key, mlist.slug)
+        cache_key = (stored.key, *describe(mlist).values())
         found = self.cache.get(cache_key)
         if found is not None:
             return found
