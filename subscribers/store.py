@@ -529,6 +529,7 @@ def describe_subscriber(session: Session, email: str) -> dict[str, Any]:
         "email": sub.email,
         "name": sub.name,
         "attributes": sub.attributes,
+        "time_zone": sub.time_zone,
         "created_at": sub.created_at.isoformat(),
         "subscriptions": [
             {

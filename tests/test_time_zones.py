@@ -144,3 +144,13 @@ def test_import_reads_a_time_zone_column(db: Database) -> None:
         assert store.find_subscriber(s, "bad@example.com") is None
         assert store.get_subscriber(s, "known@example.com").time_zone == "America/New_York"
         assert store.get_subscriber(s, "kept@example.com").time_zone == "Asia/Tokyo"
+
+
+def test_the_zone_is_in_the_access_report(db: Database) -> None:
+    """GDPR access: everything held about a person includes their time zone."""
+    make_list(db.sessions, "brief", name="The Test Brief")
+    with db.sessions.begin() as s:
+        store.subscribe(s, "r@example.org", store.get_list(s, "brief"), confirmed=True)
+        store.get_subscriber(s, "r@example.org").time_zone = "Asia/Shanghai"
+    with db.sessions() as s:
+        assert store.describe_subscriber(s, "r@example.org")["time_zone"] == "Asia/Shanghai"
