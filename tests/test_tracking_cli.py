@@ -102,6 +102,16 @@ def test_stats_links_text_and_exact_json(db: Database) -> None:
     assert "Story 2" in text.stdout and "click-through 100.0%" in text.stdout
     assert "machine share of clicks 33%" in text.stdout
     missing = _cli(db, "stats", "--links")
-    assert missing.returncode == 1 and "--links needs --campaign" in missing.stderr
+    assert missing.returncode == 1 and "--links needs --campaign N" in missing.stderr
+    over_time = _cli(db, "stats", "--list", "brief", "--links", "--json")
+    assert over_time.returncode == 0, over_time.stderr
+    (line,) = json.loads(over_time.stdout)["campaigns"]
+    assert line["campaign"] == cid and line["sent"] == 1
+    assert line["unique_human_clickers"] == 1 and line["click_through_rate"] == 1.0
+    assert line["machine_share"] == round(1 / 3, 6)
+    listed = _cli(db, "stats", "--list", "brief", "--links", "--days", "7")
+    assert listed.returncode == 0 and "100.0%" in listed.stdout and "33%" in listed.stdout
+    nolist = _cli(db, "stats", "--list", "nope", "--links")
+    assert nolist.returncode == 1 and "nope" in nolist.stderr
     unknown = _cli(db, "stats", "--campaign", "999", "--links", "--json")
     assert unknown.returncode == 1 and "no campaign 999" in unknown.stderr

@@ -1,4 +1,5 @@
-"""`mailer stats --campaign N --links`: what readers read, people and machines apart.
+"""`mailer stats --campaign N --links` (what readers read in one campaign) and `mailer stats
+--list SLUG --links` (a list's campaigns over time), people and machines apart.
 
 Thin over :func:`mailer.ops.engagement.campaign_engagement`; titles and URLs come from the
 issue and are printed as text, never as markup (safe_cell).
@@ -7,13 +8,16 @@ issue and are printed as text, never as markup (safe_cell).
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import typer
 from rich.table import Table
 
 from mailer.cli.context import AppContext
 from mailer.cli.safe_text import safe_cell
-from mailer.ops.engagement import CampaignEngagement, campaign_engagement
+from mailer.ops.engagement import CampaignEngagement, campaign_engagement, list_engagement
+from subscribers import store
+from subscribers.models import utcnow
 
 
 def show_links(actx: AppContext, campaign_id: int, *, as_json: bool) -> None:
@@ -64,3 +68,37 @@ def _print(actx: AppContext, report: CampaignEngagement) -> None:
         markup=False,
         highlight=False,
     )
+
+
+def show_list(actx: AppContext, slug: str, days: int, *, as_json: bool) -> None:
+    """A list's campaigns of the last ``days`` days: readers who opened and clicked, rates."""
+    with actx.sessions() as session:
+        mlist = store.get_list(session, slug)
+        lines = list_engagement(session, mlist.id, since=utcnow() - timedelta(days=days))
+    if as_json:
+        payload = {"list": slug, "days": days, "campaigns": [x.to_json() for x in lines]}
+        typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    table = Table(
+        "campaign",
+        "started (UTC)",
+        "subject",
+        "sent",
+        "readers opened",
+        "readers clicked",
+        "click-through",
+        "machine share",
+        title=f"{slug}: readers over the last {days} days (people only; machines apart)",
+    )
+    for x in lines:
+        table.add_row(
+            str(x.campaign_id),
+            x.started_at.strftime("%Y-%m-%d %H:%M") if x.started_at else "-",
+            safe_cell(x.subject[:40]),
+            str(x.sent),
+            str(x.unique_human_openers),
+            str(x.unique_human_clickers),
+            f"{x.click_through_rate:.1%}",
+            f"{x.machine_share:.0%}",
+        )
+    actx.console.print(table)

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mailer.cli.context import AppContext, app_context
-from mailer.cli.links_report import show_links
+from mailer.cli.links_report import show_links, show_list
 from mailer.cli.safe_text import safe_cell
 from mailer.cli.tables import Col, emit
 from mailer.errors import InputError
@@ -202,14 +202,19 @@ def stats_cmd(
 
     Example: mailer stats --days 7 --list china-brief
 
-    With --links (and --campaign N): each link's human clicks, unique human clickers,
-    machine and proxy clicks, and the opens (tracking: `mailer lists set SLUG --track`).
+    With --links and --campaign N: each link's human clicks, unique human clickers,
+    machine and proxy clicks, and the opens; with --links and --list SLUG: the list's
+    campaigns over --days, readers who opened and clicked (tracking: `mailer lists set
+    SLUG --track`).
     """
     actx = app_context(ctx)
     if links:
-        if campaign is None:
-            raise InputError("--links needs --campaign N (one campaign's links)")
-        show_links(actx, campaign, as_json=as_json)
+        if campaign is not None:
+            show_links(actx, campaign, as_json=as_json)
+        elif list_slug is not None:
+            show_list(actx, list_slug, days, as_json=as_json)
+        else:
+            raise InputError("--links needs --campaign N (its links) or --list SLUG (over time)")
         return
     with actx.sessions() as session:
         report = st.collect(session, days=days, list_slug=list_slug, campaign_id=campaign)

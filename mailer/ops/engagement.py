@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import distinct, func, select
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from mailer.feedback.tracking.models import CLICK, HUMAN, MACHINE, OPEN, PROXY, TrackingEvent
 from mailer.render.tracking import link_table
-from mailer.sending.models import Delivery, DeliveryStatus, get_campaign
+from mailer.sending.models import Campaign, Delivery, DeliveryStatus, get_campaign
 
 __all__ = [
     "CampaignEngagement",
@@ -27,6 +28,7 @@ __all__ = [
     "campaign_engagement",
     "campaign_opened_clicked",
     "event_totals",
+    "list_engagement",
 ]
 
 
@@ -171,3 +173,78 @@ def event_totals(session: Session) -> dict[tuple[str, str], int]:
             select(ev.kind, ev.verdict, func.count()).group_by(ev.kind, ev.verdict)
         )
     }
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignLine:
+    """One campaign in a list's engagement over time."""
+
+    campaign_id: int
+    subject: str
+    started_at: datetime | None
+    sent: int
+    unique_human_openers: int
+    unique_human_clickers: int
+    clicks: int
+    machine_clicks: int
+
+    @property
+    def click_through_rate(self) -> float:
+        return self.unique_human_clickers / self.sent if self.sent else 0.0
+
+    @property
+    def open_rate(self) -> float:
+        """Readers with a person's open per message sent (proxies left out: a floor)."""
+        return self.unique_human_openers / self.sent if self.sent else 0.0
+
+    @property
+    def machine_share(self) -> float:
+        return self.machine_clicks / self.clicks if self.clicks else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign_id,
+            "subject": self.subject,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "sent": self.sent,
+            "unique_human_openers": self.unique_human_openers,
+            "unique_human_clickers": self.unique_human_clickers,
+            "click_through_rate": round(self.click_through_rate, 6),
+            "machine_share": round(self.machine_share, 6),
+        }
+
+
+def list_engagement(
+    session: Session, list_id: int, *, since: datetime | None = None
+) -> list[CampaignLine]:
+    """The list's campaigns (started since ``since``, oldest first) with their readers'
+    opens and clicks: the list's engagement over time."""
+    query = select(Campaign.id, Campaign.subject, Campaign.started_at).where(
+        Campaign.list_id == list_id, Campaign.started_at.is_not(None)
+    )
+    if since is not None:
+        query = query.where(Campaign.started_at >= since)
+    ev = TrackingEvent
+    lines = []
+    for cid, subject, started in session.execute(query.order_by(Campaign.started_at, Campaign.id)):
+        clicks = {
+            str(verdict): int(n)
+            for verdict, n in session.execute(
+                select(ev.verdict, func.count())
+                .where(ev.campaign_id == cid, ev.kind == CLICK)
+                .group_by(ev.verdict)
+            )
+        }
+        lines.append(
+            CampaignLine(
+                campaign_id=cid,
+                subject=subject,
+                started_at=started,
+                sent=_sent(session, cid),
+                unique_human_openers=_unique(session, cid, OPEN),
+                unique_human_clickers=_unique(session, cid, CLICK),
+                clicks=sum(clicks.values()),
+                machine_clicks=sum(n for v, n in clicks.items() if v != HUMAN),
+            )
+        )
+    return lines
