@@ -85,7 +85,7 @@ class SendRoutes:
         signed, form = await self._signed_form(request, f"/desk/issues/{key}/test")
         if signed is None:
             return self.desk.to_sign_in(request)
-        context, stored, mlist = self.issue_context(signed, key, _chosen_list(form))
+        context, _stored, mlist = self.issue_context(signed, key, _chosen_list(form))
         raw = form.get("addresses")
         context["addresses"] = raw
         try:
@@ -93,7 +93,7 @@ class SendRoutes:
         except InputError as err:
             context["test_error"] = str(err)
             return self.desk.page("issue.html", context, signed=signed, status=422)
-        rendered = publish.render_for(self.desk.state.settings, mlist, stored.issue)
+        rendered = context["checked"].rendered  # render_for's, as the check page showed it
         try:
             context["test_results"] = publish.send_test(
                 self.desk.state.settings, self.desk.state.transport(), mlist, rendered, addresses
@@ -117,7 +117,7 @@ class SendRoutes:
         except InputError as err:
             context["send_error"] = str(err)
             return self.desk.page("issue.html", context, signed=signed, status=422)
-        rendered = publish.render_for(self.desk.state.settings, mlist, stored.issue)
+        rendered = context["checked"].rendered
         counted = publish.dry_run(self.desk.state.sessions, mlist, rendered)
         fields = _confirmed_fields(key, mlist.slug, schedule)
         path = f"/desk/issues/{key}/send"
