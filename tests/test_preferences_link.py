@@ -45,6 +45,8 @@ def _kinds(web: Web) -> list[str]:
 
 
 def test_same_answer_for_every_address_and_a_link_only_to_readers(web: Web) -> None:
+    form = web.client.get("/subscribe/brief")
+    assert f'href="{BASE}/preferences"' in form.text  # found from the subscribe form
     pages = {a: _ask(web, a) for a in ("known@example.com", "nobody@example.com")}
     pages["gone@example.com"] = _ask(web, "gone@example.com")
 
