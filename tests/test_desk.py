@@ -96,12 +96,16 @@ def test_paste_check_test_confirm_send_and_a_worker_sends_it(desk: Desk) -> None
     followed = c.get(f"/desk/campaigns/{campaign.id}?follow=1")
     assert '<meta http-equiv="refresh" content="5">' in followed.text
     assert "Stop following" in followed.text
+    assert 'id="stalled"' not in followed.text
+    desk.clock.advance(minutes=3)  # due, and still no worker has started it
+    stalled = c.get(f"/desk/campaigns/{campaign.id}").text
+    assert 'id="stalled"' in stalled and "is <code>mailer worker</code> running?" in stalled
 
     assert send_due(desk) == 1  # the desk never sends; a worker does
     done = c.get(f"/desk/campaigns/{campaign.id}?follow=1")
     assert '<span class="status" id="status">done</span>' in done.text
     assert 'id="count-sent">2<' in done.text
-    assert 'http-equiv="refresh"' not in done.text
+    assert 'http-equiv="refresh"' not in done.text and 'id="stalled"' not in done.text
     listing = c.get("/desk/campaigns")
     assert f'href="/desk/campaigns/{campaign.id}"' in listing.text
 

@@ -19,6 +19,7 @@ paused and who to ask.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Path
@@ -35,6 +36,8 @@ from mailer.web.forms import read_form
 
 #: seconds between reloads of a campaign's page while it is scheduled or sending
 REFRESH_SECONDS = 5
+#: a due campaign no worker has started after this long: say that a worker may be missing
+WORKER_GRACE = timedelta(minutes=2)
 LIST_LIMIT = 50
 ACTIONS = ("pause", "resume", "cancel", "retry-failed")
 CampaignId = Annotated[int, Path(ge=1, le=2_147_483_647)]
@@ -71,6 +74,10 @@ class CampaignRoutes:
         with self.desk.state.sessions() as s:
             view = campaign_view(s, campaign_id)
         follow = request.query_params.get("follow") == "1"
+        due = view.scheduled_at or view.created_at
+        stalled = (
+            view.status == CampaignStatus.SCHEDULED and self.desk.state.now() - due > WORKER_GRACE
+        )
         guard_paused = view.status == CampaignStatus.PAUSED and is_guard_pause(view.pause_reason)
         tokens = {
             action: self.desk.form_token(signed, f"/desk/campaigns/{campaign_id}/{action}")
@@ -91,6 +98,7 @@ class CampaignRoutes:
                 "refresh": refresh_after(view.status, follow=follow),
                 "tokens": tokens,
                 "guard_paused": guard_paused,
+                "stalled_since": due if stalled else None,
                 "again": request.query_params.get("again") == "1",
                 "changed": request.query_params.get("changed", "")[:32],
             },
