@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from mailer.sending.engine import Engine
 from mailer.sending.models import Campaign
 from mailer.transports import make_transport
 from mailer.transports.base import CampaignMessage, OutgoingMessage, SendQuota, SendResult
+from subscribers.models import utcnow
 from tests.conftest import Database
 from tests.delivery_helpers import make_campaign, seed_list
 from tests.support.ses_server import SesServer
@@ -240,3 +241,49 @@ def test_a_cancel_racing_the_finish_is_kept_or_refused(
         assert final == "cancelled"
     else:
         assert final == "done" and "already done" in told[0], (final, told)
+
+
+def test_a_pause_racing_an_expiry_is_refused(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker expires the campaign while the editor pauses it: the pause waits for the
+    worker's change and is refused (the campaign is expired), instead of writing "paused"
+    over the expiry it never saw."""
+    if db.backend != "postgresql":
+        pytest.skip("a concurrent writer needs PostgreSQL (SQLite's snapshot refuses it)")
+    seed_list(db.sessions, 10)
+    settings = db.settings()
+    cid, _, _ = make_campaign(db.sessions, settings)
+    with db.sessions.begin() as s:
+        campaign = s.get(Campaign, cid)
+        assert campaign is not None
+        campaign.expires_at = utcnow() - timedelta(minutes=1)
+    real_expire = lifecycle.expire
+    told: list[str] = []
+    threads: list[threading.Thread] = []
+
+    def pause() -> None:
+        try:
+            with db.sessions.begin() as s:
+                lifecycle.pause(s, cid, "editor")
+            told.append("paused")
+        except ConflictError as err:
+            told.append(f"refused: {err}")
+
+    def expire(session: Any, campaign: Campaign, reason: str) -> None:  # engine holds the row
+        editor = threading.Thread(target=pause)
+        editor.start()
+        threads.append(editor)
+        deadline = time.monotonic() + 30
+        while editor.is_alive() and not _someone_waits_for_a_lock(db):
+            assert time.monotonic() < deadline, "the pause neither finished nor waited"
+            time.sleep(0.01)
+        real_expire(session, campaign, reason)
+
+    monkeypatch.setattr(lifecycle, "expire", expire)
+    with Engine(settings, db.sessions, make_transport(settings)) as engine:
+        assert engine.run(cid).status == "expired"
+    for editor in threads:
+        editor.join(timeout=30)
+    assert told and told[0].startswith("refused") and "expired" in told[0], told
+    with db.sessions() as s:
+        campaign = s.get(Campaign, cid)
+        assert campaign is not None and campaign.status == "expired"

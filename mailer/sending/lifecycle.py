@@ -119,9 +119,18 @@ def finish(campaign: Campaign) -> None:
 # -- editors' changes, by id ---------------------------------------------------------------
 
 
+def _locked(session: Session, campaign_id: int) -> Campaign:
+    """The campaign as it is now, its row locked until the change commits (PostgreSQL):
+    an editor's change judges the state a worker may have just changed (expired, paused,
+    done), never an older read that its write would then undo."""
+    campaign = get_campaign(session, campaign_id)
+    session.refresh(campaign, with_for_update=True)
+    return campaign
+
+
 def pause(session: Session, campaign_id: int, reason: str) -> Campaign:
     """Workers stop after the batch in flight."""
-    campaign = get_campaign(session, campaign_id)
+    campaign = _locked(session, campaign_id)
     if campaign.status not in PAUSABLE:
         raise ConflictError(
             f"campaign {campaign_id} is {campaign.status}; only a sending or "
@@ -136,7 +145,7 @@ def pause(session: Session, campaign_id: int, reason: str) -> Campaign:
 def resume(session: Session, campaign_id: int, *, force: bool = False) -> Campaign:
     """Paused -> sending. A reputation-guard pause needs ``force`` (ops have looked); from
     then on the guard judges only what happens after this moment."""
-    campaign = get_campaign(session, campaign_id)
+    campaign = _locked(session, campaign_id)
     if campaign.status == CampaignStatus.SENDING:
         return campaign
     if campaign.status != CampaignStatus.PAUSED:
@@ -160,7 +169,7 @@ def resume(session: Session, campaign_id: int, *, force: bool = False) -> Campai
 
 def cancel(session: Session, campaign_id: int) -> int:
     """Cancel: queued rows become skipped. Returns how many were skipped."""
-    campaign = get_campaign(session, campaign_id)
+    campaign = _locked(session, campaign_id)
     if campaign.status in FINAL:
         raise ConflictError(f"campaign {campaign_id} is already {campaign.status}")
     campaign.status = CampaignStatus.CANCELLED
@@ -172,7 +181,7 @@ def cancel(session: Session, campaign_id: int) -> int:
 
 def retry_failed(session: Session, campaign_id: int) -> int:
     """Failed rows go back to the queue and a done campaign to sending."""
-    campaign = get_campaign(session, campaign_id)
+    campaign = _locked(session, campaign_id)
     if campaign.status in (CampaignStatus.CANCELLED, CampaignStatus.EXPIRED):
         raise ConflictError(f"campaign {campaign_id} is {campaign.status}")
     result = session.execute(
