@@ -45,6 +45,7 @@ DB_COMMANDS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("campaigns", "retry-failed"): ("1",),
     ("campaigns", "show"): ("1",),
     ("feedback", "ingest"): (EVENT,),
+    ("feedback", "simulate"): ("1", "bounce"),
     ("lists", "create"): ("x", "--name", "X", "--from", "x@example.org"),
     ("lists", "show"): (),
     ("send",): (ISSUE, "--list", "x"),

@@ -59,5 +59,5 @@ def test_demo_prints_each_warning_once_and_how_to_explore(tmp_path: Path) -> Non
     assert doctor.returncode == 1
     assert "3 of 8 checks failed" in doctor.stderr
     assert "expected in development (3 of them: secret key set, base URL is https" in (
-        doctor.stderr.replace("\n", " ")
+        doctor.stdout.replace("\n", " ")
     )

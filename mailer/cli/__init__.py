@@ -190,8 +190,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if code == 130:  # Ctrl-C, which typer turns into exit 130
         _fail("interrupted", 130)
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode ends
 
 
 def _usage(err: UsageError) -> NoReturn:

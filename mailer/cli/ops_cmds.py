@@ -119,17 +119,17 @@ def doctor(
     failures = [c for c in checks if not c.ok]
     if failures:
         if not as_json:
-            actx.err.print(f"{len(failures)} of {len(checks)} checks failed", markup=False)
             expected = expected_in_development(settings, failures)
-            if expected:
+            if expected:  # part of the report (stdout); stderr keeps its one line
                 names = ", ".join(c.name for c in expected)
-                actx.err.print(
+                actx.console.print(
                     f"expected in development ({len(expected)} of them: {names}): "
                     "MAILER_BASE_URL is on this machine and MAILER_ENV is not production. "
                     "Before real mail: an https MAILER_BASE_URL and a MAILER_SECRET_KEY "
                     "from `mailer keygen`",
                     markup=False,
                 )
+            actx.err.print(f"{len(failures)} of {len(checks)} checks failed", markup=False)
         raise typer.Exit(1)
 
 
