@@ -6,10 +6,12 @@
     done -> sending                                     retry_failed
 
 Editors' changes (:func:`pause`, :func:`resume`, :func:`cancel`, :func:`retry_failed`) take a
-campaign id, refuse a change the campaign's state does not allow (``ConflictError``) and are
-what every entrance calls. The send engine's own changes (:func:`start`, :func:`auto_pause`,
-:func:`guard_pause`, :func:`expire`, :func:`finish`, :func:`close_ledger`) take the campaign row
-it holds, inside the transaction where it judged the campaign.
+campaign id, read the campaign under its row lock, refuse a change its state does not allow
+(``ConflictError``) and are what every entrance calls. The send engine's own changes
+(:func:`start`, :func:`auto_pause`, :func:`guard_pause`, :func:`expire`, :func:`finish`,
+:func:`close_ledger`) take the campaign row it holds locked, inside the transaction where it
+judged the campaign, and move a campaign only out of ``scheduled`` or ``sending``
+(anything else they leave as it is). So neither side writes over a change it did not see.
 """
 
 from __future__ import annotations
