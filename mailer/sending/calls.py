@@ -46,8 +46,8 @@ class Calls:
         not_attempted = [Outcome(m.delivery_id, None) for m in chunk]
         if self._stopped.is_set():
             return not_attempted
-        self.pacer.wait(start_at, len(chunk))
-        if self._stopped.is_set():
+        on_time = self.pacer.wait(start_at, len(chunk))
+        if not on_time or self._stopped.is_set():  # a missed slot: no burst to catch up
             return not_attempted
         try:
             results = self.transport.send(campaign, chunk)

@@ -47,6 +47,7 @@ from mailer.sending.leases import (
 from mailer.sending.ledger import (
     Claim,
     ClaimedRow,
+    Fence,
     Ledger,
     Outcome,
     Reader,
@@ -362,10 +363,11 @@ class Engine:
             if self._judge(s, campaign, job.progress):
                 return NoClaim.STOP
             rows, readers = self.ledger.claim(s, campaign, job.list_id, size, now, time.monotonic())
-            if not rows:
+            if not rows or self.ledger.fence is None:  # none, or the lease lapsed
                 return NoClaim.IDLE
+            fence = self.ledger.fence
             start_in = self.pacing.reserve(campaign, len(rows), now)
-        return Claim(rows, readers, self.pacing.claimed(len(rows), start_in))
+        return Claim(rows, readers, self.pacing.claimed(len(rows), start_in), fence)
 
     def _judge(self, s: Session, campaign: Campaign, progress: Progress) -> bool:
         """Before a claim, in its transaction: honour pause/cancel, expiry, the quota and the
@@ -425,14 +427,19 @@ class Engine:
         """Write the batch's results (on the recorder thread) and adapt the pacing."""
         now = utcnow()
         results = Results.of(batch.claim.rows, outcomes, now)
-        tally = self._write(job, results, now, fatal)
+        tally = self._write(job, results, now, fatal, batch.claim.fence)
         job.progress.add(tally)
         self.pacing.recorded(
             len(batch.claim.rows), tally.sent, results.throttled, job.progress.rate
         )
 
     def _write(
-        self, job: _Job, results: Results, now: datetime, fatal: FatalSendError | None
+        self,
+        job: _Job,
+        results: Results,
+        now: datetime,
+        fatal: FatalSendError | None,
+        fence: Fence,
     ) -> Tally:
         """One transaction; with ``fatal`` the campaign pauses in it. The batch is sent:
         losing this write would re-send it after a re-claim, so a cut connection
@@ -441,7 +448,7 @@ class Engine:
         while True:
             try:
                 with self.sessions.begin() as s:
-                    tally = record(s.connection(), results, now)
+                    tally = record(s.connection(), results, now, fence)
                     if fatal is not None:  # locked: a cancel committing now is not undone
                         campaign = lock_campaign(s, job.campaign_id, self._sqlite)
                         lifecycle.auto_pause(campaign, f"{type(fatal).__name__}: {fatal}")

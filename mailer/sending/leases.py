@@ -5,6 +5,11 @@ its own); a claim whose worker's lease has lapsed is a dead worker's, and is cla
 (:mod:`mailer.sending.ledger`). SQLite takes one writer at a time, so there one sending
 worker holds ``sqlite-sender`` as well. A worker on this host whose process is gone
 (killed, crashed) loses its leases at once when the next worker starts.
+
+A lease's ``generation`` is its fencing token (issue 18): taken again after it lapsed
+(the worker was partitioned, paused, suspended), it goes up by one. Claims record the
+generation they were made under and every write of their results checks it, so a worker
+back from a lapse cannot write over rows another worker claimed again meanwhile.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import os
 import random
 import socket
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,18 +40,33 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{random.randrange(16**4):04x}"
 
 
-def upsert_lease(s: Session, name: str, holder: str, ttl: float) -> None:
+def upsert_lease(s: Session, name: str, holder: str, ttl: float) -> int:
+    """Take or renew the lease; its generation (fencing token), one higher than before
+    when the lease had lapsed or changed hands."""
     lease = s.get(Lease, name, with_for_update=not is_sqlite(s))
-    expires = utcnow() + timedelta(seconds=ttl)
+    now = utcnow()
+    expires = now + timedelta(seconds=ttl)
     if lease is None:
-        s.add(Lease(name=name, holder=holder, expires_at=expires))
-    else:
-        lease.holder, lease.expires_at = holder, expires
+        s.add(Lease(name=name, holder=holder, expires_at=expires, generation=1))
+        return 1
+    if lease.expires_at <= now or lease.holder != holder:
+        lease.generation = lease.generation + 1
+    lease.holder, lease.expires_at = holder, expires
+    return lease.generation
 
 
-def beat(s: Session, worker_id: str) -> None:
-    """This worker is alive for another ``HEARTBEAT_TTL`` seconds."""
-    upsert_lease(s, f"worker:{worker_id}", worker_id, HEARTBEAT_TTL)
+def beat(s: Session, worker_id: str) -> int:
+    """This worker is alive for another ``HEARTBEAT_TTL`` seconds; its lease's generation."""
+    return upsert_lease(s, f"worker:{worker_id}", worker_id, HEARTBEAT_TTL)
+
+
+def live_generation(s: Session, worker_id: str, now: datetime) -> int | None:
+    """The generation of the worker's lease if it is live at ``now``; None once it lapsed
+    (the worker must not claim until its heartbeat takes it again)."""
+    live = select(Lease.generation).where(
+        Lease.name == f"worker:{worker_id}", Lease.expires_at > now
+    )
+    return s.execute(live).scalar_one_or_none()
 
 
 def take_sqlite_lease(s: Session, worker_id: str) -> bool:

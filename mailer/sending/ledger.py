@@ -7,7 +7,13 @@
   than ``MAILER_LEASE_SECONDS``) are claimed again and counted in ``Campaign.reclaimed``:
   those, and only those, may have been sent twice;
 * a batch's results are written in one transaction: sent rows with their message ids in one
-  statement, the rest one executemany per kind.
+  statement, the rest one executemany per kind;
+* fencing (issue 18): a claim records the claiming worker's lease generation in
+  ``Delivery.fence``, and every write of its results has ``worker``, ``fence`` and
+  ``status = 'sending'`` in its WHERE clause. A worker whose lease lapsed claims nothing
+  until its heartbeat takes the lease again (a new generation); its late results over rows
+  another worker claimed again meanwhile change nothing, and are counted
+  (``Tally.rejected``, ``Progress.fenced``) and logged.
 
 The statements here are the hot path's; their shapes (one parameter per array, per-row
 index lookups) are what the send benchmarks were tuned on.
@@ -16,6 +22,7 @@ index lookups) are what the send benchmarks were tuned on.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,9 +45,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, load_only
 
 from mailer.errors import RejectedError, RetryableSendError, TransportError
+from mailer.sending.leases import live_generation
 from mailer.sending.models import Campaign, Delivery, DeliveryStatus, Lease
 from mailer.transports.base import SendResult
-from subscribers.bulk import update_by_id
 from subscribers.db import id_in, is_sqlite
 from subscribers.models import Subscriber, Subscription, Suppression, UTCDateTime
 
@@ -52,7 +59,8 @@ CLAIM_QUEUED_PG = text(
     """
     WITH claimed AS (
         UPDATE deliveries AS d
-        SET status = 'sending', worker = :worker, claimed_at = :now, attempts = d.attempts + 1
+        SET status = 'sending', worker = :worker, fence = :fence, claimed_at = :now,
+            attempts = d.attempts + 1
         WHERE d.id = ANY(ARRAY(
             SELECT id FROM deliveries
             WHERE campaign_id = :campaign_id AND status = 'queued' AND id > :after
@@ -90,6 +98,8 @@ _STATE = (
 )
 _PACING = (Campaign.rate_cursor, Campaign.reclaimed)
 
+log = logging.getLogger(__name__)
+
 MAX_ATTEMPTS = 8
 STALE_SCAN_SECONDS = 5.0  # how often a worker looks for rows of dead workers to re-claim
 NOT_DELIVERABLE = "unsubscribed, suppressed or erased since the campaign was queued"
@@ -108,11 +118,20 @@ class Reader(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Claim:
     """One batch: its rows, the deliverable readers by subscriber id (a row whose reader is
-    missing here is skipped), and the pacing clock's time its reserved slot starts."""
+    missing here is skipped), the pacing clock's time its reserved slot starts, and the
+    fencing token its results are written under."""
 
     rows: list[ClaimedRow]
     readers: dict[int, Reader]
     start_at: float
+    fence: Fence
+
+
+class Fence(NamedTuple):
+    """Whose claim a row is: the worker and its lease's generation when it claimed."""
+
+    worker: str
+    generation: int
 
 
 class Outcome(NamedTuple):
@@ -171,6 +190,27 @@ class Results:
         out.skipped = [r.delivery_id for r in rows if r.delivery_id not in attempted]
         return out
 
+    @property
+    def ids(self) -> list[int]:
+        return [
+            *(r.delivery_id for r in self.sent),
+            *(f.delivery_id for f in self.failed),
+            *(r.delivery_id for r in self.retryable),
+            *self.unsent,
+            *self.skipped,
+        ]
+
+    def only(self, ids: set[int]) -> Results:
+        """These results without the rows not in ``ids`` (the fence refused them)."""
+        return Results(
+            sent=[r for r in self.sent if r.delivery_id in ids],
+            failed=[f for f in self.failed if f.delivery_id in ids],
+            retryable=[r for r in self.retryable if r.delivery_id in ids],
+            unsent=[i for i in self.unsent if i in ids],
+            skipped=[i for i in self.skipped if i in ids],
+            throttled=self.throttled,
+        )
+
 
 class Tally(NamedTuple):
     """What a written batch adds to the campaign's progress."""
@@ -179,6 +219,7 @@ class Tally(NamedTuple):
     failed: int
     skipped: int
     retried: int
+    rejected: int = 0  # results refused by the fence: the rows were claimed again elsewhere
 
 
 def _backoff(err: RetryableSendError) -> float:
@@ -209,6 +250,7 @@ class Ledger:
         self._claim_after: dict[int, int] = {}  # campaign -> highest id this worker claimed
         self._next_stale_scan = 0.0
         self._orphaned_before: datetime | None = None
+        self.fence: Fence | None = None  # the last claim's; None: the lease has lapsed
 
     def orphan_own_claims(self, now: datetime) -> None:
         """The connection was lost mid-run and nothing is in flight any more: rows this
@@ -229,9 +271,21 @@ class Ledger:
     ) -> tuple[list[ClaimedRow], dict[int, Reader]]:
         """Claim up to ``size`` rows of the locked ``campaign``: dead workers' rows first
         (looked for every ``STALE_SCAN_SECONDS`` by the ``monotonic`` clock), then queued
-        ones; with the deliverable readers among them."""
+        ones; with the deliverable readers among them. Nothing while this worker's lease
+        has lapsed at ``now``: the rows it holds may be another worker's by now, and a
+        claim made under a lapsed lease could not be told from theirs (:attr:`fence`)."""
         campaign_id = campaign.id
         rows: list[ClaimedRow] = []
+        generation = live_generation(s, self.worker_id, now)
+        if generation is None:
+            if self.fence is not None:
+                log.warning(
+                    "worker %s: its lease lapsed; no claim until the heartbeat renews it",
+                    self.worker_id,
+                )
+            self.fence = None
+            return rows, {}
+        self.fence = Fence(self.worker_id, generation)
         if monotonic >= self._next_stale_scan:
             rows = self._stale(s, campaign_id, now, size)
             # leases last tens of seconds: looking for dead workers' rows every few seconds
@@ -287,6 +341,7 @@ class Ledger:
                 "n": n,
                 "after": after,
                 "worker": self.worker_id,
+                "fence": self._generation(),
             }
             found = sorted(s.execute(CLAIM_QUEUED_PG, params).all(), key=lambda r: int(r[0]))
             readers = {r[1]: Reader(r[2], r[3] or "") for r in found if r[4]}
@@ -314,11 +369,16 @@ class Ledger:
             .values(
                 status=DeliveryStatus.SENDING,
                 worker=self.worker_id,
+                fence=self._generation(),
                 claimed_at=now,
                 attempts=Delivery.attempts + 1,
             )
             .execution_options(synchronize_session=False)
         )
+
+    def _generation(self) -> int:
+        assert self.fence is not None, "claims are made under a live lease only"
+        return self.fence.generation
 
     def _stale(self, s: Session, campaign_id: int, now: datetime, size: int) -> list[ClaimedRow]:
         """`sending` rows whose worker is gone (lease expired) or whose claim is too old;
@@ -371,9 +431,24 @@ def deliverable(s: Session, list_id: int, subscriber_ids: list[int]) -> dict[int
 # -- results -------------------------------------------------------------------------------
 
 
-def record(conn: Connection, results: Results, now: datetime) -> Tally:
-    """Write a batch's results (Core: one statement per kind for the whole batch). Retries
-    past ``MAX_ATTEMPTS`` fail instead."""
+def record(conn: Connection, results: Results, now: datetime, fence: Fence) -> Tally:
+    """Write a batch's results (Core: one statement per kind for the whole batch), each
+    statement fenced: only rows still ``sending`` under this claim's worker and generation
+    change. The rows the fence refuses (claimed again by another worker after this one's
+    lease lapsed) are counted in ``Tally.rejected`` and logged. Retries past
+    ``MAX_ATTEMPTS`` fail instead."""
+    asked = results.ids
+    held = _still_held(conn, asked, fence)
+    rejected = len(asked) - len(held)
+    if rejected:
+        log.warning(
+            "worker %s (lease generation %d): %d late results rejected by the fence; "
+            "their rows were claimed again after its lease lapsed",
+            fence.worker,
+            fence.generation,
+            rejected,
+        )
+        results = results.only(held)
     attempts = _attempts(conn, [r.delivery_id for r in results.retryable])
     retries = [r for r in results.retryable if attempts.get(r.delivery_id, 0) < MAX_ATTEMPTS]
     exhausted = [
@@ -382,47 +457,81 @@ def record(conn: Connection, results: Results, now: datetime) -> Tally:
         if attempts.get(r.delivery_id, 0) >= MAX_ATTEMPTS
     ]
     failed = results.failed + exhausted
-    mark_sent(conn, results.sent, now)
-    update_by_id(
+    mark_sent(conn, results.sent, now, fence)
+    _update_claimed(
         conn,
-        Delivery,
+        fence,
         [{"b_id": f.delivery_id, "b_cls": f.error_class, "b_err": f.error} for f in failed],
         status=DeliveryStatus.FAILED,
         error_class=bindparam("b_cls"),
         error=bindparam("b_err"),
     )
     # never attempted (stopped first): not an attempt either
-    update_by_id(
+    _update_claimed(
         conn,
-        Delivery,
+        fence,
         [{"b_id": i} for i in results.unsent],
         status=DeliveryStatus.QUEUED,
         attempts=Delivery.attempts - 1,
     )
-    update_by_id(
+    _update_claimed(
         conn,
-        Delivery,
+        fence,
         [{"b_id": r.delivery_id, "b_nb": r.not_before, "b_err": r.error} for r in retries],
         status=DeliveryStatus.QUEUED,
         not_before=bindparam("b_nb"),
         error=bindparam("b_err"),
     )
-    update_by_id(
+    _update_claimed(
         conn,
-        Delivery,
+        fence,
         [{"b_id": i} for i in results.skipped],
         status=DeliveryStatus.SKIPPED,
         error_class="NotDeliverable",
         error=NOT_DELIVERABLE,
     )
-    return Tally(len(results.sent), len(failed), len(results.skipped), len(retries))
+    return Tally(len(results.sent), len(failed), len(results.skipped), len(retries), rejected)
 
 
-def mark_sent(conn: Connection, rows: list[Sent], now: datetime) -> None:
-    """Mark a batch's sent rows with their message ids in one statement: ``UPDATE ... FROM
-    json_each(pairs)`` on SQLite, ``UPDATE ... FROM unnest(ids, message_ids)`` on PostgreSQL."""
+def _fenced(fence: Fence) -> list[ColumnElement[bool]]:
+    """The WHERE terms of every result write: the row is still this claim's."""
+    return [
+        Delivery.worker == fence.worker,
+        Delivery.fence == fence.generation,
+        Delivery.status == DeliveryStatus.SENDING,
+    ]
+
+
+def _still_held(conn: Connection, ids: list[int], fence: Fence) -> set[int]:
+    """Which of ``ids`` are still this claim's (locked on PostgreSQL until the write
+    commits, so the count of rejected rows is exact)."""
+    if not ids:
+        return set()
+    query = select(Delivery.id).where(id_in(Delivery.id, ids, conn), *_fenced(fence))
+    if not is_sqlite(conn):
+        query = query.with_for_update()
+    return {row_id for (row_id,) in conn.execute(query)}
+
+
+def _update_claimed(
+    conn: Connection, fence: Fence, rows: list[dict[str, Any]], **values: Any
+) -> None:
+    """:func:`subscribers.bulk.update_by_id` with the fence in its WHERE clause."""
     if not rows:
         return
+    fenced = update(Delivery).where(Delivery.id == bindparam("b_id"), *_fenced(fence))
+    conn.execute(fenced.values(**values), rows)
+
+
+def mark_sent(
+    conn: Connection, rows: list[Sent], now: datetime, fence: Fence | None = None
+) -> None:
+    """Mark a batch's sent rows with their message ids in one statement: ``UPDATE ... FROM
+    json_each(pairs)`` on SQLite, ``UPDATE ... FROM unnest(ids, message_ids)`` on PostgreSQL;
+    only rows still held under ``fence`` (None: unfenced, for tests of the statement)."""
+    if not rows:
+        return
+    held = _fenced(fence) if fence is not None else []
     values: dict[str, Any] = {
         "status": DeliveryStatus.SENT,
         "sent_at": now,
@@ -444,7 +553,7 @@ def mark_sent(conn: Connection, rows: list[Sent], now: datetime) -> None:
         )
         conn.execute(
             update(Delivery)
-            .where(Delivery.id == sqlite_pairs.c.id)
+            .where(Delivery.id == sqlite_pairs.c.id, *held)
             .values(message_id=sqlite_pairs.c.mid, **values)
         )
         return
@@ -461,7 +570,7 @@ def mark_sent(conn: Connection, rows: list[Sent], now: datetime) -> None:
         update(Delivery)
         # the ANY keeps the planner on the primary key: joined to the unnest alone it
         # hashed the whole table for every batch
-        .where(Delivery.id == pairs.c.id, id_in(Delivery.id, ids, conn))
+        .where(Delivery.id == pairs.c.id, id_in(Delivery.id, ids, conn), *held)
         .values(message_id=pairs.c.mid, **values)
     )
 

@@ -149,6 +149,9 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.QUEUED.value)
     worker: Mapped[str | None] = mapped_column(String(64))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # the claiming worker's lease generation (its fencing token): every write of the
+    # claim's result checks it with ``worker`` (mailer.sending.ledger, issue 18)
+    fence: Mapped[int | None] = mapped_column(Integer)
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -165,6 +168,8 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # the fencing token: up by one each time the lease is taken again after it lapsed
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 def get_campaign(session: Session, campaign_id: int) -> Campaign:

@@ -6,6 +6,11 @@ worker's :class:`Pacer` spaces the batch's calls inside that slot. The rate is
 ``MAILER_SEND_RATE``, else SES's MaxSendRate, else (no limit known) one found from the
 provider's throttling. The 24-hour quota is taken by each claim and what was not sent is
 given back when the batch is recorded, so a campaign pauses before SES refuses.
+
+A worker back from a partition or a pause does not burst to catch up (issue 18): a call
+more than ``STALE_SLOT_SECONDS`` behind its schedule (its batch's slot and the previous
+call's) is not made, its rows go back to the queue, and the worker's next claim reserves
+fresh time on the shared cursor, after what the other workers reserved meanwhile.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ log = logging.getLogger(__name__)
 #: a transport whose batch is many concurrent calls (SES SendEmail) gets at most this many
 #: seconds of the campaign's rate per call group, so a rate limit sees no bursts
 BURST_SECONDS = 0.05
+#: a call this far behind its schedule belongs to a slot the worker missed (it was
+#: partitioned or paused about as long as a worker lease lasts): it is not made
+STALE_SLOT_SECONDS = 30.0
 
 
 class Pacer:
@@ -46,15 +54,21 @@ class Pacer:
         self.rate = 0.0
         self.factor = 1.0  # < 1 after throttling; recovers slowly
 
-    def wait(self, not_before: float = 0.0, cost: int = 1) -> None:
+    def wait(self, not_before: float = 0.0, cost: int = 1) -> bool:
+        """Sleep until the call's slot; False (and no slot taken) when the slot was missed
+        by more than ``STALE_SLOT_SECONDS``: the caller must not make the call."""
         with self._lock:
             now = self._clock()
+            schedule = max(not_before, self._next)  # 0: none yet
+            if self.rate > 0 and 0 < schedule < now - STALE_SLOT_SECONDS:
+                return False
             at = max(now, not_before)
             if self.rate > 0:
                 at = max(at, self._next)
                 self._next = at + cost / (self.rate * self.factor)
         if at > now:
             self._sleep(at - now)
+        return True
 
     def throttled(self) -> None:
         self.factor = max(0.05, self.factor * 0.5)

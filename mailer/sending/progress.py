@@ -22,6 +22,7 @@ class Progress:
     failed: int = 0
     skipped: int = 0
     retried: int = 0
+    fenced: int = 0  # late results the fence refused (rows re-claimed after a lapse)
     started: float = field(default_factory=time.monotonic)
     status: str = ""
     reason: str | None = None
@@ -40,3 +41,4 @@ class Progress:
         self.failed += tally.failed
         self.skipped += tally.skipped
         self.retried += tally.retried
+        self.fenced += tally.rejected
