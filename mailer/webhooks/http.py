@@ -69,6 +69,8 @@ def post_all(requests: list[Request], timeout: float) -> list[Answer]:
 
 async def _post_all(requests: list[Request], timeout: float) -> list[Answer]:
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=0)
+    # trust_env=False: no proxy or .netrc from the environment decides where a signed body
+    # goes or what credentials ride along; the URL as added is where it is posted
     async with httpx.AsyncClient(
         follow_redirects=False, timeout=timeout, limits=limits, trust_env=False
     ) as client:
