@@ -160,6 +160,7 @@ _ENABLED = select(_T.c.id, _T.c.events).where(_T.c.enabled)
 
 def _subscribed(session: Session) -> list[tuple[int, frozenset[str]]]:
     """The enabled endpoints and their event types, read once per transaction."""
+    conn = session.connection()  # begins the transaction if none has begun yet
     tx = session.get_transaction()
     cached = session.info.get(_CACHE_KEY)
     if cached is not None and cached[0] is tx:
@@ -167,7 +168,7 @@ def _subscribed(session: Session) -> list[tuple[int, frozenset[str]]]:
         return endpoints
     # Core on the session's connection: no ORM query building, no autoflush (about a
     # quarter of the ORM select's cost on SQLite, scripts/bench_webhooks.py)
-    rows = session.connection().execute(_ENABLED).all()
+    rows = conn.execute(_ENABLED).all()
     endpoints = [(i, frozenset(e.split(","))) for i, e in rows]
     session.info[_CACHE_KEY] = (tx, endpoints)
     return endpoints

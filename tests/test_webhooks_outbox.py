@@ -131,6 +131,15 @@ def test_an_endpoint_added_meanwhile_is_seen_by_the_next_transaction(db: Databas
     assert [p["data"]["email"] for _, p in _events(db)] == ["b@example.com"]
 
 
+def test_an_emit_first_in_its_transaction_reads_the_endpoints_anew(db: Database) -> None:
+    """Before a transaction has begun, the cache must not match the last one's."""
+    with db.sessions() as s:
+        assert not outbox.wanted(s, "guard.tripped")  # the session's first statement
+        s.commit()
+        _endpoint(db, "guard.tripped")
+        assert outbox.wanted(s, "guard.tripped")  # again first, in a new transaction
+
+
 def test_erasure_leaves_no_address_in_the_outbox(db: Database) -> None:
     _endpoint(db, ",".join(EVENT_TYPES))
     with db.sessions.begin() as s:
