@@ -148,7 +148,7 @@ def test_sign_in_refuses_bad_tokens_and_counts_attempts(desk: Desk) -> None:
     c = desk.client(ip="198.51.100.7")
     for bad in ("", "bm_" + "x" * 43, ADMIN_TOKEN + "x", "y" * 10_000):
         r = sign_in(c, bad)
-        assert r.status_code in (401, 400), bad
+        assert r.status_code == 401, bad
         assert "mailer_desk" not in r.headers.get("set-cookie", "")
     for _ in range(6):
         sign_in(c, "nope")
@@ -369,7 +369,7 @@ def test_a_huge_paste_is_413_with_a_clear_page(desk: Desk) -> None:
 def test_unknown_issue_list_and_campaign_are_404(desk: Desk) -> None:
     c = desk.signed_in()
     assert c.get("/desk/issues/" + "0" * 64).status_code == 404
-    assert c.get("/desk/issues/../../etc").status_code in (303, 404)
+    assert c.get("/desk/issues/..%2F..%2Fetc").status_code == 404
     assert c.get("/desk/issues/ZZ").status_code == 404
     path, _ = checked(c, issue_text())
     assert c.get(f"{path}?list=nope").status_code == 404
