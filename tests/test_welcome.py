@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from mailer.config import Settings
 from mailer.render.tokens import Signer
-from mailer.sending import system_mail
+from mailer.sending import reader_mails, system_mail
 from mailer.sending.models import Delivery
 from mailer.transports.outbox import OutboxTransport
 from subscribers import list_settings, store
@@ -263,10 +263,10 @@ def test_confirmation_bodies_compiled_once_carry_each_readers_own_values() -> No
     settings = Settings(secret_key=TEST_SECRET_KEY)
     bodies = []
     for i in range(3):
-        mail = system_mail.ConfirmationMail(
+        mail = reader_mails.ConfirmationMail(
             f"r{i}&x@example.org", i, "B & Co", "b@example.org", None, f"https://x/c/{i}?a=1&b", NOW
         )
-        bodies.append(system_mail.confirmation_bodies(mail, settings))
+        bodies.append(reader_mails.confirmation_bodies(mail, settings))
     for i, (html, text) in enumerate(bodies):
         assert f"r{i}&amp;x@example.org" in html and f"https://x/c/{i}?a=1&amp;b" in html
         assert f"r{i}&x@example.org" in text and f"https://x/c/{i}?a=1&b" in text
@@ -293,5 +293,17 @@ def test_single_opt_in_form_welcomes_a_new_reader_once_and_nobody_else(db: Datab
         assert [(m["To"], m["Subject"]) for m in mails] == [
             ("new@example.com", "Welcome to Open Letter")
         ]
+    finally:
+        web.close()
+
+
+def test_the_web_forms_share_the_ledgers_limit_per_address(db: Database) -> None:
+    """Even with the web's own per-address window wide open (several processes with memory
+    limits), the ledger lets 3 confirmation mails a day reach one address."""
+    web = Web(db, subscribe_address_limit=100)
+    try:
+        for _ in range(5):
+            web.subscribe("target@example.com")
+        assert len(web.mails()) == system_mail.CONFIRM_PER_ADDRESS
     finally:
         web.close()

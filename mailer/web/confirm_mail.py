@@ -1,7 +1,8 @@
 """The reader pages' system mails: the double opt-in confirmation and the welcome mail.
 
-Thin: what the mails say, how they become MIME and how they go through the ledger is
-:mod:`mailer.sending.system_mail`, the same for the CLI and the API. Here the web's request
+Thin: what the mails say (:mod:`mailer.sending.reader_mails`), when they are due
+(:mod:`mailer.sending.system_mail`) and how they go through the ledger
+(:mod:`mailer.sending.one_mail`) are the same for the CLI and the API. Here the web's request
 state (settings, signer, clock, transport) is handed to it, and the mails are sent after
 the response (a background task), so timing tells nothing about the address.
 """
@@ -14,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer.config import Settings
-from mailer.sending import one_mail, system_mail
-from mailer.sending.system_mail import ConfirmationMail, Due, expires_label
+from mailer.sending import one_mail, reader_mails, system_mail
+from mailer.sending.reader_mails import ConfirmationMail, expires_label
+from mailer.sending.system_mail import Due
 from mailer.transports.base import CampaignMessage, OutgoingMessage, Transport
 from mailer.web.state import WebState
 from subscribers.models import MailingList, Subscription
@@ -37,7 +39,7 @@ __all__ = [
 
 def render_bodies(mail: ConfirmationMail, settings: Settings) -> tuple[str, str]:
     """(html, text) of the confirmation mail."""
-    return system_mail.confirmation_bodies(mail, settings)
+    return reader_mails.confirmation_bodies(mail, settings)
 
 
 def build_message(
@@ -49,7 +51,7 @@ def build_message(
 ) -> tuple[CampaignMessage, OutgoingMessage]:
     """The transport's two halves of a confirmation mail (see one_mail.build_message)."""
     return one_mail.build_message(
-        system_mail.as_system_mail(mail, settings), delivery_id=delivery_id, now=now
+        reader_mails.as_system_mail(mail, settings), delivery_id=delivery_id, now=now
     )
 
 
@@ -58,7 +60,7 @@ def send_confirmation(
 ) -> str:
     """Build and send; the transport's message id, or TransportError."""
     return one_mail.send_now(
-        system_mail.as_system_mail(mail, settings), transport, delivery_id=delivery_id
+        reader_mails.as_system_mail(mail, settings), transport, delivery_id=delivery_id
     )
 
 
@@ -66,19 +68,17 @@ def confirmation_for(
     state: WebState, mlist: MailingList, subscription: Subscription, address: str
 ) -> ConfirmationMail:
     """The mail for a pending subscription, its link bound to the consent version."""
-    return system_mail.confirmation_mail(
+    return reader_mails.confirmation_mail(
         state.settings, state.signer, mlist, subscription, address, now=state.now()
     )
 
 
 def deliver(state: WebState, mail: ConfirmationMail) -> None:
-    """Claim a ledger row, send, mark it (run after the response: a background task).
-    Failures are logged and recorded on the row, never raised to the reader."""
-    one_mail.deliver(
-        state.sessions,
-        state.transport(),
-        system_mail.as_system_mail(mail, state.settings),
-        now=state.now(),
+    """Claim a ledger row, send, mark it (run after the response: a background task), within
+    the ledger's limit per address. Failures are logged and recorded on the row, never
+    raised to the reader."""
+    system_mail.deliver_confirmation(
+        state.sessions, state.settings, state.transport(), mail, now=state.now()
     )
 
 
