@@ -367,3 +367,22 @@ def test_the_worker_thread_survives_a_failed_pass() -> None:
     finally:
         background.stop()
     assert len(passes) >= 2
+
+
+def test_a_hanging_receiver_does_not_hold_up_the_others(db: Database) -> None:
+    """Every attempt of a pass is in flight at once: the healthy endpoint is served in the
+    same pass the hanging one times out in."""
+    stuck, healthy = Receiver(mode="hang").start(), Receiver().start()
+    try:
+        _add(db, stuck)
+        _add(db, healthy)
+        _suppress(db, *(f"r{i}@example.com" for i in range(5)))
+        assert _dispatcher(db, timeout=1.0).run_once() == 10
+        assert len(healthy.verified("suppression.added")) == 5
+        states = {d.endpoint_id: set() for d in _deliveries(db)}
+        for d in _deliveries(db):
+            states[d.endpoint_id].add(d.status)
+        assert sorted(map(sorted, states.values())) == [["delivered"], ["pending"]]
+    finally:
+        stuck.stop()
+        healthy.stop()
