@@ -209,7 +209,8 @@ class SendRoutes:
 
         def record(session: Session, created: publish.Created) -> None:
             body = {"campaign_id": created.campaign_id}
-            idempotency.record_answer(session, who, idem_key, Answer(201, body, fingerprint))
+            answer = Answer(201, body, fingerprint)
+            idempotency.record_answer(session, who, idem_key, answer, now=state.now())
 
         rendered = publish.render_for(state.settings, mlist, stored.issue)
         try:
