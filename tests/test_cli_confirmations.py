@@ -77,3 +77,13 @@ def test_import_without_confirmed_mails_each_pending_reader_once(db: Database) -
     done = _cli(db, "subscribers", "import", str(confirmed), "--list", "brief", "--confirmed")
     assert done.returncode == 0 and "confirmation mails" not in done.stdout
     assert len(_mails(db)) == 2
+
+
+def test_subscribers_show_tells_the_time_zone(db: Database) -> None:
+    _setup(db)
+    with db.sessions.begin() as s:
+        store.subscribe(s, "tz@example.org", store.get_list(s, "brief"), confirmed=True)
+        store.get_subscriber(s, "tz@example.org").time_zone = "Asia/Shanghai"
+    shown = _cli(db, "subscribers", "show", "tz@example.org")
+    assert shown.returncode == 0, shown.stderr
+    assert "time zone: Asia/Shanghai" in shown.stdout

@@ -210,7 +210,10 @@ def subscribers_show(
     if as_json:
         print(safe_json(data))
         return
-    lines = [f"{safe_text(data['email'])}  name: {safe_text(data['name'] or '-')}"]
+    lines = [
+        f"{safe_text(data['email'])}  name: {safe_text(data['name'] or '-')}"
+        f"  time zone: {safe_text(data['time_zone'] or '-')}"
+    ]
     for s in data["subscriptions"]:
         lines.append(f"  {safe_text(s['list'])}: {s['status']} since {s['created_at']}")
     if data["suppression"]:
