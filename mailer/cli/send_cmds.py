@@ -29,7 +29,6 @@ from mailer.sending.engine import Engine
 from mailer.sending.publish import Outcome
 from mailer.sending.schedule import Schedule
 from mailer.transports.outbox import OutboxTransport
-from mailer.webhooks.dispatch import Background, Dispatcher, Policy
 from subscribers import store
 
 
@@ -159,6 +158,10 @@ def worker(
     """
     actx = app_context(ctx)
     outcomes: list[Outcome] = []
+    # imported here, not at the top: httpx and the signer add ~57 ms to `mailer send`, which
+    # posts no webhooks (python -X importtime, 2026-12-03)
+    from mailer.webhooks.dispatch import Background, Dispatcher, Policy
+
     hooks = Dispatcher(actx.sessions, Policy.from_settings(actx.settings))
     background = Background(hooks, poll)  # webhooks out, on their own thread
     with transport_for(actx) as transport:
