@@ -8,10 +8,12 @@ from __future__ import annotations
 import email
 import email.policy
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
+import httpx
 from sqlalchemy import select
 
 from mailer.config import Settings
@@ -23,7 +25,16 @@ from subscribers import list_settings, store
 from subscribers.list_settings import ListChanges
 from subscribers.models import Subscription
 from tests.conftest import TEST_SECRET_KEY, Database
-from tests.web_support import BASE, Web, csrf_of, link_in, make_list, text_body
+from tests.web_support import (
+    BASE,
+    Web,
+    csrf_of,
+    link_in,
+    live_server,
+    make_list,
+    text_body,
+    wait_for_mail,
+)
 
 NOW = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
 WELCOME = (
@@ -307,3 +318,37 @@ def test_the_web_forms_share_the_ledgers_limit_per_address(db: Database) -> None
         assert len(web.mails()) == system_mail.CONFIRM_PER_ADDRESS
     finally:
         web.close()
+
+
+def test_eight_presses_over_http_welcome_once(db: Database) -> None:
+    """The real server, eight presses of one confirm button at once: one welcome mail in
+    the outbox and one welcome row in the ledger."""
+    make_list(db.sessions, "brief", name="The Test Brief")
+    with db.sessions.begin() as s:
+        mlist = store.get_list(s, "brief")
+        list_settings.update_list(s, mlist, ListChanges(welcome_markdown="Hello there."))
+        pending = store.subscribe(s, "racer@example.com", mlist)
+        sid, lid = pending.subscriber.id, mlist.id
+        version = pending.subscription.consent_version
+    with live_server(lambda url: db.settings(base_url=url)) as (server, settings):
+        token = Signer.from_settings(settings).sign(
+            "confirm", sid, lid, version=version, expires_at=datetime.now(UTC) + timedelta(days=1)
+        )
+        url = f"{server.url}/confirm/{token}"
+        csrf = csrf_of(httpx.get(url).text)
+        barrier = threading.Barrier(8)
+
+        def press(_: int) -> int:
+            with httpx.Client() as c:
+                barrier.wait()
+                return c.post(url, data={"csrf_token": csrf}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(press, range(8)))
+        assert codes == [200] * 8
+        [welcome] = wait_for_mail(settings.outbox_dir / "0")
+    assert welcome["Subject"] == "Welcome to The Test Brief"
+    # every answer came after its transaction committed: a second welcome would have its
+    # claimed row in the ledger by now
+    with db.sessions() as s:
+        assert [d.kind for d in s.scalars(select(Delivery))] == ["welcome"]
