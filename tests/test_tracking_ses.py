@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,12 +21,15 @@ from mailer.feedback.rules import apply_event
 from mailer.feedback.tracking.models import TrackingEvent
 from mailer.ops.aws import AwsClients
 from mailer.ops.provisioning import DESTINATION_NAME, EVENT_TYPES, setup
+from mailer.render.tokens import Signer
+from mailer.render.tracking import verify_click, verify_open
 from mailer.sending.models import Delivery
 from subscribers import store
 from subscribers.tracking import Track, set_tracking
 from tests.conftest import Database
 from tests.plugins.aws import REGION, MotoHandle
 from tests.ses_provisioning import ProvisioningProxy
+from tests.support.ses_server import SesServer
 from tests.test_tracking import three_items
 from tests.web_support import make_list, send_issue, wait_for_mail
 
@@ -147,3 +151,46 @@ def test_ses_setup_tracking_adds_open_and_click(proxy: ProvisioningProxy, moto: 
     )
     assert any(line.startswith("exists   event destination") for line in again.steps)
     assert plain.topic_arn == tracked.topic_arn == again.topic_arn
+
+
+def test_a_tracked_campaign_through_ses_bulk_fills_each_readers_links(
+    db: Database, ses_server: SesServer
+) -> None:
+    """SES personalizes server-side: %%track%% becomes a template variable, and every
+    reader's message carries links that verify for that reader's own delivery."""
+    make_list(db.sessions)
+    with db.sessions.begin() as s:
+        mlist = store.get_list(s, "brief")
+        for n in range(3):
+            store.subscribe(s, f"reader{n}@example.com", mlist, confirmed=True)
+        set_tracking(s, mlist.id, Track(clicks=True, opens=True))
+    settings = db.settings(
+        base_url="https://news.example.com",
+        transport="ses",
+        ses_endpoint_url=ses_server.url,
+        ses_region=REGION,
+        ses_api="bulk",
+    )
+    cid = send_issue(db.sessions, settings, three_items())
+    with db.sessions() as s:
+        deliveries = {
+            message_id: delivery_id
+            for message_id, delivery_id in s.execute(
+                select(Delivery.message_id, Delivery.id).where(Delivery.campaign_id == cid)
+            )
+        }
+    signer = Signer.from_settings(settings)
+    messages = ses_server.messages()
+    assert len(messages) == 3
+    for message in messages:
+        _, html, text = message.rendered()
+        assert html is not None and text is not None
+        links = re.findall(r'href="https://news\.example\.com/r/([^"]+)"', html)
+        assert len(links) == 7 and "%%" not in html and "{{" not in html
+        delivery = deliveries[message.message_id]
+        seen = {verify_click(signer, token) for token in links}
+        assert {(t.campaign_id, t.delivery_id) for t in seen} == {(cid, delivery)}
+        assert {t.link for t in seen} == {0, 1, 2, 3}
+        (pixel,) = re.findall(r'src="https://news\.example\.com/o/([^"]+)"', html)
+        assert verify_open(signer, pixel).delivery_id == delivery
+        assert "/r/" not in text
