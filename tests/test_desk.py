@@ -32,7 +32,7 @@ from tests.desk_support import (
     send_fields,
 )
 from tests.test_transport_smtp import Recorder, free_port
-from tests.web_support import read_eml
+from tests.web_support import read_eml, sample_issue, send_issue
 
 
 @pytest.fixture
@@ -106,6 +106,7 @@ def test_paste_check_test_confirm_send_and_a_worker_sends_it(desk: Desk) -> None
     assert '<span class="status" id="status">done</span>' in done.text
     assert 'id="count-sent">2<' in done.text
     assert 'http-equiv="refresh"' not in done.text and 'id="stalled"' not in done.text
+    assert f'<a href="{path}?list=brief">its check page</a>' in done.text
     listing = c.get("/desk/campaigns")
     assert f'href="/desk/campaigns/{campaign.id}"' in listing.text
 
@@ -291,3 +292,13 @@ def test_a_markdown_issue_opens_as_the_list_its_front_matter_names(desk: Desk) -
     assert r.status_code == 303 and 'id="unknown-list"' in page
     assert "<code>harbour-dispatch</code>, which does not exist here" in page
     assert "Previews for Other Letter" in page  # the first list, by name, until one is chosen
+
+
+def test_a_campaign_sent_from_the_cli_shows_on_the_desk(desk: Desk) -> None:
+    """Campaigns are campaigns, whichever entrance made them; its text is not kept here."""
+    cid = send_issue(desk.db.sessions, desk.settings, sample_issue(5), start=False)
+    c = desk.signed_in()
+    page = c.get(f"/desk/campaigns/{cid}").text
+    assert "Test issue 5: harbour reopens" in page
+    assert "(sent from the command line: not kept here)" in page
+    assert f'href="/desk/campaigns/{cid}"' in c.get("/desk/campaigns").text

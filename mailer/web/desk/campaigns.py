@@ -31,6 +31,7 @@ from mailer.ops.campaign_view import campaign_view, campaign_views
 from mailer.sending import publish
 from mailer.sending.guard import is_guard_pause
 from mailer.sending.models import CampaignStatus
+from mailer.web.desk import handed
 from mailer.web.desk.context import NO_STORE, Desk, Signed
 from mailer.web.forms import read_form
 
@@ -99,6 +100,7 @@ class CampaignRoutes:
                 "tokens": tokens,
                 "guard_paused": guard_paused,
                 "stalled_since": due if stalled else None,
+                "issue_kept": handed.is_kept(self.desk.state.sessions, view.issue_key),
                 "again": request.query_params.get("again") == "1",
                 "changed": request.query_params.get("changed", "")[:32],
             },

@@ -22,7 +22,7 @@ from mailer.issue.files import parse_issue_text
 from mailer.issue.markdown import declared_list
 from mailer.issue.model import Issue
 
-__all__ = ["KEY", "Recent", "Stored", "keep", "load", "recent"]
+__all__ = ["KEY", "Recent", "Stored", "is_kept", "keep", "load", "recent"]
 
 KEY = re.compile(r"^[0-9a-f]{64}$")
 SOURCE = "pasted issue"
@@ -54,6 +54,12 @@ def load(sessions: sessionmaker[Session], key: str) -> Stored:
     with sessions() as s:
         text = issue_text(s, key)
     return parse(text)
+
+
+def is_kept(sessions: sessionmaker[Session], key: str) -> bool:
+    """Whether the issue's text is here (a campaign sent from the CLI has none)."""
+    with sessions() as s:
+        return s.get(HandedIssue, key) is not None
 
 
 @dataclass(frozen=True)
