@@ -152,3 +152,20 @@ def test_archive_index_in_the_lists_language(db: Database) -> None:
         assert '<html lang="en">' in web.client.get("/archive/other").text
     finally:
         web.close()
+
+
+def test_an_erased_readers_preferences_link_in_the_lists_language(db: Database) -> None:
+    web = Web(db)
+    try:
+        with db.sessions.begin() as s:
+            mlist = store.get_list(s, "brief")
+            list_settings.update_list(s, mlist, ListChanges(lang="zh-Hans"))
+            sid = store.subscribe(s, "gone@example.com", mlist, confirmed=True).subscriber.id
+        token = web.signer.preferences_token(sid, web.brief_id, now=web.clock.now)
+        with db.sessions.begin() as s:
+            store.erase(s, "gone@example.com")
+        page = web.client.get(f"/preferences/{token}")
+        assert page.status_code == 404 and '<html lang="zh-Hans">' in page.text
+        assert "此地址已不在我们的任何名单中。" in page.text and "错误 404。" in page.text
+    finally:
+        web.close()

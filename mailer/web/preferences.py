@@ -102,12 +102,16 @@ def _page(
 ) -> Response:
     with state.sessions() as session:
         sub = session.get(Subscriber, claims.subscriber_id)
-        if sub is None:
+        if sub is None:  # erased: the page still speaks the link's list's language
+            home = session.get(MailingList, claims.list_id)
+            lang = home.lang if home else "en"
+            _ = gettext_for(lang)
             return state.pages.response(
                 "error.html",
                 {
-                    "title": "Nothing held about this address",
-                    "message": "This address is no longer on any of our lists.",
+                    "lang": lang,
+                    "title": _("Nothing held about this address"),
+                    "message": _("This address is no longer on any of our lists."),
                     "status": 404,
                 },
                 status=404,
