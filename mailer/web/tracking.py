@@ -77,6 +77,8 @@ class TrackingEndpoint:
         if method not in ("GET", "HEAD"):
             await _answer(send, 405, [(b"allow", b"GET, HEAD"), *_PAGE_HEADERS], b"")
             return
+        if method == "HEAD":
+            send = _without_body(send)
         path: str = scope["path"]
         click = path.startswith("/r/")
         try:
@@ -140,6 +142,17 @@ async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], b
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _without_body(send: Send) -> Send:
+    """HEAD: the status and headers of the GET (its Content-Length too), no body."""
+
+    async def head(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return head
 
 
 def _location(url: str) -> bytes:
