@@ -473,3 +473,22 @@ def test_a_send_whose_answer_was_lost_is_retried_into_the_same_campaign(db: Data
         assert retry.status_code == 303
         assert retry.headers["location"] == f"/desk/campaigns/{made.id}?again=1"
     assert len(campaigns_in(db)) == 1
+
+
+def test_test_sends_are_limited_per_token(desk: Desk) -> None:
+    """A test goes to any address with any pasted content: a token is not a mail relay."""
+    c = desk.signed_in()
+    path, page = checked(c, issue_text())
+    data = {"csrf_token": form_token(page, f"{path}/test"), "list": "brief", "addresses": "a@x.org"}
+    codes = [c.post(f"{path}/test", data=data).status_code for _ in range(13)]
+    assert codes == [200] * 12 + [429]
+    refused = c.post(f"{path}/test", data=data)
+    assert "sent 12 tests within the hour" in refused.text
+    assert 0 < int(refused.headers["retry-after"]) <= 3600
+    assert len(list(desk.settings.outbox_dir.rglob("*.eml"))) == 12
+    other = desk.signed_in(desk.ops_token)  # another token has its own count
+    data["csrf_token"] = form_token(other.get(f"{path}?list=brief").text, f"{path}/test")
+    assert other.post(f"{path}/test", data=data).status_code == 200
+    desk.clock.advance(hours=1, seconds=1)
+    data["csrf_token"] = form_token(c.get(f"{path}?list=brief").text, f"{path}/test")
+    assert c.post(f"{path}/test", data=data).status_code == 200

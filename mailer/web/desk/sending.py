@@ -17,6 +17,7 @@ and answers with it.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +35,7 @@ from mailer.sending import publish
 from mailer.sending.schedule import Schedule, parse_span
 from mailer.web.common import list_by_slug
 from mailer.web.desk import handed
-from mailer.web.desk.context import NO_STORE, Desk, Signed
+from mailer.web.desk.context import NO_STORE, TEST_SENDS_LIMIT, Desk, Signed
 from mailer.web.forms import Form, read_form
 from subscribers.addresses import normalize_email
 from subscribers.models import MailingList
@@ -93,6 +94,16 @@ class SendRoutes:
         except InputError as err:
             context["test_error"] = str(err)
             return self.desk.page("issue.html", context, signed=signed, status=422)
+        wait = self.desk.test_limiter.hit(signed.principal.name, self.desk.state.timestamp())
+        if wait is not None:
+            minutes = max(1, math.ceil(wait / 60))
+            context["test_error"] = (
+                f"This token has sent {TEST_SENDS_LIMIT} tests within the hour; "
+                f"the next one can go in {minutes} min."
+            )
+            response = self.desk.page("issue.html", context, signed=signed, status=429)
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
         rendered = context["checked"].rendered  # render_for's, as the check page showed it
         try:
             context["test_results"] = publish.send_test(
