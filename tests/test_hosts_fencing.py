@@ -18,17 +18,9 @@ from sqlalchemy import select, update
 
 from mailer.errors import RetryableSendError
 from mailer.sending.leases import beat
-from mailer.sending.ledger import (
-    Failure,
-    Fence,
-    Ledger,
-    Results,
-    Retry,
-    Sent,
-    lock_campaign,
-    record,
-)
+from mailer.sending.ledger import Ledger, lock_campaign
 from mailer.sending.models import Campaign, Delivery, Lease
+from mailer.sending.outcomes import Failure, Fence, Results, Retry, Sent, record
 from mailer.sending.pacing import STALE_SLOT_SECONDS, Pacer, Pacing
 from mailer.sending.progress import Progress
 from subscribers.models import utcnow

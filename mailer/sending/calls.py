@@ -13,7 +13,7 @@ import logging
 import threading
 
 from mailer.errors import FatalSendError, NotSentError, RetryableSendError, TransportError
-from mailer.sending.ledger import Outcome
+from mailer.sending.outcomes import Outcome
 from mailer.sending.pacing import Pacer
 from mailer.transports.base import CampaignMessage, OutgoingMessage, SendResult, Transport
 

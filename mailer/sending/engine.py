@@ -44,20 +44,9 @@ from mailer.sending.leases import (
     release,
     take_sqlite_lease,
 )
-from mailer.sending.ledger import (
-    Claim,
-    ClaimedRow,
-    Fence,
-    Ledger,
-    Outcome,
-    Reader,
-    Results,
-    Tally,
-    lock_campaign,
-    record,
-    state_counts,
-)
+from mailer.sending.ledger import Claim, Ledger, Reader, lock_campaign, state_counts
 from mailer.sending.models import Campaign, CampaignStatus, DeliveryStatus, get_campaign
+from mailer.sending.outcomes import ClaimedRow, Fence, Outcome, Results, Tally, record
 from mailer.sending.pacing import Pacing
 from mailer.sending.personalize import reader_message
 from mailer.sending.progress import Progress

@@ -6,14 +6,10 @@
 * rows a dead worker left ``sending`` (its heartbeat lease expired, or the claim is older
   than ``MAILER_LEASE_SECONDS``) are claimed again and counted in ``Campaign.reclaimed``:
   those, and only those, may have been sent twice;
-* a batch's results are written in one transaction: sent rows with their message ids in one
-  statement, the rest one executemany per kind;
 * fencing (issue 18): a claim records the claiming worker's lease generation in
-  ``Delivery.fence``, and every write of its results has ``worker``, ``fence`` and
-  ``status = 'sending'`` in its WHERE clause. A worker whose lease lapsed claims nothing
-  until its heartbeat takes the lease again (a new generation); its late results over rows
-  another worker claimed again meanwhile change nothing, and are counted
-  (``Tally.rejected``, ``Progress.fenced``) and logged.
+  ``Delivery.fence``; a worker whose lease lapsed claims nothing until its heartbeat takes
+  the lease again (a new generation). The batch's results are written by
+  :mod:`mailer.sending.outcomes`, every statement fenced by worker and generation.
 
 The statements here are the hot path's; their shapes (one parameter per array, per-row
 index lookups) are what the send benchmarks were tuned on.
@@ -21,34 +17,20 @@ index lookups) are what the send benchmarks were tuned on.
 
 from __future__ import annotations
 
-import json
 import logging
-import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Connection,
-    Text,
-    bindparam,
-    func,
-    literal_column,
-    or_,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session, load_only
 
-from mailer.errors import RejectedError, RetryableSendError, TransportError
 from mailer.sending.leases import live_generation
 from mailer.sending.models import Campaign, Delivery, DeliveryStatus, Lease
-from mailer.transports.base import SendResult
-from subscribers.db import id_in, is_sqlite
+from mailer.sending.outcomes import ClaimedRow, Fence
+from mailer.sending.outcomes import Sent as Sent  # tests read the statement shapes here
+from mailer.sending.outcomes import mark_sent as mark_sent
+from subscribers.db import id_in
 from subscribers.models import Subscriber, Subscription, Suppression, UTCDateTime
 
 #: A claim on PostgreSQL in one round trip: lock the next queued rows (skipping rows other
@@ -100,14 +82,7 @@ _PACING = (Campaign.rate_cursor, Campaign.reclaimed)
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 8
 STALE_SCAN_SECONDS = 5.0  # how often a worker looks for rows of dead workers to re-claim
-NOT_DELIVERABLE = "unsubscribed, suppressed or erased since the campaign was queued"
-
-
-class ClaimedRow(NamedTuple):
-    delivery_id: int
-    subscriber_id: int | None  # None: the reader was erased
 
 
 class Reader(NamedTuple):
@@ -125,106 +100,6 @@ class Claim:
     readers: dict[int, Reader]
     start_at: float
     fence: Fence
-
-
-class Fence(NamedTuple):
-    """Whose claim a row is: the worker and its lease's generation when it claimed."""
-
-    worker: str
-    generation: int
-
-
-class Outcome(NamedTuple):
-    delivery_id: int
-    result: SendResult | None  # None: not attempted (stopped before the call)
-
-
-class Sent(NamedTuple):
-    delivery_id: int
-    message_id: str | None
-
-
-class Failure(NamedTuple):
-    delivery_id: int
-    error_class: str
-    error: str
-
-
-class Retry(NamedTuple):
-    delivery_id: int
-    not_before: datetime
-    error: str
-
-
-@dataclass(slots=True)
-class Results:
-    """A batch's outcomes sorted by what becomes of their rows."""
-
-    sent: list[Sent] = field(default_factory=list)
-    failed: list[Failure] = field(default_factory=list)
-    retryable: list[Retry] = field(default_factory=list)
-    unsent: list[int] = field(default_factory=list)  # never attempted: back to the queue
-    skipped: list[int] = field(default_factory=list)  # reader no longer deliverable
-    throttled: bool = False
-
-    @classmethod
-    def of(cls, rows: list[ClaimedRow], outcomes: list[Outcome], now: datetime) -> Results:
-        """Sorted once, outside the write's retry loop; ``now`` dates the retries."""
-        out = cls()
-        for o in outcomes:
-            if o.result is None:
-                out.unsent.append(o.delivery_id)
-            elif o.result.ok:
-                out.sent.append(Sent(o.delivery_id, o.result.message_id))
-            elif isinstance(o.result.error, RetryableSendError):
-                err = o.result.error
-                out.throttled = out.throttled or err.throttled
-                at = now + timedelta(seconds=_backoff(err))
-                out.retryable.append(
-                    Retry(o.delivery_id, at, f"{type(err).__name__}: {err}"[:2000])
-                )
-            else:
-                bad: TransportError = o.result.error or RejectedError("unknown error")
-                out.failed.append(Failure(o.delivery_id, type(bad).__name__, str(bad)[:2000]))
-        attempted = {o.delivery_id for o in outcomes}
-        out.skipped = [r.delivery_id for r in rows if r.delivery_id not in attempted]
-        return out
-
-    @property
-    def ids(self) -> list[int]:
-        return [
-            *(r.delivery_id for r in self.sent),
-            *(f.delivery_id for f in self.failed),
-            *(r.delivery_id for r in self.retryable),
-            *self.unsent,
-            *self.skipped,
-        ]
-
-    def only(self, ids: set[int]) -> Results:
-        """These results without the rows not in ``ids`` (the fence refused them)."""
-        return Results(
-            sent=[r for r in self.sent if r.delivery_id in ids],
-            failed=[f for f in self.failed if f.delivery_id in ids],
-            retryable=[r for r in self.retryable if r.delivery_id in ids],
-            unsent=[i for i in self.unsent if i in ids],
-            skipped=[i for i in self.skipped if i in ids],
-            throttled=self.throttled,
-        )
-
-
-class Tally(NamedTuple):
-    """What a written batch adds to the campaign's progress."""
-
-    sent: int
-    failed: int
-    skipped: int
-    retried: int
-    rejected: int = 0  # results refused by the fence: the rows were claimed again elsewhere
-
-
-def _backoff(err: RetryableSendError) -> float:
-    base = 2.0 if err.throttled else 1.0
-    return base + random.uniform(0, base)  # jittered; attempts spread the rest
 
 
 # -- claims --------------------------------------------------------------------------------
@@ -426,163 +301,6 @@ def deliverable(s: Session, list_id: int, subscriber_ids: list[int]) -> dict[int
         )
     )
     return {sid: Reader(email, name or "") for sid, email, name in rows}
-
-
-# -- results -------------------------------------------------------------------------------
-
-
-def record(conn: Connection, results: Results, now: datetime, fence: Fence) -> Tally:
-    """Write a batch's results (Core: one statement per kind for the whole batch), each
-    statement fenced: only rows still ``sending`` under this claim's worker and generation
-    change. The rows the fence refuses (claimed again by another worker after this one's
-    lease lapsed) are counted in ``Tally.rejected`` and logged. Retries past
-    ``MAX_ATTEMPTS`` fail instead."""
-    asked = results.ids
-    held = _still_held(conn, asked, fence)
-    rejected = len(asked) - len(held)
-    if rejected:
-        log.warning(
-            "worker %s (lease generation %d): %d late results rejected by the fence; "
-            "their rows were claimed again after its lease lapsed",
-            fence.worker,
-            fence.generation,
-            rejected,
-        )
-        results = results.only(held)
-    attempts = _attempts(conn, [r.delivery_id for r in results.retryable])
-    retries = [r for r in results.retryable if attempts.get(r.delivery_id, 0) < MAX_ATTEMPTS]
-    exhausted = [
-        Failure(r.delivery_id, "RetryableSendError", r.error)
-        for r in results.retryable
-        if attempts.get(r.delivery_id, 0) >= MAX_ATTEMPTS
-    ]
-    failed = results.failed + exhausted
-    mark_sent(conn, results.sent, now, fence)
-    _update_claimed(
-        conn,
-        fence,
-        [{"b_id": f.delivery_id, "b_cls": f.error_class, "b_err": f.error} for f in failed],
-        status=DeliveryStatus.FAILED,
-        error_class=bindparam("b_cls"),
-        error=bindparam("b_err"),
-    )
-    # never attempted (stopped first): not an attempt either
-    _update_claimed(
-        conn,
-        fence,
-        [{"b_id": i} for i in results.unsent],
-        status=DeliveryStatus.QUEUED,
-        attempts=Delivery.attempts - 1,
-    )
-    _update_claimed(
-        conn,
-        fence,
-        [{"b_id": r.delivery_id, "b_nb": r.not_before, "b_err": r.error} for r in retries],
-        status=DeliveryStatus.QUEUED,
-        not_before=bindparam("b_nb"),
-        error=bindparam("b_err"),
-    )
-    _update_claimed(
-        conn,
-        fence,
-        [{"b_id": i} for i in results.skipped],
-        status=DeliveryStatus.SKIPPED,
-        error_class="NotDeliverable",
-        error=NOT_DELIVERABLE,
-    )
-    return Tally(len(results.sent), len(failed), len(results.skipped), len(retries), rejected)
-
-
-def _fenced(fence: Fence) -> list[ColumnElement[bool]]:
-    """The WHERE terms of every result write: the row is still this claim's."""
-    return [
-        Delivery.worker == fence.worker,
-        Delivery.fence == fence.generation,
-        Delivery.status == DeliveryStatus.SENDING,
-    ]
-
-
-def _still_held(conn: Connection, ids: list[int], fence: Fence) -> set[int]:
-    """Which of ``ids`` are still this claim's (locked on PostgreSQL until the write
-    commits, so the count of rejected rows is exact)."""
-    if not ids:
-        return set()
-    query = select(Delivery.id).where(id_in(Delivery.id, ids, conn), *_fenced(fence))
-    if not is_sqlite(conn):
-        query = query.with_for_update()
-    return {row_id for (row_id,) in conn.execute(query)}
-
-
-def _update_claimed(
-    conn: Connection, fence: Fence, rows: list[dict[str, Any]], **values: Any
-) -> None:
-    """:func:`subscribers.bulk.update_by_id` with the fence in its WHERE clause."""
-    if not rows:
-        return
-    fenced = update(Delivery).where(Delivery.id == bindparam("b_id"), *_fenced(fence))
-    conn.execute(fenced.values(**values), rows)
-
-
-def mark_sent(
-    conn: Connection, rows: list[Sent], now: datetime, fence: Fence | None = None
-) -> None:
-    """Mark a batch's sent rows with their message ids in one statement: ``UPDATE ... FROM
-    json_each(pairs)`` on SQLite, ``UPDATE ... FROM unnest(ids, message_ids)`` on PostgreSQL;
-    only rows still held under ``fence`` (None: unfenced, for tests of the statement)."""
-    if not rows:
-        return
-    held = _fenced(fence) if fence is not None else []
-    values: dict[str, Any] = {
-        "status": DeliveryStatus.SENT,
-        "sent_at": now,
-        "error_class": None,
-        "error": None,
-    }
-    if is_sqlite(conn):
-        # one statement over a JSON array, not an executemany: sqlite3 lets go of the GIL
-        # for every row of one, and waited for it back behind the sending threads
-        pairs_json = json.dumps(rows)  # a Sent is a (delivery_id, message_id) pair
-        value: ColumnElement[str] = literal_column("value")
-        sqlite_pairs = (
-            select(
-                func.json_extract(value, "$[0]").label("id"),
-                func.json_extract(value, "$[1]").label("mid"),
-            )
-            .select_from(func.json_each(bindparam("pairs", pairs_json)))
-            .subquery()
-        )
-        conn.execute(
-            update(Delivery)
-            .where(Delivery.id == sqlite_pairs.c.id, *held)
-            .values(message_id=sqlite_pairs.c.mid, **values)
-        )
-        return
-    ids = [r.delivery_id for r in rows]
-    pairs = (
-        func.unnest(
-            bindparam("ids", ids, type_=ARRAY(BigInteger)),
-            bindparam("mids", [r.message_id for r in rows], type_=ARRAY(Text)),
-        )
-        .table_valued("id", "mid")
-        .render_derived()
-    )
-    conn.execute(
-        update(Delivery)
-        # the ANY keeps the planner on the primary key: joined to the unnest alone it
-        # hashed the whole table for every batch
-        .where(Delivery.id == pairs.c.id, id_in(Delivery.id, ids, conn), *held)
-        .values(message_id=pairs.c.mid, **values)
-    )
-
-
-def _attempts(conn: Connection, ids: list[int]) -> dict[int, int]:
-    """Each row's attempts so far (only rows to retry need it; usually none)."""
-    if not ids:
-        return {}
-    found = conn.execute(
-        select(Delivery.id, Delivery.attempts).where(id_in(Delivery.id, ids, conn))
-    )
-    return {row_id: attempts for row_id, attempts in found}
 
 
 def state_counts(s: Session, campaign_id: int) -> dict[str, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from mailer.sending.ledger import Tally
+from mailer.sending.outcomes import Tally
 
 
 @dataclass
