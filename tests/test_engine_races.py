@@ -287,3 +287,30 @@ def test_a_pause_racing_an_expiry_is_refused(db: Database, monkeypatch: pytest.M
     with db.sessions() as s:
         campaign = s.get(Campaign, cid)
         assert campaign is not None and campaign.status == "expired"
+
+
+def test_a_second_sqlite_sender_waits_on_the_injected_clock(db: Database) -> None:
+    """`mailer worker --wait` on SQLite: the second sender tries for the single-sender
+    lease once a second until ``wait`` has passed on the engine's own clock, then says
+    why it gives up; the first one's lease is untouched."""
+    if db.backend != "sqlite":
+        pytest.skip("the single-sender lease is SQLite's")
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    settings = db.settings()
+    first = Engine(settings, db.sessions, make_transport(settings))
+    first.start()
+    try:
+        second = Engine(
+            settings, db.sessions, make_transport(settings), sleep=sleep, clock=lambda: now[0]
+        )
+        with pytest.raises(ConflictError, match="one sending worker"):
+            second.start(wait=5.0)
+        assert slept == [1.0] * 5
+    finally:
+        first.close()

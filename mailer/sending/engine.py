@@ -155,9 +155,10 @@ class Engine:
         with self.sessions.begin() as s:
             beat(s, self.worker_id)
         if self._sqlite:
-            deadline = time.monotonic() + wait
+            clock = self.pacing.clock  # the injected one, as the waits' sleep is
+            deadline = clock() + wait
             while not self._take_sqlite_lease():
-                if time.monotonic() >= deadline:
+                if clock() >= deadline:
                     raise ConflictError(
                         "another worker is sending on this SQLite database; SQLite allows one "
                         "sending worker at a time (use PostgreSQL for several, or wait)"
