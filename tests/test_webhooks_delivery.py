@@ -386,3 +386,44 @@ def test_a_hanging_receiver_does_not_hold_up_the_others(db: Database) -> None:
     finally:
         stuck.stop()
         healthy.stop()
+
+
+def test_410_gone_disables_the_endpoint_until_enabled(db: Database, receiver: Receiver) -> None:
+    receiver.mode = "gone"
+    endpoint_id = _add(db, receiver)
+    receiver.start()
+    _suppress(db, "a@example.com")
+    clock = Clock()
+    dispatcher = _dispatcher(db, clock)
+    assert dispatcher.run_once() == 1
+    with db.sessions() as s:
+        assert s.get_one(WebhookEndpoint, endpoint_id).enabled is False
+    (attempt,) = _log(db)
+    assert (attempt.status_code, attempt.next_attempt_at) == (410, None)
+    assert _deliveries(db)[0].status == "failed"
+    _suppress(db, "b@example.com")  # disabled: no event is written for it
+    assert len(_deliveries(db)) == 1
+    with db.sessions.begin() as s:  # ops look, the receiver is back: enable, retry
+        endpoints.set_enabled(s, endpoint_id, True)
+        assert endpoints.retry_failed(s, endpoint_id) == 1
+    receiver.mode = "ok"
+    clock.now = utcnow()
+    assert dispatcher.run_once() == 1
+    assert _deliveries(db)[0].status == "delivered"
+    # the refused attempt, then the delivered one; never b, written while disabled
+    assert [e["data"]["email"] for e in receiver.verified()] == ["a@example.com"] * 2
+
+
+def test_a_disabled_endpoints_pending_deliveries_wait(db: Database, receiver: Receiver) -> None:
+    endpoint_id = _add(db, receiver)
+    receiver.start()
+    _suppress(db, "a@example.com")
+    with db.sessions.begin() as s:
+        endpoints.set_enabled(s, endpoint_id, False)
+    dispatcher = _dispatcher(db)
+    assert dispatcher.run_once() == 0
+    assert _deliveries(db)[0].status == "pending"
+    with db.sessions.begin() as s:
+        endpoints.set_enabled(s, endpoint_id, True)
+    assert dispatcher.run_once() == 1
+    assert _deliveries(db)[0].status == "delivered"

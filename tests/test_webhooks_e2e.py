@@ -132,6 +132,17 @@ def test_the_webhooks_commands(db: Database, receiver: Receiver) -> None:
     (event,) = receiver.verified("webhook.test")
     assert event["data"] == {"endpoint": endpoint_id, "events": ["campaign.done", "guard.tripped"]}
 
+    off = _mailer(db, "webhooks", "disable", str(endpoint_id))
+    assert off.returncode == 0, off.stderr
+    assert re.search(
+        rf"│\s*{endpoint_id}\s*│.*│\s*no\s*│", _mailer(db, "webhooks", "list").stdout, re.M
+    )
+    on = _mailer(db, "webhooks", "enable", str(endpoint_id))
+    assert on.returncode == 0, on.stderr
+    assert re.search(
+        rf"│\s*{endpoint_id}\s*│.*│\s*yes\s*│", _mailer(db, "webhooks", "list").stdout, re.M
+    )
+
     removed = _mailer(db, "webhooks", "remove", str(endpoint_id))
     assert removed.returncode == 0, removed.stderr
     again = _mailer(db, "webhooks", "remove", str(endpoint_id))

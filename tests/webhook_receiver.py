@@ -26,7 +26,7 @@ class Received:
 @dataclass
 class Receiver:
     secret: str | None = None
-    mode: str = "ok"  # ok | 500 | hang | drip | redirect | huge | disconnect | truncated
+    mode: str = "ok"  # ok | 500 | gone | hang | drip | redirect | huge | disconnect | truncated
     port: int = 0
     received: list[Received] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
@@ -134,7 +134,7 @@ class Receiver:
             except OSError:
                 pass
             return
-        code = 500 if mode == "500" else (401 if error else 204)
+        code = {"500": 500, "gone": 410}.get(mode, 401 if error else 204)
         h.send_response(code)
         h.send_header("Content-Length", "0")
         h.end_headers()

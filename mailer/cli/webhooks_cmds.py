@@ -63,7 +63,7 @@ def webhooks_list(ctx: typer.Context) -> None:
     Example: mailer webhooks list
     """
     actx = app_context(ctx)
-    table = Table("id", "url", "events", "pending", "delivered", "failed", "since")
+    table = Table("id", "url", "events", "enabled", "pending", "delivered", "failed", "since")
     with actx.sessions() as session:
         for row in endpoints.list_endpoints(session):
             e = row.endpoint
@@ -71,6 +71,7 @@ def webhooks_list(ctx: typer.Context) -> None:
                 str(e.id),
                 safe_cell(endpoints.shown_url(e.url)),
                 safe_cell(", ".join(e.event_types)),
+                "yes" if e.enabled else "no",
                 str(row.counts.get("pending", 0)),
                 str(row.counts.get("delivered", 0)),
                 str(row.counts.get("failed", 0)),
@@ -92,6 +93,35 @@ def webhooks_remove(
         url = endpoints.remove(session, endpoint_id).url
     shown = safe_text(endpoints.shown_url(url))
     actx.console.print(f"webhook {endpoint_id} removed ({shown})", markup=False)
+
+
+@webhooks_app.command("enable")
+def webhooks_enable(
+    ctx: typer.Context, endpoint_id: Annotated[int, typer.Argument(help="The endpoint's id.")]
+) -> None:
+    """Enable an endpoint again (after a 410 Gone answer or `disable`); its waiting
+    deliveries go out.
+
+    Example: mailer webhooks enable 3
+    """
+    actx = app_context(ctx)
+    with actx.sessions.begin() as session:
+        endpoints.set_enabled(session, endpoint_id, True)
+    actx.console.print(f"webhook {endpoint_id} enabled")
+
+
+@webhooks_app.command("disable")
+def webhooks_disable(
+    ctx: typer.Context, endpoint_id: Annotated[int, typer.Argument(help="The endpoint's id.")]
+) -> None:
+    """Disable an endpoint: no new events for it; its pending deliveries wait.
+
+    Example: mailer webhooks disable 3
+    """
+    actx = app_context(ctx)
+    with actx.sessions.begin() as session:
+        endpoints.set_enabled(session, endpoint_id, False)
+    actx.console.print(f"webhook {endpoint_id} disabled")
 
 
 @webhooks_app.command("test")

@@ -49,6 +49,8 @@ MAX_DELAY = timedelta(hours=6)
 CLAIM_SLACK = timedelta(seconds=30)
 #: deliveries posted at once in one pass
 BATCH = 50
+#: the answer that disables an endpoint
+GONE = 410
 #: seconds between two prunes of old delivered events by a running worker
 PRUNE_EVERY = 3600.0
 
@@ -180,6 +182,9 @@ class Dispatcher:
                 if answer.ok:
                     delivery.status = DeliveryState.DELIVERED
                     delivery.delivered_at = now
+                elif answer.status_code == GONE:
+                    delivery.status = DeliveryState.FAILED
+                    self._disable(s, delivery.endpoint_id)
                 elif delivery.attempts >= self.policy.max_attempts:
                     delivery.status = DeliveryState.FAILED
                     log.warning(
@@ -198,6 +203,16 @@ class Dispatcher:
                         next_attempt_at=next_at,
                     )
                 )
+
+    @staticmethod
+    def _disable(s: Session, endpoint_id: int) -> None:
+        """410 Gone: the receiver says the endpoint is gone for good (Standard Webhooks), so
+        nothing more is posted or written for it until ``mailer webhooks enable``; its
+        pending deliveries wait."""
+        endpoint = s.get(WebhookEndpoint, endpoint_id)
+        if endpoint is not None and endpoint.enabled:
+            endpoint.enabled = False
+            log.warning("webhook endpoint %s answered 410 Gone: disabled", endpoint_id)
 
 
 class Background:

@@ -40,6 +40,7 @@ __all__ = [
     "log_rows",
     "remove",
     "retry_failed",
+    "set_enabled",
     "shown_url",
     "test",
 ]
@@ -80,6 +81,16 @@ def get(session: Session, endpoint_id: int) -> WebhookEndpoint:
         raise NotFoundError(
             f"no webhook endpoint {endpoint_id}" + (f" (endpoints: {known})" if known else "")
         )
+    return endpoint
+
+
+def set_enabled(session: Session, endpoint_id: int, enabled: bool) -> WebhookEndpoint:
+    """Enable or disable an endpoint: a disabled one gets no new events, and its pending
+    deliveries wait until it is enabled again (a 410 Gone answer disables it)."""
+    endpoint = get(session, endpoint_id)
+    endpoint.enabled = enabled
+    session.flush()
+    forget_endpoints(session)
     return endpoint
 
 
