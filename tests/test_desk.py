@@ -302,3 +302,12 @@ def test_a_campaign_sent_from_the_cli_shows_on_the_desk(desk: Desk) -> None:
     assert "Test issue 5: harbour reopens" in page
     assert "(sent from the command line: not kept here)" in page
     assert f'href="/desk/campaigns/{cid}"' in c.get("/desk/campaigns").text
+
+
+def test_the_confirmation_warns_of_a_list_without_readers(desk: Desk) -> None:
+    c = desk.signed_in()
+    path, _ = checked(c, issue_text(), list_slug="other")
+    empty = confirm(c, path, c.get(f"{path}?list=other").text, list_slug="other")
+    assert 'id="no-readers"' in empty.text and "Send to 0 readers" in empty.text
+    full = confirm(c, path, c.get(f"{path}?list=brief").text)
+    assert 'id="no-readers"' not in full.text
