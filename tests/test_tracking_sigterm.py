@@ -129,3 +129,20 @@ def test_the_writer_waits_out_a_lock_in_process(db: Database) -> None:
     assert intake.writer.failed == 0
     with db.sessions() as s:
         assert s.scalar(select(func.count()).select_from(TrackingEvent)) == 5
+
+
+def test_a_flood_while_the_database_is_away_stays_bounded(db: Database) -> None:
+    """Past max_pending hits waiting, new ones are counted and not kept; the first ones
+    are written once the database is back."""
+    assert _paths(db, 1)
+    with db.sessions() as s:
+        delivery, cid = s.execute(select(Delivery.id, Delivery.campaign_id)).one()
+    assert cid is not None
+    intake = TrackingIntake(db.settings(), db.sessions, max_pending=4, batch=2)
+    with _locked(db):
+        for n in range(10):
+            intake.record(Hit(cid, delivery, n % 3, utcnow(), user_agent="x"))
+        assert intake.writer.pending <= 4 and intake.dropped == 6
+    assert intake.flush(timeout=30)
+    with db.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(TrackingEvent)) == 4
