@@ -46,4 +46,6 @@ def test_render_for_uses_the_list() -> None:
     settings = Settings(base_url="https://news.example.org")
     rendered = publish.render_for(settings, _list(lang="zh-Hans", greeting="Dear"), fixture_issue())
     assert 'lang="zh-Hans"' in rendered.html
-    assert "Dear" in rendered.text
+    values = {"unsubscribe_url": "https://x/u", "preferences_url": "https://x/p", "name": "Ann"}
+    _, text = rendered.personalize(values)
+    assert "Dear Ann," in text.splitlines()
