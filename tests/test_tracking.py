@@ -161,7 +161,7 @@ def test_a_burst_of_browser_like_clicks_over_every_link_is_a_machine(web: Web) -
         assert web.client.get(link, headers=BROWSER).status_code == 302
     events = _events(web)
     assert [e.verdict for e in events] == ["machine"] * 3
-    assert all(e.reason.startswith("burst: 3 links") for e in events)
+    assert all(e.reason.startswith("burst: 3 clicks on 3 links") for e in events)
     # a person reading later, one story at a time, is a person
     web.clock.now += timedelta(minutes=3)
     web.client.get(unique[1], headers=BROWSER)
@@ -442,3 +442,20 @@ def test_a_test_send_of_a_tracking_list_is_not_tracked(web: Web) -> None:
     body = html_body(mail)
     assert "news.example.net/story/1" in body
     assert not R_LINK.search(body) and not O_LINK.search(body)
+
+
+def test_one_link_replayed_in_a_flood_is_a_machine(web: Web) -> None:
+    _track(web)
+    cid, (html,) = _send(web)
+    web.clock.now = _sent_at(web, cid) + timedelta(minutes=10)
+    link = R_LINK.findall(html)[0]
+    assert web.client.get(link, headers=BROWSER).status_code == 302  # a person's click
+    web.clock.now += timedelta(minutes=5)
+    for _ in range(6):  # the same link six times within a second: 2 x MAILER_TRACK_BURST_LINKS
+        web.clock.now += timedelta(milliseconds=150)
+        assert web.client.get(link, headers=BROWSER).status_code == 302
+    events = _events(web)
+    assert [e.verdict for e in events] == ["human"] + ["machine"] * 6
+    assert events[-1].reason.startswith("burst: 6 clicks on 1 links")
+    report = campaign_engagement(web.db.sessions(), cid).to_json()
+    assert report["links"][0]["human_clicks"] == 1 and report["links"][0]["machine_clicks"] == 6

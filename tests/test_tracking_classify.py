@@ -92,13 +92,14 @@ def test_thresholds_from_settings() -> None:
 def _brute(clicks: list[tuple[datetime, int]], links: int) -> set[int]:
     need = max(2, min(T.burst_links, links))
     found: set[int] = set()
+    flood = 2 * T.burst_links
     for a in range(len(clicks)):
         window = [
             n
             for n in range(len(clicks))
             if clicks[a][0] <= clicks[n][0] <= clicks[a][0] + timedelta(seconds=T.burst_window)
         ]
-        if len({clicks[n][1] for n in window}) >= need:
+        if len(window) >= flood or len({clicks[n][1] for n in window}) >= need:
             found.update(window)
     return found
 

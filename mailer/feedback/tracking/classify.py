@@ -12,7 +12,7 @@ and when it came relative to the message's sending. The rules, first the ones th
   no user agent; a click without ``Accept-Language`` (every browser sends one); a click
   sooner than ``MAILER_TRACK_MIN_DELAY`` after sending; and, decided by the intake with the
   other clicks of the message at hand, a burst over ``MAILER_TRACK_BURST_LINKS`` links
-  within ``MAILER_TRACK_BURST_WINDOW``.
+  within ``MAILER_TRACK_BURST_WINDOW``, or twice that many clicks on any (a replayed link).
 
 Every machine reason that applies is kept, joined with ``; ``.
 """
@@ -166,9 +166,11 @@ def in_bursts(
     clicks: Sequence[tuple[datetime, int]], links_in_message: int, thresholds: Thresholds
 ) -> set[int]:
     """Positions in ``clicks`` (one message's clicks as ``(at, link)``, the trap left out)
-    that belong to a burst: clicks on ``burst_links`` different links (at most every link of
-    the message, at least two) within ``burst_window`` seconds."""
+    that belong to a burst: within ``burst_window`` seconds, clicks on ``burst_links``
+    different links (at most every link of the message, at least two), or a flood of
+    ``2 x burst_links`` clicks on any (one link replayed)."""
     need = max(2, min(thresholds.burst_links, links_in_message))
+    flood = 2 * thresholds.burst_links
     order = sorted(range(len(clicks)), key=lambda n: clicks[n])
     found: set[int] = set()
     start = 0
@@ -178,14 +180,14 @@ def in_bursts(
             start += 1
             first = clicks[order[start]][0]
         window = order[start : end + 1]
-        if len({clicks[n][1] for n in window}) >= need:
+        if len(window) >= flood or len({clicks[n][1] for n in window}) >= need:
             found.update(window)
     return found
 
 
-def burst_reason(links: int, thresholds: Thresholds) -> str:
-    """The reason kept with each click of a burst over ``links`` different links."""
+def burst_reason(clicks: int, links: int, thresholds: Thresholds) -> str:
+    """The reason kept with each click of a burst: ``clicks`` on ``links`` different links."""
     return (
-        f"burst: {links} links clicked within {thresholds.burst_window:g} s "
+        f"burst: {clicks} clicks on {links} links within {thresholds.burst_window:g} s "
         "(MAILER_TRACK_BURST_WINDOW)"
     )

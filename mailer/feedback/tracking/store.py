@@ -156,7 +156,7 @@ def _flag_bursts(
         burst = in_bursts([(c.at, c.link) for c in real], count, thresholds)
         humans = [real[n].id for n in burst if real[n].verdict == HUMAN]
         if humans:
-            reason = burst_reason(len({real[n].link for n in burst}), thresholds)
+            reason = burst_reason(len(burst), len({real[n].link for n in burst}), thresholds)
             flagged.setdefault(reason, []).extend(humans)
     conn = session.connection()
     for reason, ids in flagged.items():
