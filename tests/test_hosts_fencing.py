@@ -184,6 +184,30 @@ def test_a_host_back_from_a_partition_does_not_burst() -> None:
     assert clock.slots == pytest.approx([fresh + i / 10 for i in range(1, 5)])
 
 
+class PausingClock(StillClock):
+    """A sleep the process is stopped in: the clock moves on by ``pause`` more than asked."""
+
+    def __init__(self, pause: float) -> None:
+        super().__init__()
+        self.pause = pause
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        self.now += seconds + self.pause
+
+
+def test_a_call_woken_late_from_its_wait_is_not_made() -> None:
+    paused = PausingClock(pause=STALE_SLOT_SECONDS + 1)
+    pacer = Pacer(paused.sleep, paused)
+    pacer.rate = 10.0
+    assert pacer.wait(paused.now, 1)  # on time: no sleep
+    assert not pacer.wait(paused.now, 1)  # slept, and woke a lease later: not sent
+    brief = PausingClock(pause=0.5)  # a busy machine's late wake-up is still sent
+    pacer = Pacer(brief.sleep, brief)
+    pacer.rate = 10.0
+    assert all(pacer.wait(brief.now, 1) for _ in range(5))
+
+
 def test_the_shared_cursor_gives_a_returning_host_no_catch_up_time() -> None:
     """Two hosts' claims on one campaign row: while B is away A reserves the time; B's first
     claim back starts after A's slots, so over any span the reserved sends stay within the

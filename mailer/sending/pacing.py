@@ -9,8 +9,9 @@ given back when the batch is recorded, so a campaign pauses before SES refuses.
 
 A worker back from a partition or a pause does not burst to catch up (issue 18): a call
 more than ``STALE_SLOT_SECONDS`` behind its schedule (its batch's slot and the previous
-call's) is not made, its rows go back to the queue, and the worker's next claim reserves
-fresh time on the shared cursor, after what the other workers reserved meanwhile.
+call's), or woken that late from its wait (the process was stopped while it slept), is not
+made; its rows go back to the queue, and the worker's next claim reserves fresh time on the
+shared cursor, after what the other workers reserved meanwhile.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ log = logging.getLogger(__name__)
 #: seconds of the campaign's rate per call group, so a rate limit sees no bursts
 BURST_SECONDS = 0.05
 #: a call this far behind its schedule belongs to a slot the worker missed (it was
-#: partitioned or paused about as long as a worker lease lasts): it is not made
-STALE_SLOT_SECONDS = 30.0
+#: partitioned, paused, or its calls hung): it is not made. Healthy calls are milliseconds
+#: behind; the claims run ahead of the clock by a few batches' time at most
+STALE_SLOT_SECONDS = 10.0
 
 
 class Pacer:
@@ -55,8 +57,9 @@ class Pacer:
         self.factor = 1.0  # < 1 after throttling; recovers slowly
 
     def wait(self, not_before: float = 0.0, cost: int = 1) -> bool:
-        """Sleep until the call's slot; False (and no slot taken) when the slot was missed
-        by more than ``STALE_SLOT_SECONDS``: the caller must not make the call."""
+        """Sleep until the call's slot; False when the slot was missed by more than
+        ``STALE_SLOT_SECONDS``, before the wait or by waking up late from it (a process
+        stopped while it slept): the caller must not make the call."""
         with self._lock:
             now = self._clock()
             schedule = max(not_before, self._next)  # 0: none yet
@@ -68,6 +71,8 @@ class Pacer:
                 self._next = at + cost / (self.rate * self.factor)
         if at > now:
             self._sleep(at - now)
+            if self.rate > 0 and self._clock() > at + STALE_SLOT_SECONDS:
+                return False
         return True
 
     def throttled(self) -> None:
