@@ -87,3 +87,24 @@ def test_subscribers_show_tells_the_time_zone(db: Database) -> None:
     shown = _cli(db, "subscribers", "show", "tz@example.org")
     assert shown.returncode == 0, shown.stderr
     assert "time zone: Asia/Shanghai" in shown.stdout
+
+
+def test_a_transport_that_cannot_be_made_says_what_was_stored(db: Database) -> None:
+    """SMTP with a weak key: the reader is stored pending, the error says so, and the same
+    command with a working transport mails them."""
+    _setup(db)
+    env = db.env(MAILER_TRANSPORT="smtp", MAILER_SECRET_KEY="short")
+    done = subprocess.run(
+        [sys.executable, "-m", "mailer", "subscribers", "add", "p@example.org", "--list", "brief"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=db.tmp,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "p@example.org: pending on brief, but no confirmation mail can be sent" in done.stderr
+    with db.sessions() as s:
+        assert store.get_subscriber(s, "p@example.org").subscriptions[0].status == "pending"
+    again = _cli(db, "subscribers", "add", "p@example.org", "--list", "brief")
+    assert again.returncode == 0 and "(confirmation mail sent)" in again.stdout

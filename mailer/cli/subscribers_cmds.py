@@ -9,23 +9,42 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, TextIO
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mailer.cli.context import app_context
+from mailer.cli.context import AppContext, app_context
 from mailer.cli.safe_text import safe_json, safe_text
+from mailer.errors import MailerError
 from mailer.feedback import erasure
 from mailer.sending import system_mail
 from mailer.transports import make_transport
+from mailer.transports.base import Transport
 from subscribers import importer, store
 from subscribers.models import utcnow
 
 subscribers_app = typer.Typer(
     help="Subscribers: add, import, export, show, erase.", no_args_is_help=True
 )
+
+
+@contextmanager
+def _transport(actx: AppContext, done: str) -> Iterator[Transport]:
+    """The configured transport for confirmation mails, closed after use. One that cannot
+    be made (SES without a real key, ...) is an error that says what was stored already:
+    the readers stay pending, and the same command run again mails them."""
+    try:
+        transport = make_transport(actx.settings)
+    except MailerError as err:
+        raise type(err)(f"{done} no confirmation mail can be sent: {err}") from err
+    try:
+        yield transport
+    finally:
+        transport.close()
 
 
 @subscribers_app.command("add")
@@ -64,13 +83,10 @@ def subscribers_add(
         )
         ids = (result.subscriber.id, mlist.id)
     if result.needs_confirmation and mail:
-        transport = make_transport(actx.settings)
-        try:
+        with _transport(actx, f"{line}, but") as transport:
             sent = system_mail.request_confirmation(
                 actx.sessions, actx.settings, transport, *ids, now=utcnow()
             )
-        finally:
-            transport.close()
         line += (
             " (confirmation mail sent)"
             if sent
@@ -147,13 +163,10 @@ def subscribers_import(
     if mail and not confirmed:
         with actx.sessions() as session:
             mlist = store.get_list(session, list_slug)
-        transport = make_transport(actx.settings)
-        try:
+        with _transport(actx, "imported, but") as transport:
             sent, held = system_mail.confirm_unmailed(
                 actx.sessions, actx.settings, transport, mlist, now=utcnow()
             )
-        finally:
-            transport.close()
         if sent or held:
             actx.console.print(
                 f"confirmation mails: {sent} sent"
