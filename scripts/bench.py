@@ -19,6 +19,8 @@ Runs, each in its own process and one after the other (they would disturb each o
                                        20 ms, no tuning variables (issue 17)
   webhooks  scripts/bench_webhooks.py  consent changes with the webhook outbox and no endpoint,
                                        against the same without its lookup; delivery/s (14)
+  confirm   scripts/bench_confirm.py   confirmation mails of an import, compiled once and
+                                       spliced, against a full compile per reader (issue 15)
 
 Each script prints its own figures with the baseline or limit it measured in the same run;
 this one reads them (bench_send's ``--json``, the others' printed tables) and prints one
@@ -436,6 +438,29 @@ def parse_defaults(out: str, _: Path) -> list[Figure]:
     return figures
 
 
+def parse_confirm(out: str, _: Path) -> list[Figure]:
+    """bench_confirm (issue 15): an import's confirmation mails against a full compile each."""
+    full = _find(r"^baseline full compile per reader\s+([\d.]+) ms/mail", out)
+    spliced = _find(r"^compiled once, spliced per reader\s+([\d.]+) ms/mail", out)
+    goal = _find(r"^goal >= (\d+)x faster: (met|MISSED)", out)
+    if not (full and spliced and goal):
+        raise ValueError("bench_confirm output not understood")
+    value, base = _num(spliced.group(1)), _num(full.group(1))
+    return [
+        Figure(
+            "confirm",
+            "confirmation mail per reader (import)",
+            value,
+            "ms/mail",
+            base,
+            "full compile per reader",
+            value / base,
+            f">= {goal.group(1)}x faster",
+            _verdict(goal.group(2) == "met"),
+        )
+    ]
+
+
 Parser = Callable[[str, Path], list[Figure]]
 BENCHES: dict[str, tuple[str, list[str], list[str], Parser]] = {
     # name: (script, arguments, quick arguments, parser)
@@ -448,6 +473,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str], Parser]] = {
     "startup": ("bench_startup.py", [], ["--runs", "3"], parse_startup),
     "defaults": ("bench_send_defaults.py", [], ["--readers", "2000"], parse_defaults),
     "tracking": ("bench_tracking.py", [], ["--readers", "200", "--seconds", "3"], parse_tracking),
+    "confirm": ("bench_confirm.py", [], ["--readers", "60"], parse_confirm),
     "webhooks": (
         "bench_webhooks.py",
         [],
