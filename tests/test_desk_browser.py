@@ -357,3 +357,60 @@ def test_markup_in_an_issue_runs_nowhere_and_dark_pages_pass_axe(
         assert run.problems == {}, "\n".join(f"{k}:\n{v}" for k, v in run.problems.items())
         assert run.blocked == []
         assert [e for e in run.errors if not re.search(r"status of (404|422)\b", e)] == []
+
+
+def test_the_states_only_a_fault_reaches_pass_axe(db: Database, chromium_browser: Any) -> None:
+    """A list without readers at the confirmation, a send refused as already sent (409), a
+    schedule in the past (422), and a form posted after the session ended (the sign-in
+    page, 401): each a clear page that passes axe."""
+    make_list(db.sessions, "brief", name="The Test Brief")
+    make_list(db.sessions, "empty", name="An Empty List")
+    add_active(db.sessions, "reader@example.com")
+    token = create_token(db.sessions, "faults", "editor")
+
+    def settings_for(url: str) -> Any:
+        return db.settings(base_url=url)
+
+    with live_server(settings_for) as (server, _settings):
+        run = Run(chromium_browser)
+        page = run.page
+        try:
+            page.goto(server.url + "/desk/sign-in")
+            page.get_by_label("Token").fill(token)
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_label("Issue text").fill(issue_text())
+            page.get_by_role("button", name="Check the issue").click()
+            check_url = page.url.split("?")[0]
+
+            page.goto(check_url + "?list=empty")
+            page.get_by_role("button", name="Review and confirm").click()
+            page.locator("#no-readers").wait_for()
+            run.step("fault-no-readers")
+
+            page.goto(check_url + "?list=brief")
+            page.get_by_label("At the time below").check()
+            page.get_by_label("Start at").fill("2020-01-01T06:00")
+            page.get_by_role("button", name="Review and confirm").click()
+            page.locator("#send-error").wait_for()
+            assert "has passed" in page.locator("#send-error").inner_text()
+            run.step("fault-time-passed")
+
+            for _ in range(2):  # the second send of the issue to the list is refused
+                page.goto(check_url + "?list=brief")
+                page.get_by_role("button", name="Review and confirm").click()
+                page.get_by_role("button", name="Send to 1 reader").click()
+            page.locator("#send-error").wait_for()
+            assert "already sent to brief" in page.locator("#send-error").inner_text()
+            run.step("fault-already-sent")
+
+            page.goto(check_url + "?list=brief")
+            run.context.clear_cookies()  # the session ends with the page still open
+            page.get_by_label("Send the real issue, subject [TEST], to").fill("ed@example.org")
+            page.get_by_role("button", name="Send test").click()
+            page.get_by_text("nothing was done").wait_for()
+            run.step("fault-session-ended")
+        finally:
+            run.close()
+        assert run.problems == {}, "\n".join(f"{k}:\n{v}" for k, v in run.problems.items())
+        assert run.blocked == []
+        assert [e for e in run.errors if not re.search(r"status of (401|409|422)\b", e)] == []

@@ -196,7 +196,14 @@ class SendRoutes:
         with self.desk.state.sessions() as s:
             mlist = list_by_slug(s, fields["list"])
             s.expunge(mlist)
-        return self._create_once(signed, token, bound, stored, mlist, schedule)
+        try:
+            return self._create_once(signed, token, bound, stored, mlist, schedule)
+        except ConflictError as err:  # already sent or scheduled: back to the issue, saying so
+            context, _, _ = self.issue_context(signed, key, mlist.slug)
+            context["send_error"] = str(err).replace(
+                "pass --force to send it again", 'tick "Send again" to send it once more'
+            )
+            return self.desk.page("issue.html", context, signed=signed, status=409)
 
     def _create_once(
         self,
