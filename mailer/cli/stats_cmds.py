@@ -200,12 +200,12 @@ def stats_cmd(
     against SES's and Gmail's thresholds, per campaign and per recipient domain, and the
     suppression list's growth.
 
-    Example: mailer stats --days 7 --list china-brief
-
     With --links and --campaign N: each link's human clicks, unique human clickers,
     machine and proxy clicks, and the opens; with --links and --list SLUG: the list's
     campaigns over --days, readers who opened and clicked (tracking: `mailer lists set
     SLUG --track`).
+
+    Example: mailer stats --days 7 --list china-brief
     """
     actx = app_context(ctx)
     if links:
