@@ -247,6 +247,7 @@ def test_a_deleted_campaign_and_an_old_key(web: Web) -> None:
     client = AppClient(app, base_url=BASE)
     try:
         assert client.get(link).status_code == 302
+        assert flush_tracking(app)  # its event is written before the campaign goes
         with web.db.sessions.begin() as s:
             s.execute(update(Campaign).where(Campaign.id == cid).values(status="cancelled"))
             s.execute(delete(Delivery).where(Delivery.campaign_id == cid))
