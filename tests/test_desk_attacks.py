@@ -276,9 +276,10 @@ def test_resuming_a_guard_pause_needs_ops(desk: Desk) -> None:
     assert "Someone with an ops token" in page and "Resume anyway" not in page
     token = _action_token(desk, editor, cid, "resume")  # a hand-made form: the page has none
     r = editor.post(f"/desk/campaigns/{cid}/resume", data={"csrf_token": token, "force": "1"})
-    assert r.status_code == 403 and "needs an ops token" in r.text
+    assert r.status_code == 403 and "needs an ops token" in r.text and 'id="refused"' in r.text
     plain = editor.post(f"/desk/campaigns/{cid}/resume", data={"csrf_token": token})
     assert plain.status_code == 409 and "reputation guard" in plain.text
+    assert f"Campaign {cid}:" in plain.text  # said on the campaign's own page
     assert campaigns_in(desk.db)[0].status == "paused"
 
     ops = desk.signed_in(desk.ops_token)
@@ -495,3 +496,23 @@ def test_test_sends_are_limited_per_token(desk: Desk) -> None:
     desk.clock.advance(hours=1, seconds=1)
     data["csrf_token"] = form_token(c.get(f"{path}?list=brief").text, f"{path}/test")
     assert c.post(f"{path}/test", data=data).status_code == 200
+
+
+def test_an_action_the_campaign_no_longer_allows_is_said_on_its_page(desk: Desk) -> None:
+    c = desk.signed_in()
+    path, _ = checked(c, issue_text())
+    _, fields = send_fields(c, path)
+    cid = int(c.post(f"{path}/send", data=fields).headers["location"].rsplit("/", 1)[1])
+    page = c.get(f"/desk/campaigns/{cid}").text
+    cancel = form_token(page, f"/desk/campaigns/{cid}/cancel")
+    assert c.post(f"/desk/campaigns/{cid}/cancel", data={"csrf_token": cancel}).status_code == 303
+    # a second tab still shows Pause: pressing it now is refused, on the campaign's page
+    r = c.post(
+        f"/desk/campaigns/{cid}/pause",
+        data={"csrf_token": _action_token(desk, c, cid, "pause")},
+    )
+    assert r.status_code == 409 and 'id="refused"' in r.text and "cancelled" in r.text
+    assert campaigns_in(desk.db)[0].status == "cancelled"
+    # the "done" note only ever names an action: a crafted link shows nothing of its own
+    crafted = c.get(f"/desk/campaigns/{cid}?changed=Your+account+is+locked").text
+    assert "Your account is locked" not in crafted and "Done:" not in crafted

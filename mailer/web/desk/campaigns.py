@@ -26,7 +26,7 @@ from fastapi import Path
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from mailer.errors import NotFoundError
+from mailer.errors import ConflictError, NotFoundError
 from mailer.ops.campaign_view import campaign_view, campaign_views
 from mailer.sending import publish
 from mailer.sending.guard import is_guard_pause
@@ -72,6 +72,19 @@ class CampaignRoutes:
         signed = self.desk.who(request)
         if signed is None:
             return self.desk.to_sign_in(request)
+        return self._page(request, signed, campaign_id)
+
+    def _page(
+        self,
+        request: Request,
+        signed: Signed,
+        campaign_id: int,
+        *,
+        refused: str = "",
+        status: int = 200,
+    ) -> Response:
+        """The campaign's page; ``refused``: why the action just posted was not done."""
+        changed = request.query_params.get("changed", "")
         with self.desk.state.sessions() as s:
             view = campaign_view(s, campaign_id)
         follow = request.query_params.get("follow") == "1"
@@ -102,9 +115,11 @@ class CampaignRoutes:
                 "stalled_since": due if stalled else None,
                 "issue_kept": handed.is_kept(self.desk.state.sessions, view.issue_key),
                 "again": request.query_params.get("again") == "1",
-                "changed": request.query_params.get("changed", "")[:32],
+                "changed": changed if changed in ACTIONS else "",
+                "refused": refused,
             },
             signed=signed,
+            status=status,
         )
 
     def action(self, name: str) -> Callable[..., Any]:
@@ -117,7 +132,17 @@ class CampaignRoutes:
             form = await read_form(request)
             path = f"/desk/campaigns/{campaign_id}/{name}"
             self.desk.check_form(signed, form.get("csrf_token"), path)
-            self._change(signed, name, campaign_id, force=form.get("force") == "1")
+            force = form.get("force") == "1"
+            if name == "resume" and force and not signed.is_ops:
+                refused = (
+                    "Resuming a campaign the reputation guard paused needs an ops token; "
+                    "this desk session is an editor's."
+                )
+                return self._page(request, signed, campaign_id, refused=refused, status=403)
+            try:
+                self._change(signed, name, campaign_id, force=force)
+            except ConflictError as err:  # e.g. pausing a campaign that is done meanwhile
+                return self._page(request, signed, campaign_id, refused=str(err), status=409)
             return RedirectResponse(
                 f"/desk/campaigns/{campaign_id}?changed={name}", status_code=303, headers=NO_STORE
             )
@@ -129,8 +154,6 @@ class CampaignRoutes:
         if name == "pause":
             publish.pause(sessions, campaign_id, f"paused on the desk by {signed.principal.name}")
         elif name == "resume":
-            if force:
-                self.desk.require_ops(signed, "Resuming a campaign the reputation guard paused")
             publish.resume(sessions, campaign_id, force=force)
         elif name == "cancel":
             publish.cancel(sessions, campaign_id)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -161,11 +160,6 @@ class Desk:
         """403 unless ``token`` came from this session's form for ``path`` (and ``bound``)."""
         binding = f"desk\x00{signed.session.sid}\x00{bound}"
         self.state.csrf.check(token, path, self.state.timestamp(), binding)
-
-    @staticmethod
-    def require_ops(signed: Signed, what: str) -> None:
-        if not signed.is_ops:
-            raise HTTPException(403, f"{what} needs an ops token; this desk session is an editor's")
 
     # -- pages -------------------------------------------------------------------------
 
