@@ -137,6 +137,10 @@ def test_greeting_and_welcome_limits() -> None:
     with pytest.raises(InputError, match=r"^welcome: "):
         list_settings.clean_welcome("hi \x1b[31m")
     assert list_settings.clean_welcome("# Hi\r\n\r\nThanks.\r\n") == "# Hi\n\nThanks."
+    with pytest.raises(InputError, match=r"^welcome: 20001 characters"):
+        list_settings.clean_welcome("x" * (list_settings.WELCOME_MAX + 1))
+    with pytest.raises(InputError, match=r"^greeting: "):
+        list_settings.clean_greeting("x" * (list_settings.GREETING_MAX + 1))
 
 
 # -- the store: all or nothing, on both databases --------------------------------------------
