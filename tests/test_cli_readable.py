@@ -16,6 +16,7 @@ import termios
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from mailer.cli import COMMANDS, command, iter_commands
 from mailer.sending.one_mail import SystemMail, build_message
@@ -208,3 +209,13 @@ def test_stats_fits_the_terminal_and_counts_people(db: Database) -> None:
     head = next(line for line in piped if line.startswith("id\tsubject"))
     rows = [line.split("\t") for line in piped[piped.index(head) + 1 :][:2]]
     assert [r[0] for r in rows] == ["2", "1"] and all(len(r) == len(head.split("\t")) for r in rows)
+
+
+def test_piped_report_is_not_cut_at_80_columns(db: Database) -> None:
+    seed_list(db.sessions, 1)
+    assert run("send", str(ISSUE), "--list", "brief", env=db.env()).returncode == 0
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE campaigns SET subject = :s"), {"s": "word " * 40 + "end"})
+    env = {k: v for k, v in db.env().items() if k != "COLUMNS"}
+    shown = run("campaigns", "show", "1", env=env).stdout
+    assert shown.splitlines()[0] == "campaign 1: " + "word " * 40 + "end"

@@ -10,6 +10,7 @@ then wait the usual busy timeout for another writer.
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
 
+#: the width Rich lays out for when stdout is not a terminal: tables take what they need
+PIPED_WIDTH = 100_000
+
+
 class AppContext:
     """One command's settings (read from the environment on first use, so ``--help`` needs
     none), store and consoles."""
@@ -32,7 +37,9 @@ class AppContext:
     def __init__(self, settings: Settings | None = None) -> None:
         self._settings = settings
         self._opened = False  # whether this command opened the store (and so SQLAlchemy)
-        self.console: SafeConsole = SafeConsole(soft_wrap=True)
+        # piped or redirected (and no COLUMNS given): as wide as the text, never cut at 80
+        width = None if sys.stdout.isatty() or "COLUMNS" in os.environ else PIPED_WIDTH
+        self.console: SafeConsole = SafeConsole(soft_wrap=True, width=width)
         self.err: SafeConsole = SafeConsole(stderr=True, soft_wrap=True)
 
     @cached_property
