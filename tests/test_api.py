@@ -385,6 +385,18 @@ def test_campaign_request_errors(api: Api) -> None:
             "/api/v1/campaigns", json={"issue": key, "list": "brief", "expires_after": "soon"}
         )
         error_of(r, 422)
+        # spans no datetime holds, a campaign expired at its start, a start years away,
+        # a start past the last datetime: each a 422 naming the field, never a 500
+        for field, value, says in (
+            ("expires_after", "99999999999d", "at most 366 days"),
+            ("expires_after", "0s", "must be more than 0"),
+            ("expires_after", "400d", "at most 366 days"),
+            ("at", "+99999999999d", "at most 366 days"),
+            ("at", "2199-01-01T00:00Z", "more than 366 days away"),
+            ("at", "9999-12-31T23:59-08:00", "out of range"),
+        ):
+            body = {"issue": key, "list": "brief", field: value}
+            assert says in error_of(c.post("/api/v1/campaigns", json=body), 422), (field, value)
     assert campaign_count(api.db) == 0
 
 

@@ -17,7 +17,20 @@ from subscribers.models import utcnow
 #: How far in the past ``--at`` may be and still mean "now": a time typed a minute before
 #: pressing Enter. Anything older is a typo (a wrong year or day), refused, never sent at once.
 PAST_GRACE = timedelta(minutes=5)
+#: How far ahead a start or an expiry may be: further is a typo (a daily brief is not planned
+#: a year ahead), and a span of "99999999999d" is no time span at all.
+MAX_AHEAD = timedelta(days=366)
 _BARE_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)?\s*$")
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How an entrance names the fields in a refusal (the CLI's options by default; an
+    empty ``at`` puts no field name before the sentence)."""
+
+    at: str = "--at"
+    expires_after: str = "--expires-after"
+    send_now: str = "To send now, leave out --at"
 
 
 @dataclass(frozen=True)
@@ -41,15 +54,38 @@ class Schedule:
         """From an editor's text; ``expires_after`` counts from the start (``at`` or now)."""
         now = now or utcnow()
         start = parse_when(at, now) if at else None
+        span = parse_span("--expires-after", expires_after) if expires_after else None
+        return cls.checked(start, span, force=force, now=now, text=at)
+
+    @classmethod
+    def checked(
+        cls,
+        start: datetime | None,
+        span: timedelta | None,
+        *,
+        force: bool = False,
+        now: datetime,
+        wording: Wording | None = None,
+        text: str | None = None,
+    ) -> Schedule:
+        """The one rule for every entrance (CLI, API, desk): a start not gone by (beyond
+        PAST_GRACE) and not beyond MAX_AHEAD; an expiry span more than 0 and at most
+        MAX_AHEAD, counted from the start (or now). ``text``: the start as the editor typed it,
+        quoted in a refusal."""
+        words = wording or Wording()
+        prefix = f"{words.at}: " if words.at else ""
         if start is not None and start < now - PAST_GRACE:
+            shown = repr(text) if text else "the start time"
             raise InputError(
-                f"--at: {at!r} is {_ago(now - start)} ago ({start:%Y-%m-%d %H:%M} UTC); a time "
-                f"in the past is refused unless within {_ago(PAST_GRACE)} of now. "
-                "To send now, leave out --at"
+                f"{prefix}{shown} is {_ago(now - start)} ago ({start:%Y-%m-%d %H:%M} UTC): it "
+                f"has passed, and a time in the past is refused unless within "
+                f"{_ago(PAST_GRACE)} of now. {words.send_now}"
             )
-        expires = (
-            (start or now) + parse_span("--expires-after", expires_after) if expires_after else None
-        )
+        if start is not None and start > now + MAX_AHEAD:
+            raise InputError(f"{prefix}the start time is more than {MAX_AHEAD.days} days away")
+        if span is not None and not timedelta(0) < span <= MAX_AHEAD:
+            raise InputError(_span_refused(words.expires_after, span))
+        expires = (start or now) + span if span is not None else None
         return cls(at=start, expires_at=expires, force=force)
 
     def is_due(self, now: datetime | None = None) -> bool:
@@ -65,11 +101,13 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
         if rel:
             return now + parse_span("--at", rel.group(1))
         when = datetime.fromisoformat(text.strip())
+        return (when if when.tzinfo else when.astimezone()).astimezone(UTC)
     except ValueError as err:
         raise InputError(
             f"--at: cannot read {text!r} (use e.g. 2026-11-29T06:00+08:00 or +2h)"
         ) from err
-    return (when if when.tzinfo else when.astimezone()).astimezone(UTC)
+    except OverflowError as err:  # 9999-12-31T23:59-08:00: past the last datetime in UTC
+        raise InputError(f"--at: {text!r} is out of range") from err
 
 
 def parse_span(option: str, text: str) -> timedelta:
@@ -82,6 +120,13 @@ def parse_span(option: str, text: str) -> timedelta:
         return timedelta(seconds=parse_duration(text))
     except ValueError as err:
         raise InputError(f"{option}: {err}") from err
+    except OverflowError as err:  # "99999999999d": a number, but no span a datetime can hold
+        raise InputError(_span_refused(option, MAX_AHEAD * 2)) from err
+
+
+def _span_refused(option: str, span: timedelta) -> str:
+    what = "0" if span <= timedelta(0) else f"more than {MAX_AHEAD.days} days"
+    return f"{option}: {what} must be more than 0 and at most {MAX_AHEAD.days} days"
 
 
 def _ago(span: timedelta) -> str:
