@@ -172,3 +172,17 @@ def test_a_client_that_hangs_up_mid_body_leaves_nothing(
     assert campaign_count(api.db) == 0
     failures = [r for r in caplog.records if r.name.startswith("mailer") and r.levelname == "ERROR"]
     assert failures == []
+
+
+def test_test_sends_are_limited_per_token_not_a_relay(api: Api) -> None:
+    """A test send goes to any address with any content: an editor's token (or a thief's)
+    gets the desk's hourly allowance, shared with the desk, then 429 with Retry-After."""
+    key = api.post_issue()
+    body = {"issue": key, "list": "brief", "test_to": ["relay@example.org"]}
+    with api.as_editor() as c:
+        answers = [c.post("/api/v1/campaigns", json=body) for _ in range(13)]
+    assert [r.status_code for r in answers[:12]] == [200] * 12, answers[-2].text
+    refused = answers[12]
+    assert "tests within the hour" in error_of(refused, 429)
+    assert 0 < int(refused.headers["Retry-After"]) <= 3600
+    assert campaign_count(api.db) == 0

@@ -39,7 +39,7 @@ from mailer.web.csrf import CsrfGuard
 from mailer.web.desk import desk_router
 from mailer.web.errors import install_error_handlers
 from mailer.web.pages import Pages, static_files
-from mailer.web.ratelimit import SlidingWindow, make_storage
+from mailer.web.ratelimit import TEST_SENDS_LIMIT, TEST_SENDS_WINDOW, SlidingWindow, make_storage
 from mailer.web.security import BodyLimit, SecurityHeaders
 from mailer.web.state import WebState, system_clock, web_state
 from mailer.web.tracking import flush_tracking, install_tracking
@@ -87,6 +87,9 @@ def create_app(
             settings.subscribe_window,
             storage=limits_storage,
             name="subscribe-address",
+        ),
+        test_send_limiter=SlidingWindow(
+            TEST_SENDS_LIMIT, TEST_SENDS_WINDOW, storage=limits_storage, name="test-send"
         ),
         clock=clock or system_clock,
         injected_transport=transport,

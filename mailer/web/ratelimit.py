@@ -36,6 +36,9 @@ __all__ = ["SlidingWindow", "WindowStorage", "make_storage"]
 log = logging.getLogger(__name__)
 
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
+#: test sends per token per window, from the desk and the API alike (WebState.test_send_limiter)
+TEST_SENDS_LIMIT = 12
+TEST_SENDS_WINDOW = 3600.0
 
 
 class WindowStorage(Protocol):

@@ -44,6 +44,9 @@ class WebState:
     csrf: CsrfGuard
     ip_limiter: SlidingWindow
     address_limiter: SlidingWindow
+    #: test sends per token (desk and API share it): a test goes to any address with any
+    #: content, so without a limit an editor's token would be a mail relay
+    test_send_limiter: SlidingWindow
     clock: Clock = system_clock
     injected_transport: Transport | None = None
     _made_transport: Transport | None = field(default=None, repr=False)

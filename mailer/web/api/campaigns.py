@@ -17,6 +17,7 @@ Use cases: :mod:`mailer.sending.publish`; the view: :mod:`mailer.ops.campaign_vi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -35,7 +36,15 @@ from mailer.sending import campaigns as camp
 from mailer.sending import publish
 from mailer.sending.schedule import Schedule
 from mailer.web.api.common import ERRORS, answer, handed_issue
-from mailer.web.api.route import BEARER, ApiRoute, error_json, in_api_terms, needs, principal
+from mailer.web.api.route import (
+    BEARER,
+    ApiError,
+    ApiRoute,
+    error_json,
+    in_api_terms,
+    needs,
+    principal,
+)
 from mailer.web.api.schemas import (
     MAX_ID,
     CampaignCreated,
@@ -49,6 +58,7 @@ from mailer.web.api.schemas import (
     TestOut,
     TestResult,
 )
+from mailer.web.ratelimit import TEST_SENDS_LIMIT
 from mailer.web.state import WebState, web_state
 from subscribers import store
 from subscribers.addresses import normalize_email
@@ -122,7 +132,7 @@ def post_campaign(
             )
         )
     if body.test_to:
-        return _test_send(state, mlist, rendered, body.test_to)
+        return _test_send(state, who, mlist, rendered, body.test_to)
 
     def keep(session: Session, created: publish.Created) -> None:
         if key is not None:
@@ -175,9 +185,16 @@ def _lost_race(
 
 
 def _test_send(
-    state: WebState, mlist: MailingList, rendered: RenderedIssue, addresses: list[str]
+    state: WebState, who: str, mlist: MailingList, rendered: RenderedIssue, addresses: list[str]
 ) -> Response:
     valid = [normalize_email(a) for a in addresses]  # InvalidAddressError: 422, none sent
+    wait = state.test_send_limiter.hit(who, state.timestamp())  # shared with the desk's
+    if wait is not None:
+        raise ApiError(
+            429,
+            f"this token has sent {TEST_SENDS_LIMIT} tests within the hour; try again later",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
     sent = publish.send_test(state.settings, state.transport(), mlist, rendered, valid)
     results = [TestResult(to=t.to, ok=t.ok, message_id=t.message_id, error=t.error) for t in sent]
     return answer(TestOut.model_validate({"list": mlist.slug, "test": results}))

@@ -29,10 +29,6 @@ __all__ = ["NO_STORE", "Desk", "Signed"]
 #: sign-in attempts per client network (an IPv4 address or an IPv6 /64) per window
 SIGN_IN_LIMIT = 10
 SIGN_IN_WINDOW = 600.0
-#: test sends per token per window: a test goes to any address with any pasted content, so
-#: without a limit an editor's token (or whoever stole it) would be a mail relay
-TEST_SENDS_LIMIT = 12
-TEST_SENDS_WINDOW = 3600.0
 SIGN_IN = "/desk/sign-in"
 #: where a signed-in editor may be sent back to after signing in: desk pages only
 _NEXT = re.compile(r"^/desk(?:/[A-Za-z0-9/_-]*)?$")
@@ -66,9 +62,7 @@ class Desk:
         self.sign_in_limiter = SlidingWindow(
             SIGN_IN_LIMIT, SIGN_IN_WINDOW, storage=storage, name="desk-sign-in"
         )
-        self.test_limiter = SlidingWindow(
-            TEST_SENDS_LIMIT, TEST_SENDS_WINDOW, storage=storage, name="desk-test-send"
-        )
+        self.test_limiter = state.test_send_limiter  # shared with the API's test sends
         origin = origin_of(settings.public_base)
         self._csp = (
             "default-src 'none'; style-src 'self' {origin} 'nonce-{nonce}'; "

@@ -35,8 +35,9 @@ from mailer.sending import publish
 from mailer.sending.schedule import Schedule, Wording, parse_span
 from mailer.web.common import list_by_slug
 from mailer.web.desk import handed
-from mailer.web.desk.context import NO_STORE, TEST_SENDS_LIMIT, Desk, Signed
+from mailer.web.desk.context import NO_STORE, Desk, Signed
 from mailer.web.forms import Form, read_form
+from mailer.web.ratelimit import TEST_SENDS_LIMIT
 from subscribers.addresses import normalize_email
 from subscribers.models import MailingList
 
