@@ -47,6 +47,7 @@ DB_COMMANDS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("feedback", "ingest"): (EVENT,),
     ("feedback", "simulate"): ("1", "bounce"),
     ("lists", "create"): ("x", "--name", "X", "--from", "x@example.org"),
+    ("lists", "set"): ("x", "--lang", "en"),
     ("lists", "show"): (),
     ("send",): (ISSUE, "--list", "x"),
     ("stats",): (),
@@ -61,6 +62,14 @@ DB_COMMANDS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("tokens", "create"): ("--name", "pipeline", "--role", "editor"),
     ("tokens", "list"): (),
     ("tokens", "revoke"): ("pipeline",),
+    ("webhooks", "add"): ("https://hooks.example.org/in", "--events", "campaign.done"),
+    ("webhooks", "disable"): ("1",),
+    ("webhooks", "enable"): ("1",),
+    ("webhooks", "list"): (),
+    ("webhooks", "log"): (),
+    ("webhooks", "remove"): ("1",),
+    ("webhooks", "retry"): (),
+    ("webhooks", "test"): ("1",),
     ("worker",): ("--once",),
 }
 #: the other commands: tested on their own below, or not opening the store
