@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select, update
 
 from mailer.errors import RetryableSendError
+from mailer.sending import lifecycle
 from mailer.sending.leases import beat
 from mailer.sending.ledger import Ledger, lock_campaign
 from mailer.sending.models import Campaign, Delivery, Lease
@@ -146,6 +147,26 @@ def test_a_retry_under_the_fence_requeues_only_held_rows(db: Database) -> None:
     assert _write(db, retry, forged) == (0, 2)
     assert _write(db, retry, ledger.fence) == (1, 0)  # a retry counts; unsent rows do not
     assert [r[0] for r in _rows(db, ids[:2]).values()] == ["queued", "queued"]
+
+
+def test_an_expiry_in_flight_does_not_fence_out_the_batchs_answer(db: Database) -> None:
+    """Expiry skips rows in flight; the fence is whose claim a row is, not its status, so
+    the batch's answer still records what went out (a sent row is sent)."""
+    seed_list(db.sessions, 2)
+    cid, _, _ = make_campaign(db.sessions, db.settings())
+    ledger = Ledger("host-d:4:0004", sqlite=db.backend == "sqlite", lease_seconds=600)
+    with db.sessions.begin() as s:
+        beat(s, ledger.worker_id)
+    ids = _claim(db, ledger, cid, 2, utcnow())
+    assert ledger.fence is not None
+    with db.sessions.begin() as s:
+        campaign = s.get(Campaign, cid)
+        assert campaign is not None
+        lifecycle.expire(s, campaign, "too late")
+    assert [r[0] for r in _rows(db, ids).values()] == ["skipped", "skipped"]
+    answer = Results(sent=[Sent(ids[0], "m-0")], unsent=[ids[1]])
+    assert _write(db, answer, ledger.fence) == (1, 0)
+    assert sorted(r[0] for r in _rows(db, ids).values()) == ["queued", "sent"]
 
 
 # -- no burst after a partition (injected clock) --------------------------------------------

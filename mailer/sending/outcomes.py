@@ -3,7 +3,7 @@
 The engine sorts a batch's outcomes once (:class:`Results`) and writes them in one
 transaction (:func:`record`): sent rows with their message ids in one statement, the rest one
 executemany per kind. Every statement is fenced (issue 18): it changes a row only while the
-row is still ``sending`` under the claim's worker and lease generation (:class:`Fence`), so
+row still holds the claim's worker and lease generation (:class:`Fence`), so
 a worker back from a lapse cannot write over rows another worker claimed again meanwhile;
 what the fence refuses is logged and counted (``Tally.rejected``).
 """
@@ -148,7 +148,7 @@ def _backoff(err: RetryableSendError) -> float:
 
 def record(conn: Connection, results: Results, now: datetime, fence: Fence) -> Tally:
     """Write a batch's results (Core: one statement per kind for the whole batch), each
-    statement fenced: only rows still ``sending`` under this claim's worker and generation
+    statement fenced: only rows still held under this claim's worker and generation
     change. The rows the fence refuses (claimed again by another worker after this one's
     lease lapsed) are counted in ``Tally.rejected`` and logged. Retries past
     ``MAX_ATTEMPTS`` fail instead."""
@@ -209,12 +209,10 @@ def record(conn: Connection, results: Results, now: datetime, fence: Fence) -> T
 
 
 def _fenced(fence: Fence) -> list[ColumnElement[bool]]:
-    """The WHERE terms of every result write: the row is still this claim's."""
-    return [
-        Delivery.worker == fence.worker,
-        Delivery.fence == fence.generation,
-        Delivery.status == DeliveryStatus.SENDING,
-    ]
+    """The WHERE terms of every result write: the row is still this claim's. Not its
+    status: an expiry skips rows in flight (lifecycle.expire), and the batch's answer still
+    says what happened to them (a sent row is sent), as it did before the fence."""
+    return [Delivery.worker == fence.worker, Delivery.fence == fence.generation]
 
 
 def _still_held(conn: Connection, ids: list[int], fence: Fence) -> set[int]:
