@@ -337,9 +337,9 @@ def run(profile: Profile, *, readers: int | None = None, rate: float | None = No
                 proc.wait()
 
         stack.callback(stop_all)
-        fig.started = time.time()
         _wait_until_sending(sessions, cid, time.monotonic() + 120)
         started = time.monotonic()
+        fig.started = time.time()  # duplicates_at and faults_at count from here
         # the faults, by seconds after every worker holds a lease and rows are sent:
         # cut w1's link, pause w2, cut w3's connections
         plan = [
