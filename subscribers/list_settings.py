@@ -30,7 +30,7 @@ from subscribers.store import parse_from
 LANGUAGES: Final = ("en", "zh-Hans")
 DEFAULT_LANGUAGE: Final = "en"
 #: the fields a subject template may name, e.g. "{newsletter}: {first_headline}"
-SUBJECT_FIELDS: Final = ("newsletter", "first_headline", "subject", "date", "items")
+SUBJECT_FIELDS: Final = ("newsletter", "first_headline", "title", "subject", "date", "items")
 SUBJECT_TEMPLATE_MAX = 200
 GREETING_MAX = 60
 LOGO_URL_MAX = 2000
@@ -135,15 +135,15 @@ def clean_subject_template(value: str) -> str:
         raise InputError(
             f"subject-template: {err} in {value!r} (write {{{{ or }}}} for a brace)"
         ) from err
+    known = ", ".join("{" + f + "}" for f in SUBJECT_FIELDS)
     for _, name, spec, conversion in parsed:
         if name is None:
             continue
-        if name not in SUBJECT_FIELDS or spec or conversion:
+        if name not in SUBJECT_FIELDS:
+            raise InputError(f"subject-template: unknown field {{{name}}} (fields: {known})")
+        if spec or conversion:
             raise InputError(
-                f"subject-template: unknown field {{{name}{'!' + conversion if conversion else ''}"
-                f"{':' + spec if spec else ''}}} (fields: "
-                + ", ".join("{" + f + "}" for f in SUBJECT_FIELDS)
-                + ")"
+                f"subject-template: {{{name}}} takes no conversion or format spec (fields: {known})"
             )
     return text
 

@@ -95,6 +95,7 @@ def test_subject_template_fields() -> None:
     values = {
         "newsletter": "The Brief",
         "first_headline": "Rates {cut}",
+        "title": "t",
         "subject": "s",
         "date": "3 Dec",
         "items": "9",
@@ -115,7 +116,7 @@ def test_subject_template_fields() -> None:
         "{}",
         "{newsletter!r}",
         "{newsletter:>500}",
-        "{title}",
+        "{headline}",
         "{newsletter",
         "newsletter}",
         "",

@@ -7,7 +7,8 @@ set --subject-template`); otherwise the issue's own subject is used. Every entra
 through :func:`choose_subject` (by way of ``mailer.sending.publish.render_for``).
 
 Template fields (``str.format`` names only: no attributes, indexes, conversions or format
-specs, because the values come from the issue file):
+specs, because the values come from the issue file; the one check is
+``subscribers.list_settings.clean_subject_template``, which ``lists set`` applies on write):
 
     {newsletter}       the list's name
     {first_headline}   the issue subject's first headline (upstream joins them with ';')
@@ -19,14 +20,13 @@ specs, because the values come from the issue file):
 from __future__ import annotations
 
 import datetime
-import string
 
 from mailer.errors import InputError
 from mailer.issue.model import Issue
+from subscribers.list_settings import SUBJECT_FIELDS, fill_subject
 
 __all__ = ["SUBJECT_FIELDS", "SUBJECT_LIMIT", "choose_subject", "clean_subject", "format_subject"]
 
-SUBJECT_FIELDS = ("newsletter", "first_headline", "title", "subject", "date", "items")
 SUBJECT_LIMIT = 250
 """Longest subject accepted at all (the editor's warning starts far earlier, at 78)."""
 _MONTHS = (
@@ -68,30 +68,9 @@ def subject_values(issue: Issue, newsletter: str) -> dict[str, str]:
     }
 
 
-def _check_template(template: str) -> None:
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as err:
-        raise InputError(
-            f"subject template {template!r}: {err} (write {{{{ or }}}} for a brace)"
-        ) from err
-    known = ", ".join("{" + f + "}" for f in SUBJECT_FIELDS)
-    for _, name, spec, conversion in parsed:
-        if name is None:
-            continue
-        if name not in SUBJECT_FIELDS:
-            shown = "{}" if name == "" else "{" + name + "}"
-            raise InputError(f"subject template: unknown field {shown} (fields: {known})")
-        if spec or conversion:
-            raise InputError(
-                f"subject template: {{{name}}} takes no conversion or format spec (fields: {known})"
-            )
-
-
 def format_subject(template: str, issue: Issue, newsletter: str) -> str:
     """The subject from a list's template, e.g. '{newsletter}: {first_headline}'."""
-    _check_template(template)
-    filled = template.format(**subject_values(issue, newsletter))
+    filled = fill_subject(template, subject_values(issue, newsletter))
     # a field that came out empty ({date} of an undated issue) leaves no dangling ' - '
     return clean_subject(" ".join(filled.split()).strip(_EDGE), what="subject template")
 
