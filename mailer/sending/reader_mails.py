@@ -219,19 +219,7 @@ def welcome_mail(
         "archive_index_url": archive_index_url(settings, mlist.slug),
         "address_lines": _address_lines(settings),
     }
-    templates = settings.template_dir
-    html = compile_email(WELCOME_HTML, context, template_dir=templates)
-    text = render_text_template(WELCOME_TEXT, context, template_dir=templates)
-    return SystemMail(
-        "welcome",
-        subscriber.email,
-        subscriber.id,
-        subject,
-        mlist.from_address,
-        mlist.reply_to,
-        html,
-        text,
-    )
+    return _list_mail("welcome", (WELCOME_HTML, WELCOME_TEXT), context, settings, mlist, subscriber)
 
 
 def preferences_link_mail(
@@ -255,14 +243,29 @@ def preferences_link_mail(
         "preferences_url": preferences_url(settings, signer, subscriber.id, mlist.id, now=now),
         "address_lines": _address_lines(settings),
     }
-    templates = settings.template_dir
-    html = compile_email(PREFERENCES_HTML, context, template_dir=templates)
-    text = render_text_template(PREFERENCES_TEXT, context, template_dir=templates)
+    return _list_mail(
+        "preferences", (PREFERENCES_HTML, PREFERENCES_TEXT), context, settings, mlist, subscriber
+    )
+
+
+def _list_mail(
+    kind: str,
+    templates: tuple[str, str],
+    context: dict[str, Any],
+    settings: Settings,
+    mlist: MailingList,
+    subscriber: Subscriber,
+) -> SystemMail:
+    """A mail from the list to one reader: its (HTML, text) templates filled with ``context``
+    (whose ``title`` is the subject), sent From and Reply-To the list's addresses."""
+    html_name, text_name = templates
+    html = compile_email(html_name, context, template_dir=settings.template_dir)
+    text = render_text_template(text_name, context, template_dir=settings.template_dir)
     return SystemMail(
-        "preferences",
+        kind,
         subscriber.email,
         subscriber.id,
-        subject,
+        context["title"],
         mlist.from_address,
         mlist.reply_to,
         html,
