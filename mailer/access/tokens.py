@@ -36,6 +36,7 @@ __all__ = [
     "list_tokens",
     "parse_role",
     "revoke_token",
+    "still_valid",
 ]
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,21 @@ def authenticate(
     if stale:
         _touch(sessions, digest, now)
     return principal
+
+
+def still_valid(session: Session, who: Principal) -> bool:
+    """Whether ``who``'s token is still unrevoked, read in the caller's transaction.
+
+    A request is authorized when it arrives, but a send renders for a while first; the
+    transaction that writes the campaign asks again, so a token revoked meanwhile creates
+    nothing. The row is read under a share lock (PostgreSQL), so a revocation that comes
+    later waits for this transaction: the campaign is then strictly before the revocation."""
+    if who.name == ADMIN_PRINCIPAL:
+        return True
+    row = session.execute(
+        select(ApiToken.revoked_at).where(ApiToken.name == who.name).with_for_update(read=True)
+    ).first()
+    return row is not None and row[0] is None
 
 
 def _touch(sessions: sessionmaker[Session], digest: str, now: datetime) -> None:

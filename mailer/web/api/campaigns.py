@@ -28,7 +28,7 @@ from starlette.responses import Response
 
 from mailer.access import idempotency
 from mailer.access.idempotency import Answer
-from mailer.access.tokens import Role
+from mailer.access.tokens import Role, still_valid
 from mailer.errors import ConflictError, InputError
 from mailer.ops.campaign_view import campaign_view, campaign_views
 from mailer.render.compiler import RenderedIssue
@@ -38,6 +38,7 @@ from mailer.sending.schedule import Schedule
 from mailer.web.api.common import ERRORS, answer, handed_issue
 from mailer.web.api.route import (
     BEARER,
+    CHALLENGE,
     ApiError,
     ApiRoute,
     error_json,
@@ -63,6 +64,9 @@ from mailer.web.state import WebState, web_state
 from subscribers import store
 from subscribers.addresses import normalize_email
 from subscribers.models import MailingList
+
+#: a send whose token was revoked between the door and the write
+REVOKED_MEANWHILE = "the token was revoked while this request ran; nothing was created"
 
 router = APIRouter(
     prefix="/api/v1/campaigns",
@@ -103,7 +107,8 @@ def post_campaign(
     state = web_state(request)
     if body.dry_run and body.test_to:
         raise InputError("dry_run and test_to exclude each other: choose one")
-    who = principal(request).name
+    caller = principal(request)
+    who = caller.name
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
     request_print = idempotency.fingerprint(
         "POST", "/api/v1/campaigns", body.model_dump(by_alias=True)
@@ -135,6 +140,8 @@ def post_campaign(
         return _test_send(state, who, mlist, rendered, body.test_to)
 
     def keep(session: Session, created: publish.Created) -> None:
+        if not still_valid(session, caller):  # revoked while the issue rendered
+            raise ApiError(401, REVOKED_MEANWHILE, headers={"WWW-Authenticate": CHALLENGE})
         if key is not None:
             first = Answer(201, _created(created), request_print)
             idempotency.record_answer(session, who, key, first, now=state.now())
