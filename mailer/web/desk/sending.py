@@ -30,6 +30,7 @@ from starlette.responses import RedirectResponse, Response
 
 from mailer.access import idempotency
 from mailer.access.idempotency import Answer
+from mailer.access.tokens import still_valid
 from mailer.errors import ConflictError, InputError, InvalidAddressError, TransportError
 from mailer.sending import publish
 from mailer.sending.schedule import Schedule, Wording, parse_span
@@ -182,6 +183,8 @@ class SendRoutes:
             s.expunge(mlist)
         try:
             return self._create_once(signed, token, bound, stored, mlist, schedule)
+        except RevokedMeanwhile:  # the sign-in page (401): nothing was done
+            return self.desk.to_sign_in(request)
         except ConflictError as err:  # already sent or scheduled: back to the issue, saying so
             context, _, _ = self.issue_context(signed, key, mlist.slug)
             context["send_error"] = str(err).replace(
@@ -210,6 +213,8 @@ class SendRoutes:
         fingerprint = hashlib.sha256(bound.encode("utf-8")).hexdigest()
 
         def record(session: Session, created: publish.Created) -> None:
+            if not still_valid(session, signed.principal):  # revoked while it rendered
+                raise RevokedMeanwhile(signed.principal.name)
             body = {"campaign_id": created.campaign_id}
             answer = Answer(201, body, fingerprint)
             idempotency.record_answer(session, who, idem_key, answer, now=state.now())
@@ -231,6 +236,10 @@ class SendRoutes:
             found = idempotency.find_answer(s, who, idem_key)
         campaign_id = found.body.get("campaign_id") if found is not None else None
         return campaign_id if isinstance(campaign_id, int) else None
+
+
+class RevokedMeanwhile(Exception):
+    """The editor's token was revoked between the door and the campaign's transaction."""
 
 
 def _chosen_list(form: Form) -> str:
