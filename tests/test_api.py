@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -255,21 +256,27 @@ def test_campaign_created_over_http_is_sent_by_the_worker(api: Api) -> None:
 
 def test_schedule_pause_resume_cancel_retry(api: Api) -> None:
     key = api.post_issue()
+    # a morning 200 days ahead in Shanghai (a start over 366 days away is refused as a typo)
+    day = (datetime.now(UTC) + timedelta(days=200)).date()
+    start = datetime(day.year, day.month, day.day, 6, tzinfo=timezone(timedelta(hours=8)))
     with api.as_editor() as c:
         r = c.post(
             "/api/v1/campaigns",
             json={
                 "issue": key,
                 "list": "brief",
-                "at": "2099-01-01T06:00:00+08:00",
+                "at": start.isoformat(),
                 "expires_after": "6h",
             },
         )
         assert r.status_code == 201, r.text
         cid = r.json()["id"]
         view = all_json(c.get(f"/api/v1/campaigns/{cid}"))
-        assert view["scheduled_at"].startswith("2098-12-31T22:00:00")
-        assert view["expires_at"].startswith("2099-01-01T04:00:00")
+        in_utc = start.astimezone(UTC)
+        assert view["scheduled_at"].startswith(in_utc.strftime("%Y-%m-%dT%H:%M:%S"))
+        assert view["expires_at"].startswith(
+            (in_utc + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%S")
+        )
         twice = c.post("/api/v1/campaigns", json={"issue": key, "list": "brief", "force": True})
         said = error_of(twice, 409)  # scheduled, not started: force does not repeat it
         assert f"POST /api/v1/campaigns/{cid}/cancel" in said and "mailer " not in said
