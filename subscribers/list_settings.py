@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from mailer.errors import InputError, InvalidAddressError
 from subscribers.addresses import normalize_email
 from subscribers.models import MailingList
-from subscribers.store import parse_from
+from subscribers.store import UNICODE_LINE_BREAKS, parse_from
 
 #: the languages the reader pages and system mails are translated into
 LANGUAGES: Final = ("en", "zh-Hans")
@@ -50,7 +50,10 @@ CLEAR: Final = Clear()
 
 def _control(text: str, *, allow_newlines: bool = False) -> bool:
     ok = "\n\t" if allow_newlines else ""
-    return any((ord(ch) < 32 and ch not in ok) or 127 <= ord(ch) < 160 for ch in text)
+    return any(
+        (ord(ch) < 32 and ch not in ok) or 127 <= ord(ch) < 160 or ch in UNICODE_LINE_BREAKS
+        for ch in text
+    )
 
 
 def clean_accent(value: str) -> str:

@@ -16,7 +16,7 @@ import re
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from email.utils import formataddr, parseaddr
+from email.utils import formataddr, getaddresses
 from typing import Any
 
 from sqlalchemy import CursorResult, delete, func, select, update
@@ -88,17 +88,27 @@ def email_hash(salt: str, email: str) -> str:
 # -- lists ---------------------------------------------------------------------------------
 
 
+#: line breaks to str.splitlines, so to parseaddr and the email package, beyond C0/C1
+UNICODE_LINE_BREAKS = "\u2028\u2029"
+
+
 def _has_control(text: str) -> bool:
-    return any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in text)
+    return any(ord(ch) < 32 or 127 <= ord(ch) < 160 or ch in UNICODE_LINE_BREAKS for ch in text)
 
 
 def parse_from(text: str) -> str:
     """Validate a From header value ("Name <addr>" or "addr") and return it normalized."""
-    if _has_control(text):  # parseaddr would quietly keep only the part after a line break
+    if _has_control(text):  # the address parser would quietly keep only the part after a line break
         raise InvalidAddressError(
             f"From address contains a line break or control character: {text!r}"
         )
-    name, addr = parseaddr(text)
+    found = getaddresses([text])  # parseaddr would quietly keep the first of several
+    if len(found) != 1:
+        raise InvalidAddressError(
+            f"not one From address: {text!r} (use 'Name <addr@domain>'; quote a name with"
+            " a comma or an @ in it)"
+        )
+    name, addr = found[0]
     if not addr or "@" not in addr:
         raise InvalidAddressError(f"not a From address: {text!r} (use 'Name <addr@domain>')")
     return formataddr((name, normalize_email(addr))) if name else normalize_email(addr)

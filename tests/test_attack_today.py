@@ -9,10 +9,14 @@ from typing import Any
 import pytest
 
 from mailer.access import tokens
+from mailer.errors import InputError, InvalidAddressError
 from mailer.sending import publish
+from subscribers import list_settings, store
+from subscribers.list_settings import ListChanges
 from tests.api_support import Api, campaign_count, error_of, running_api
 from tests.conftest import Database
 from tests.desk_support import Desk, campaigns_in, checked, issue_text, send_fields
+from tests.web_support import make_list
 
 
 @pytest.fixture
@@ -77,3 +81,55 @@ def test_a_desk_send_whose_token_is_revoked_while_it_renders_creates_nothing(
     assert r.status_code == 401, r.text
     assert "nothing was done" in r.text
     assert campaigns_in(desk.db) == []
+
+
+#: what str.splitlines (and so Python's email headers and parseaddr) takes for a line break
+#: beyond CR and LF: the Unicode line and paragraph separators
+LINE_SEPARATORS = ("\u2028", "\u2029")
+
+
+@pytest.mark.parametrize("sep", LINE_SEPARATORS)
+def test_unicode_line_separators_are_refused_in_every_list_text_bound_for_a_header(
+    db: Database, sep: str
+) -> None:
+    """A list's name (the From name, List-Id and the system mails' subjects), From, greeting
+    and subject template: U+2028 passed the control check. In the From, parseaddr then kept
+    only what followed it (a different sender, silently); in the name, every welcome mail
+    failed to build (the email package refuses a header it would split)."""
+    make_list(db.sessions, "brief")
+    hostile = {
+        "name": f"The Brief{sep}Bcc: evil@example.net",
+        "from_address": f"The Brief{sep}Bcc: evil@example.net <news@example.org>",
+        "greeting": f"Dear reader,{sep}Bcc: evil@example.net",
+        "subject_template": f"{{subject}}{sep}Bcc: evil@example.net",
+    }
+    for field, value in hostile.items():
+        with db.sessions.begin() as s:
+            mlist = store.get_list(s, "brief")
+            with pytest.raises(InputError) as err:
+                list_settings.update_list(s, mlist, ListChanges(**{field: value}))
+            named = {"from_address": "from", "subject_template": "subject-template"}
+            assert named.get(field, field).split("_")[0] in str(err.value).lower(), err.value
+    with db.sessions() as s:
+        kept = store.get_list(s, "brief")
+        assert kept.name == "The Test Brief" and kept.from_address.endswith("<news@example.org>")
+        assert kept.greeting is None and kept.subject_template is None
+    with db.sessions.begin() as s, pytest.raises(InputError):
+        store.create_list(
+            s, "other", name=f"Other{sep}Letter", from_address="Other <other@example.org>"
+        )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "reader@example.net <news@example.org>",  # an address as the name: parseaddr took it
+        "news@example.org, evil@example.net",
+        "News <news@example.org>, Evil <evil@example.net>",
+        "News <news@example.org> trailing words",
+    ],
+)
+def test_a_from_that_is_not_exactly_one_address_is_refused_not_cut(value: str) -> None:
+    with pytest.raises(InvalidAddressError) as err:
+        store.parse_from(value)
+    assert repr(value) in str(err.value)
