@@ -15,7 +15,14 @@ from subscribers import list_settings, store
 from subscribers.list_settings import ListChanges
 from tests.api_support import Api, campaign_count, error_of, running_api
 from tests.conftest import Database
-from tests.desk_support import Desk, campaigns_in, checked, issue_text, send_fields
+from tests.desk_support import (
+    Desk,
+    campaigns_in,
+    checked,
+    hidden_fields,
+    issue_text,
+    send_fields,
+)
 from tests.web_support import make_list
 
 
@@ -133,3 +140,51 @@ def test_a_from_that_is_not_exactly_one_address_is_refused_not_cut(value: str) -
     with pytest.raises(InvalidAddressError) as err:
         store.parse_from(value)
     assert repr(value) in str(err.value)
+
+
+def _mails_out(settings: Any) -> int:
+    return len(list(settings.outbox_dir.rglob("*.eml")))
+
+
+def test_a_test_send_whose_token_is_revoked_while_it_renders_mails_nobody(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test send goes to any address: a stolen token revoked meanwhile must not relay."""
+    key = api.post_issue()
+    body = {"issue": key, "list": "brief", "test_to": ["relay@example.org"]}
+    with api.as_editor() as c:
+        assert c.post("/api/v1/campaigns", json=body).status_code == 200
+        before = _mails_out(api.settings)
+        assert before > 0  # a test send does reach the outbox
+        render = publish.render_for
+
+        def revoked_meanwhile(*args: Any, **kwargs: Any) -> Any:
+            rendered = render(*args, **kwargs)
+            tokens.revoke_token(api.db.sessions, "pipeline")
+            return rendered
+
+        monkeypatch.setattr(publish, "render_for", revoked_meanwhile)
+        assert "revoked" in error_of(c.post("/api/v1/campaigns", json=body), 401)
+    assert _mails_out(api.settings) == before
+
+
+def test_a_desk_test_send_whose_token_is_revoked_while_it_renders_mails_nobody(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = desk.signed_in()
+    path, page = checked(c, issue_text())
+    fields = hidden_fields(page, f"{path}/test")
+    # to a list the check page was not shown for: rendered now, not from the desk's cache
+    fields.update(list="other", addresses="relay@example.org")
+    render = publish.render_for
+
+    def revoked_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        rendered = render(*args, **kwargs)
+        tokens.revoke_token(desk.db.sessions, "ed")
+        return rendered
+
+    monkeypatch.setattr(publish, "render_for", revoked_meanwhile)
+    r = c.post(f"{path}/test", data=fields)
+    assert r.status_code == 401, r.text
+    assert "nothing was done" in r.text
+    assert _mails_out(desk.settings) == 0

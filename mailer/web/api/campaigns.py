@@ -28,7 +28,7 @@ from starlette.responses import Response
 
 from mailer.access import idempotency
 from mailer.access.idempotency import Answer
-from mailer.access.tokens import Role, still_valid
+from mailer.access.tokens import Principal, Role, still_valid
 from mailer.errors import ConflictError, InputError
 from mailer.ops.campaign_view import campaign_view, campaign_views
 from mailer.render.compiler import RenderedIssue
@@ -66,7 +66,7 @@ from subscribers.addresses import normalize_email
 from subscribers.models import MailingList
 
 #: a send whose token was revoked between the door and the write
-REVOKED_MEANWHILE = "the token was revoked while this request ran; nothing was created"
+REVOKED_MEANWHILE = "the token was revoked while this request ran; nothing was done"
 
 router = APIRouter(
     prefix="/api/v1/campaigns",
@@ -137,7 +137,7 @@ def post_campaign(
             )
         )
     if body.test_to:
-        return _test_send(state, who, mlist, rendered, body.test_to)
+        return _test_send(state, caller, mlist, rendered, body.test_to)
 
     def keep(session: Session, created: publish.Created) -> None:
         if not still_valid(session, caller):  # revoked while the issue rendered
@@ -192,10 +192,17 @@ def _lost_race(
 
 
 def _test_send(
-    state: WebState, who: str, mlist: MailingList, rendered: RenderedIssue, addresses: list[str]
+    state: WebState,
+    caller: Principal,
+    mlist: MailingList,
+    rendered: RenderedIssue,
+    addresses: list[str],
 ) -> Response:
     valid = [normalize_email(a) for a in addresses]  # InvalidAddressError: 422, none sent
-    wait = state.test_send_limiter.hit(who, state.timestamp())  # shared with the desk's
+    with state.sessions() as session:  # revoked while the issue rendered: nothing goes
+        if not still_valid(session, caller):
+            raise ApiError(401, REVOKED_MEANWHILE, headers={"WWW-Authenticate": CHALLENGE})
+    wait = state.test_send_limiter.hit(caller.name, state.timestamp())  # shared with the desk's
     if wait is not None:
         raise ApiError(
             429,

@@ -107,6 +107,9 @@ class SendRoutes:
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
         rendered = context["checked"].rendered  # render_for's, as the check page showed it
+        with self.desk.state.sessions() as session:  # revoked while it rendered: none goes
+            if not still_valid(session, signed.principal):
+                return self.desk.to_sign_in(request)
         try:
             context["test_results"] = publish.send_test(
                 self.desk.state.settings, self.desk.state.transport(), mlist, rendered, addresses
