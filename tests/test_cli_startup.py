@@ -9,20 +9,27 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 import typer
 
 from mailer.cli import COMMANDS, command
+from mailer.cli.exit_codes import OF_ENDING, of_outcome
+from mailer.sending.publish import Ending, Outcome
 from tests.conftest import Database
 
 HEAVY = ("sqlalchemy", "boto3", "botocore", "fastapi", "alembic", "uvicorn")
+# the send path: what `send`, `worker` and `campaigns resume` need, never `campaigns show`
+SEND_PATH = ("mailer.sending.publish", "mailer.sending.engine", "mailer.cli.running")
 
 # Runs `mailer ARGS...` through the real entry point, then prints which heavy packages and
 # which command modules that one run imported.
 PROBE = f"""
 import json, sys
 HEAVY = {HEAVY!r}
+SEND_PATH = {SEND_PATH!r}
 from mailer.cli import main
 try:
     main(sys.argv[1:])
@@ -30,7 +37,8 @@ except SystemExit:
     pass
 heavy = sorted(m for m in HEAVY if m in sys.modules)
 cmds = sorted(m for m in sys.modules if m.startswith("mailer.cli.") and m.endswith("_cmds"))
-print("PROBE " + json.dumps(dict(heavy=heavy, cmds=cmds)))
+send = sorted(m for m in SEND_PATH if m in sys.modules)
+print("PROBE " + json.dumps(dict(heavy=heavy, cmds=cmds, send=send)))
 """
 
 
@@ -50,7 +58,7 @@ def probe(*args: str, env: dict[str, str] | None = None) -> dict[str, list[str]]
 
 def test_help_imports_no_heavy_package_and_no_command_module() -> None:
     seen = probe("--help")
-    assert seen == {"heavy": [], "cmds": []}
+    assert seen == {"heavy": [], "cmds": [], "send": []}
 
 
 def test_import_alone_imports_nothing_heavy() -> None:
@@ -72,6 +80,20 @@ def test_light_commands_import_no_aws_web_or_migrations(db: Database) -> None:
         seen = probe(*args, env=db.env())
         assert set(seen["heavy"]) <= {"sqlalchemy"}, (args, seen)
         assert len(seen["cmds"]) == 1, (args, seen)
+        assert seen["send"] == [], (args, seen)
+
+
+def test_a_sending_command_does_load_the_send_path(db: Database) -> None:
+    """The guard above can fail: `campaigns pause` imports the send path when it runs."""
+    seen = probe("campaigns", "pause", "1", env=db.env())
+    assert "mailer.sending.publish" in seen["send"], seen
+
+
+def test_every_ending_has_its_exit_code() -> None:
+    """exit_codes maps Ending by value (importing publish would slow `campaigns show`)."""
+    assert set(OF_ENDING) == {e.value for e in Ending}
+    for ending in Ending:
+        assert of_outcome(cast(Outcome, SimpleNamespace(ending=ending))) == OF_ENDING[ending]
 
 
 def test_every_entry_says_what_its_command_says() -> None:

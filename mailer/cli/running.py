@@ -11,8 +11,8 @@ from types import FrameType
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
+from mailer.cli.campaign_report import print_report
 from mailer.cli.context import AppContext
 from mailer.cli.exit_codes import ExitCode
 from mailer.sending import campaigns as camp
@@ -128,31 +128,3 @@ def _run(
         on_progress=show,
         watch=graceful_stop,
     )
-
-
-def print_report(actx: AppContext, campaign_id: int) -> None:
-    with actx.sessions() as s:
-        rep = camp.report(s, campaign_id)
-    c = rep.campaign
-    table = Table(title=f"campaign {c.id}: {c.subject}", show_header=False)
-    table.add_row("list", rep.list_slug)
-    table.add_row("status", c.status + (f" ({c.pause_reason})" if c.pause_reason else ""))
-    for state in ("queued", "sending", "sent", "failed", "skipped"):
-        table.add_row(state, str(rep.counts.get(state, 0)))
-    table.add_row("readers", str(rep.total))
-    table.add_row("in flight at a crash (re-claimed)", str(c.reclaimed))
-    table.add_row("rate", f"{rep.rate:.1f}/s")
-    for label, value in (
-        ("scheduled", c.scheduled_at),
-        ("expires", c.expires_at),
-        ("started", c.started_at),
-        ("finished", c.finished_at),
-    ):
-        if value is not None:
-            table.add_row(label, value.isoformat(timespec="seconds"))
-    actx.console.print(table)
-    if rep.failures:
-        failures = Table("delivery", "email", "error")
-        for did, email, cls, err in rep.failures:
-            failures.add_row(str(did), email or "(erased)", f"{cls}: {err}")
-        actx.console.print(failures)
