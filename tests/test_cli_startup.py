@@ -69,6 +69,18 @@ def test_import_alone_imports_nothing_heavy() -> None:
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("module", ["context", "safe_text", "exit_codes", "campaign_report"])
+def test_shared_cli_modules_import_no_send_path(module: str) -> None:
+    """What mailer/cli/__init__.py promises of the modules light commands share (exit_codes
+    used to import mailer.sending.publish, and with it the engine and the renderer)."""
+    names = (*HEAVY[1:], *SEND_PATH)  # campaign_report reads the store: SQLAlchemy is fine
+    code = f"import sys, mailer.cli.{module}; print([m for m in {names!r} if m in sys.modules])"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
 def test_a_group_help_imports_only_its_own_module() -> None:
     seen = probe("lists", "--help")
     assert seen["cmds"] == ["mailer.cli.lists_cmds"]
