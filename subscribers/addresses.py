@@ -14,11 +14,12 @@ accepts; anything else goes through email-validator in full.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
-from mailer.errors import InvalidAddressError
+from mailer.errors import InputError, InvalidAddressError
 
 # RFC 5322 dot-atom, ASCII only, as email-validator accepts it.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -61,3 +62,31 @@ def try_normalize(raw: str) -> tuple[str | None, str | None]:
         return normalize_email(raw), None
     except InvalidAddressError as err:
         return None, str(err)
+
+
+#: a reader's name, as every entrance stores it
+READER_NAME_MAX = 200
+#: bidi embeddings, overrides and isolates: they reorder what is shown around a name
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def unusable_in_name(ch: str) -> bool:
+    """Control, private-use, unassigned, line/paragraph-separator and bidi-override
+    characters (joiners are fine)."""
+    return unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn", "Zl", "Zp") or ch in BIDI_CONTROLS
+
+
+def check_reader_name(name: str | None) -> str | None:
+    """A reader's name as an outsider's entrance may store it (outer blanks gone; blank is
+    None), or an InputError naming what is wrong: the API's rule, and the characters the
+    web's forms refuse (they say it in the reader's language). Operator imports keep names
+    as written (an export imports back to the same person)."""
+    text = (name or "").strip()
+    if not text:
+        return None
+    if len(text) > READER_NAME_MAX:
+        raise InputError(f"name: {len(text)} characters, more than {READER_NAME_MAX}")
+    bad = next((ch for ch in text if unusable_in_name(ch)), None)
+    if bad is not None:
+        raise InputError(f"name: contains {bad!r} (U+{ord(bad):04X}), a character names cannot use")
+    return text

@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from mailer.access import tokens
 from mailer.errors import InputError, InvalidAddressError
 from mailer.sending import publish
 from subscribers import list_settings, store
 from subscribers.list_settings import ListChanges
+from subscribers.models import Subscriber
 from tests.api_support import Api, campaign_count, error_of, running_api
 from tests.conftest import Database
 from tests.desk_support import (
@@ -188,3 +190,41 @@ def test_a_desk_test_send_whose_token_is_revoked_while_it_renders_mails_nobody(
     assert r.status_code == 401, r.text
     assert "nothing was done" in r.text
     assert _mails_out(desk.settings) == 0
+
+
+HOSTILE_NAMES = (
+    "Ada\x00Lovelace",  # PostgreSQL refuses NUL in text: it was a 500
+    "Ada\r\nBcc: evil@example.net",
+    "\x1b[31mAda",  # a terminal escape, printed by mailer subscribers show
+    "\u202eadA",  # a bidi override
+    "Ada\u2028Lovelace",
+    "A" * 201,
+)
+
+
+def test_a_readers_name_from_the_api_follows_the_web_forms_rule(api: Api) -> None:
+    """The subscribe and preferences forms refuse these names; the API stored them as sent
+    (subscribers.addresses holds the rule both use now). Refused by name, nothing stored."""
+    with api.as_editor() as c:
+        for i, name in enumerate(HOSTILE_NAMES):
+            r = c.post(
+                "/api/v1/lists/brief/subscribers",
+                json={"email": f"p{i}@example.org", "name": name, "confirmed": True},
+            )
+            assert r.status_code == 422, (repr(name), r.status_code, r.text)
+            assert "name" in r.json()["error"], r.text
+        r = c.post(
+            "/api/v1/lists/brief/subscribers",
+            json={
+                "email": "fine@example.org",
+                "name": "  Zoë O'Brien-Łukasz 李  ",
+                "confirmed": True,
+            },
+        )
+        assert r.status_code == 201, r.text
+    with api.db.sessions() as s:
+        assert store.get_subscriber(s, "fine@example.org").name == "Zoë O'Brien-Łukasz 李"
+        for i in range(len(HOSTILE_NAMES)):
+            assert (
+                s.scalar(select(Subscriber).where(Subscriber.email == f"p{i}@example.org")) is None
+            )

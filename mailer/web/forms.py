@@ -8,7 +8,6 @@ lenient about a missing or odd Content-Type costs nothing here.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -16,9 +15,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from mailer.render.i18n import N_, gettext_for
+from subscribers.addresses import READER_NAME_MAX, unusable_in_name
 
 MAX_FIELDS = 100
-NAME_MAX = 200
+NAME_MAX = READER_NAME_MAX
 EMAIL_MAX = 320
 
 
@@ -75,14 +75,6 @@ def clean_name(raw: str) -> str | None:
         return None
     if len(text) > NAME_MAX:
         raise FieldError(N_("Please use at most %(max)s characters for your name."), max=NAME_MAX)
-    if any(_unusable(ch) for ch in text):
+    if any(unusable_in_name(ch) for ch in text):
         raise FieldError(N_("Your name contains characters we cannot use."))
     return text
-
-
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def _unusable(ch: str) -> bool:
-    """Control, private-use, unassigned and bidi-override characters (joiners are fine)."""
-    return unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") or ch in _BIDI_CONTROLS

@@ -45,7 +45,7 @@ from mailer.web.common import actor, client_network
 from mailer.web.confirm_mail import send_due
 from mailer.web.state import WebState, web_state
 from subscribers import store
-from subscribers.addresses import normalize_email
+from subscribers.addresses import check_reader_name, normalize_email
 from subscribers.store import Actor, SubscribeResult
 
 router = APIRouter(prefix="/api/v1", route_class=ApiRoute, dependencies=[Depends(BEARER)])
@@ -103,6 +103,7 @@ def add_subscriber(request: Request, slug: Slug, body: SubscriberIn) -> Response
             headers={"Retry-After": str(math.ceil(retry))},
         )
     address = normalize_email(body.email)  # InvalidAddressError: 422
+    body = body.model_copy(update={"name": check_reader_name(body.name)})  # the forms' rule
     who = actor(request, f"api:{principal(request).name}")
     try:
         result, due = _subscribe(state, slug, address, body, who)
