@@ -24,6 +24,7 @@ from tests.desk_support import (
     hidden_fields,
     issue_text,
     send_fields,
+    sign_in,
 )
 from tests.web_support import make_list
 
@@ -228,3 +229,12 @@ def test_a_readers_name_from_the_api_follows_the_web_forms_rule(api: Api) -> Non
             assert (
                 s.scalar(select(Subscriber).where(Subscriber.email == f"p{i}@example.org")) is None
             )
+
+
+def test_a_sign_in_next_with_a_trailing_line_break_goes_to_the_desk(desk: Desk) -> None:
+    """``$`` in the desk's ``next`` pattern also matched before a final newline, so
+    ``/desk/campaigns\\n`` passed as a desk page and the editor landed on a 404
+    (``/desk/campaigns%0A``) after signing in."""
+    for odd in ("/desk/campaigns\n", "/desk\n"):
+        r = sign_in(desk.client(), desk.editor_token, next_path=odd)
+        assert r.status_code == 303 and r.headers["location"] == "/desk", repr(odd)

@@ -88,7 +88,7 @@ class Desk:
         and what to repeat, never a silent redirect that drops what was posted."""
         if request.method == "GET":
             target = SIGN_IN
-            if _NEXT.match(request.url.path):
+            if _NEXT.fullmatch(request.url.path):
                 target += "?next=" + quote(request.url.path, safe="/")
             response: Response = RedirectResponse(target, status_code=303, headers=NO_STORE)
         else:
@@ -140,7 +140,7 @@ class Desk:
     @staticmethod
     def safe_next(value: str) -> str:
         """A ``next`` that stays on the desk (never another site, never ``//host``)."""
-        return value if _NEXT.match(value) else "/desk"
+        return value if _NEXT.fullmatch(value) else "/desk"
 
     # -- forms -------------------------------------------------------------------------
 
