@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from mailer.access import tokens
+from mailer.access import idempotency, tokens
 from mailer.errors import InputError, InvalidAddressError
 from mailer.sending import publish
 from subscribers import list_settings, store
@@ -238,3 +238,13 @@ def test_a_sign_in_next_with_a_trailing_line_break_goes_to_the_desk(desk: Desk) 
     for odd in ("/desk/campaigns\n", "/desk\n"):
         r = sign_in(desk.client(), desk.editor_token, next_path=odd)
         assert r.status_code == 303 and r.headers["location"] == "/desk", repr(odd)
+
+
+def test_a_token_name_or_idempotency_key_with_a_trailing_newline_is_refused() -> None:
+    """``$`` matched before a final newline: ``mailer tokens create --name 'ed<LF>'`` stored
+    a name that ``mailer tokens revoke ed`` then could not find."""
+    with pytest.raises(InputError):
+        tokens.check_name("ed\n")
+    with pytest.raises(InputError):
+        idempotency.check_key("key-1\n")
+    assert tokens.check_name("ed") == "ed" and idempotency.check_key("key-1") == "key-1"

@@ -39,7 +39,7 @@ class Answer:
 
 
 def check_key(key: str) -> str:
-    if not KEY.match(key):
+    if not KEY.fullmatch(key):
         raise InputError("Idempotency-Key: use 1-255 printable ASCII characters without spaces")
     return key
 
