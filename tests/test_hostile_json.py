@@ -146,7 +146,17 @@ def test_ingest_reports_each_shape_in_one_line(
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "RecursionError" not in result.stderr
     assert "applied 1, already seen 0, setup notices 0, failed 5" in result.stdout
-    errors = result.stderr.strip().splitlines()
+    said = result.stderr.strip().splitlines()
+    # the one good event matches no delivery of this empty store: said once, with the rule
+    assert [x for x in said if x.startswith("matched no delivery: ")] == [
+        next(x for x in said if x.startswith(f"matched no delivery: {lines}:1: "))
+    ]
+    assert sum(x.startswith("an event is matched by mail.messageId") for x in said) == 1
+    errors = [
+        x
+        for x in said
+        if not x.startswith(("matched no delivery: ", "an event is matched by mail.messageId"))
+    ]
     assert len(errors) == 5, errors
     for path in files:
         line = next(e for e in errors if e.startswith(str(path)))
