@@ -172,7 +172,11 @@ def record(conn: Connection, results: Results, now: datetime, fence: Fence) -> T
         if attempts.get(r.delivery_id, 0) >= MAX_ATTEMPTS
     ]
     failed = results.failed + exhausted
-    mark_sent(conn, results.sent, now, fence)
+    # PostgreSQL: _still_held locked the held rows until this commits (a claim elsewhere
+    # skips locked rows), so the sent rows need no fence terms again; with them the join of
+    # mark_sent took twice as long (100,000 readers, bulk: 13.7 s against 6.5 s). SQLite
+    # takes no row locks: its write checks the fence itself.
+    mark_sent(conn, results.sent, now, fence if is_sqlite(conn) else None)
     _update_claimed(
         conn,
         fence,
