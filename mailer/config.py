@@ -113,6 +113,7 @@ class Settings:
     header_timeout: float = 10.0
     max_connections: int = 1000
     db_timeout: float = 5.0
+    db_idle_timeout: float = 600.0  # PostgreSQL idle_in_transaction_session_timeout; 0: none
     # sending
     transport: str = "outbox"
     outbox_dir: Path = field(default_factory=lambda: Path.cwd() / "outbox")
@@ -205,6 +206,8 @@ class Settings:
             raise ConfigError("MAILER_MAX_CONNECTIONS must be >= 1")
         if self.db_timeout <= 0:
             raise ConfigError("MAILER_DB_TIMEOUT must be > 0")
+        if self.db_idle_timeout < 0:
+            raise ConfigError("MAILER_DB_IDLE_TIMEOUT must be >= 0 (0: sessions are never ended)")
         if self.preferences_ttl <= 0:
             raise ConfigError("MAILER_PREFERENCES_TTL must be > 0")
         if self.track_min_delay < 0 or self.track_burst_window < 0:
@@ -298,6 +301,7 @@ def _converter(name: str) -> Callable[[str], Any]:
         "header_timeout": parse_duration,
         "max_connections": int,
         "db_timeout": parse_duration,
+        "db_idle_timeout": parse_duration,
         "track_min_delay": parse_duration,
         "track_burst_window": parse_duration,
         "track_burst_links": int,

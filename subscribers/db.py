@@ -49,10 +49,19 @@ def normalize_url(url: str) -> str:
 
 #: seconds a SQLite statement waits for another writer before "database is locked"
 SQLITE_BUSY_TIMEOUT = 30.0
+#: seconds a PostgreSQL session may sit idle inside a transaction before the server ends it
+#: (MAILER_DB_IDLE_TIMEOUT): a worker whose host vanished mid-transaction would otherwise
+#: hold its row locks (claims, the fence's FOR UPDATE) until TCP gives up, hours later
+PG_IDLE_IN_TRANSACTION_TIMEOUT = 600.0
 
 
 def make_engine(
-    url: str, *, create: bool = True, open_timeout: float | None = None, **kwargs: Any
+    url: str,
+    *,
+    create: bool = True,
+    open_timeout: float | None = None,
+    idle_timeout: float = PG_IDLE_IN_TRANSACTION_TIMEOUT,
+    **kwargs: Any,
 ) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and a busy timeout.
 
@@ -61,7 +70,9 @@ def make_engine(
     empty database behind. ``open_timeout`` is how long connecting may wait for the
     database (a SQLite file another process holds exclusively, a PostgreSQL server that
     does not answer); SQLite statements then still wait ``SQLITE_BUSY_TIMEOUT`` for another
-    writer, as they do without it.
+    writer, as they do without it. ``idle_timeout`` (PostgreSQL; 0: none) is the server's
+    ``idle_in_transaction_session_timeout`` for every connection, so the locks of a session
+    whose client vanished mid-transaction are released.
     """
     try:
         parsed = make_url(normalize_url(url))
@@ -80,11 +91,23 @@ def make_engine(
         return engine
     if open_timeout is not None and parsed.get_backend_name() == "postgresql":
         connect_args["connect_timeout"] = max(2, math.ceil(open_timeout))  # libpq: whole s
+    if idle_timeout > 0 and parsed.get_backend_name() == "postgresql":
+        connect_args["options"] = _with_idle_timeout(
+            connect_args.get("options", parsed.query.get("options", "")), idle_timeout
+        )
     kwargs.setdefault("pool_pre_ping", True)
     try:
         return create_engine(parsed, connect_args=connect_args, **kwargs)
     except Exception as err:  # missing driver, bad option
         raise ConfigError(f"MAILER_DATABASE_URL: {err}") from err
+
+
+def _with_idle_timeout(options: object, seconds: float) -> str:
+    """libpq ``options`` with ``idle_in_transaction_session_timeout`` (milliseconds) added;
+    one the URL or caller set already is kept (theirs is the later, winning ``-c``)."""
+    given = " ".join(options) if isinstance(options, tuple) else str(options or "")
+    ours = f"-c idle_in_transaction_session_timeout={max(1, round(seconds * 1000))}"
+    return f"{ours} {given}".strip()
 
 
 def _sqlite_pragmas(busy_timeout: float | None) -> Callable[[Any, Any], None]:

@@ -63,7 +63,12 @@ class AppContext:
 
         settings = self.settings
         self._opened = True
-        return make_engine(settings.database_url, create=create, open_timeout=settings.db_timeout)
+        return make_engine(
+            settings.database_url,
+            create=create,
+            open_timeout=settings.db_timeout,
+            idle_timeout=settings.db_idle_timeout,
+        )
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

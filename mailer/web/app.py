@@ -156,7 +156,10 @@ def _waiting(settings: Settings) -> dict[str, Any]:
     if backend == "sqlite":
         return {"connect_args": {"timeout": settings.db_timeout}}
     if backend == "postgresql":  # libpq: whole seconds, at least 2
-        return {"connect_args": {"connect_timeout": max(2, math.ceil(settings.db_timeout))}}
+        return {
+            "connect_args": {"connect_timeout": max(2, math.ceil(settings.db_timeout))},
+            "idle_timeout": settings.db_idle_timeout,
+        }
     return {}
 
 
