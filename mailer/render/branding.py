@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from mailer.config import Settings
 from mailer.errors import RenderError
 from mailer.render.colours import HEX_COLOUR
+from mailer.render.i18n import gettext_for
 
 __all__ = ["DEFAULT_ACCENT", "LOGO_URL_MAX", "Branding", "is_http_url", "is_https"]
 
@@ -78,10 +79,10 @@ class Branding:
             object.__setattr__(self, "archive_index_url", base + "/archive")
         if not self.reason_text:
             host = urlsplit(self.base_url).hostname or base
+            _ = gettext_for(self.lang)
+            reason = _("You are receiving %(newsletter)s because you subscribed to it at %(host)s.")
             object.__setattr__(
-                self,
-                "reason_text",
-                f"You are receiving {self.newsletter_name} because you subscribed to it at {host}.",
+                self, "reason_text", reason % {"newsletter": self.newsletter_name, "host": host}
             )
 
     @classmethod

@@ -46,6 +46,7 @@ from mjml import mjml2html
 
 from mailer.errors import RenderError
 from mailer.issue.model import Issue
+from mailer.render import i18n
 from mailer.render.branding import DEFAULT_ACCENT, Branding
 from mailer.render.colours import readable_on
 from mailer.render.links import item_anchor, item_href
@@ -335,12 +336,15 @@ def _base_context(context: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _issue_context(issue: Issue, b: Branding) -> dict[str, Any]:
+    """The issue template's context in the list's language: the fixed words are translated
+    here, once per list and issue, so personalizing a reader stays a join."""
     return {
+        **i18n.template_context(b.lang),
         "lang": b.lang,
         "title": issue.subject,
         "preheader": issue.preheader,
         "newsletter_name": b.newsletter_name,
-        "date_label": date_label(issue.date) if issue.date else "",
+        "date_label": date_label(issue.date, b.lang) if issue.date else "",
         "greeting": b.greeting,
         "logo_url": b.logo_url,
         **accent_colours(b.accent_color),
@@ -378,9 +382,14 @@ def web_paragraphs(paragraphs: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def date_label(d: Any) -> str:
-    """'Monday, March 3, 2025' (English, whatever the machine's locale)."""
-    return f"{_WEEKDAYS[d.weekday()]}, {_MONTHS[d.month - 1]} {d.day}, {d.year}"
+def date_label(d: Any, lang: str = "en") -> str:
+    """'Monday, March 3, 2025' in English, Babel's full date in another language
+    ('2025年3月3日星期一'), whatever the machine's locale."""
+    if i18n.supported(lang) == "en":
+        return f"{_WEEKDAYS[d.weekday()]}, {_MONTHS[d.month - 1]} {d.day}, {d.year}"
+    from babel.dates import format_date
+
+    return format_date(d, "full", locale=i18n.locale_name(i18n.supported(lang)))
 
 
 def ascii_html(markup: str) -> str:
