@@ -113,6 +113,9 @@ class Settings:
     header_timeout: float = 10.0
     max_connections: int = 1000
     db_timeout: float = 5.0
+    # new issue texts one API token may hand over per day (POST /api/v1/issues and the desk's
+    # paste together; a text kept already is free); 0: no limit
+    handover_limit: int = 100
     db_idle_timeout: float = 600.0  # PostgreSQL idle_in_transaction_session_timeout; 0: none
     # sending
     transport: str = "outbox"
@@ -206,6 +209,8 @@ class Settings:
             raise ConfigError("MAILER_MAX_CONNECTIONS must be >= 1")
         if self.db_timeout <= 0:
             raise ConfigError("MAILER_DB_TIMEOUT must be > 0")
+        if self.handover_limit < 0:
+            raise ConfigError("MAILER_HANDOVER_LIMIT must be >= 0 (0: no limit)")
         if self.db_idle_timeout < 0:
             raise ConfigError("MAILER_DB_IDLE_TIMEOUT must be >= 0 (0: sessions are never ended)")
         if self.preferences_ttl <= 0:
@@ -295,6 +300,7 @@ def _converter(name: str) -> Callable[[str], Any]:
         "confirm_ttl": parse_duration,
         "preferences_ttl": parse_duration,
         "subscribe_ip_limit": int,
+        "handover_limit": int,
         "subscribe_address_limit": int,
         "subscribe_window": parse_duration,
         "max_body_bytes": int,

@@ -4,16 +4,20 @@ it tries; those that found something failed before their fix (named in the commi
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
+from mailer.access.models import HandedIssue
 from mailer.cli.context import AppContext
 from mailer.config import Settings
 from mailer.errors import ConfigError
 from mailer.web.app import create_app
 from subscribers.db import make_engine
+from tests.conftest import Database
+from tests.desk_support import Desk, issue_text, paste
 
 
 def _wait_until(done: object, what: str, limit: float = 20.0) -> None:
@@ -114,3 +118,52 @@ def test_every_entrance_sets_the_idle_timeout_from_its_setting(
         cli.engine.dispose()
     with pytest.raises(ConfigError, match="MAILER_DB_IDLE_TIMEOUT"):
         Settings(db_idle_timeout=-1).validate()
+
+
+# -- 1. the issue handover: a token holder filling the disk -------------------------------
+
+
+@pytest.fixture
+def desk(db: Database) -> Iterator[Desk]:
+    d = Desk(db, handover_limit=3)
+    yield d
+    d.close()
+
+
+def _kept(db: Database) -> int:
+    with db.sessions() as s:
+        return s.scalar(select(func.count()).select_from(HandedIssue)) or 0
+
+
+def test_new_issue_texts_per_token_are_bounded_across_the_api_and_the_desk(desk: Desk) -> None:
+    """Every POST /api/v1/issues with a different text was kept for good, with no bound on
+    their number: a leaked editor token (or a looping pipeline) could fill the disk a MB at
+    a time. New texts per token and day are now bounded (MAILER_HANDOVER_LIMIT), the API
+    and the desk's paste together; the same text again stays free."""
+    api = desk.client()
+    bearer = {"Authorization": f"Bearer {desk.editor_token}", "Content-Type": "text/plain"}
+
+    def post(n: int) -> int:
+        body = issue_text(f"flood {n}").encode()
+        return api.post("/api/v1/issues", content=body, headers=bearer).status_code
+
+    assert [post(n) for n in range(2)] == [201, 201]
+    c = desk.signed_in()
+    assert paste(c, issue_text("flood 2")).status_code == 303  # the third, from the desk
+    refused = api.post("/api/v1/issues", content=issue_text("flood 3").encode(), headers=bearer)
+    assert refused.status_code == 429, refused.text
+    assert "MAILER_HANDOVER_LIMIT" in refused.json()["error"]
+    assert 0 < int(refused.headers["Retry-After"]) <= 86400
+    desk_refused = paste(c, issue_text("flood 4"))
+    assert desk_refused.status_code == 429
+    assert "Too many new issues today" in desk_refused.text
+    assert "nothing was kept" in desk_refused.text
+    assert _kept(desk.db) == 3  # nothing of the refused ones
+    assert post(0) == 200  # a retry of a kept text is free, limit or not
+    # another token has its own count
+    ops = {"Authorization": f"Bearer {desk.ops_token}", "Content-Type": "text/plain"}
+    other = api.post("/api/v1/issues", content=issue_text("ops 1").encode(), headers=ops)
+    assert other.status_code == 201, other.text
+    # a day later the token may hand over again
+    desk.clock.advance(days=1, seconds=1)
+    assert post(5) == 201

@@ -16,7 +16,7 @@ from mailer.access.models import HandedIssue
 from mailer.errors import NotFoundError
 from subscribers.db import is_sqlite
 
-__all__ = ["issue_text", "keep_issue"]
+__all__ = ["is_kept", "issue_text", "keep_issue"]
 
 
 def keep_issue(sessions: sessionmaker[Session], key: str, text: str, *, by: str) -> bool:
@@ -31,6 +31,11 @@ def keep_issue(sessions: sessionmaker[Session], key: str, text: str, *, by: str)
             .returning(HandedIssue.key)
         )
         return s.scalar(stmt) is not None
+
+
+def is_kept(session: Session, key: str) -> bool:
+    """Whether a text is kept under ``key``."""
+    return session.get(HandedIssue, key) is not None
 
 
 def issue_text(session: Session, key: str) -> str:

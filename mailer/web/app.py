@@ -39,7 +39,13 @@ from mailer.web.csrf import CsrfGuard
 from mailer.web.desk import desk_router
 from mailer.web.errors import install_error_handlers
 from mailer.web.pages import Pages, static_files
-from mailer.web.ratelimit import TEST_SENDS_LIMIT, TEST_SENDS_WINDOW, SlidingWindow, make_storage
+from mailer.web.ratelimit import (
+    HANDOVER_WINDOW,
+    TEST_SENDS_LIMIT,
+    TEST_SENDS_WINDOW,
+    SlidingWindow,
+    make_storage,
+)
 from mailer.web.security import BodyLimit, SecurityHeaders
 from mailer.web.state import WebState, system_clock, web_state
 from mailer.web.tracking import flush_tracking, install_tracking
@@ -90,6 +96,9 @@ def create_app(
         ),
         test_send_limiter=SlidingWindow(
             TEST_SENDS_LIMIT, TEST_SENDS_WINDOW, storage=limits_storage, name="test-send"
+        ),
+        handover_limiter=SlidingWindow(
+            settings.handover_limit, HANDOVER_WINDOW, storage=limits_storage, name="handover"
         ),
         clock=clock or system_clock,
         injected_transport=transport,

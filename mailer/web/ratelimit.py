@@ -39,6 +39,8 @@ REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 #: test sends per token per window, from the desk and the API alike (WebState.test_send_limiter)
 TEST_SENDS_LIMIT = 12
 TEST_SENDS_WINDOW = 3600.0
+#: the window of MAILER_HANDOVER_LIMIT: new issue texts kept per token (WebState.handover_wait)
+HANDOVER_WINDOW = 86400.0
 
 
 class WindowStorage(Protocol):

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
+from mailer.access.handover import is_kept
 from mailer.config import Settings
 from mailer.render.tokens import Signer
 from mailer.transports import make_transport
@@ -47,6 +48,9 @@ class WebState:
     #: test sends per token (desk and API share it): a test goes to any address with any
     #: content, so without a limit an editor's token would be a mail relay
     test_send_limiter: SlidingWindow
+    #: new issue texts kept per token (API and desk share it): each is kept for good, so
+    #: without a limit one token could fill the disk (MAILER_HANDOVER_LIMIT)
+    handover_limiter: SlidingWindow
     clock: Clock = system_clock
     injected_transport: Transport | None = None
     _made_transport: Transport | None = field(default=None, repr=False)
@@ -57,6 +61,14 @@ class WebState:
 
     def timestamp(self) -> float:
         return self.clock().timestamp()
+
+    def handover_wait(self, key: str, by: str) -> float | None:
+        """Seconds until ``by`` may hand over another new issue text; None when it may now
+        (or ``key`` is kept already: a retry or the same paste costs nothing)."""
+        with self.sessions() as session:
+            if is_kept(session, key):
+                return None
+        return self.handover_limiter.hit(by, self.timestamp())
 
     def transport(self) -> Transport:
         """The injected transport, or the configured one (MAILER_TRANSPORT), made on first use."""

@@ -2,7 +2,8 @@
 
     POST /api/v1/issues                      text/plain or text/markdown body: the file
         201 {"key", "subject", "items", "warnings", "preview": {"html", "text", "eml"}}
-        200 the same when that issue was handed over before; 422 {"error", "line"}
+        200 the same when that issue was handed over before; 422 {"error", "line"};
+        429 when the token handed over MAILER_HANDOVER_LIMIT new issues within a day
     GET  /api/v1/issues/{key}                the same answer
     GET  /api/v1/issues/{key}/preview.html   the email for a sample reader (text/html)
     GET  /api/v1/issues/{key}/preview.txt    its plain-text part
@@ -14,6 +15,7 @@ Use cases: :func:`mailer.sending.publish.check` and :func:`~mailer.sending.publi
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -91,6 +93,14 @@ async def post_issue(request: Request) -> Response:
 def _post_issue(state: WebState, data: bytes, fmt: str | None, who: str) -> Response:
     text = decode_issue_bytes(data)
     described = _described(state, text, fmt)
+    wait = state.handover_wait(described.key, who)
+    if wait is not None:
+        raise ApiError(
+            429,
+            f"this token has handed over {state.settings.handover_limit} new issues within "
+            "a day (MAILER_HANDOVER_LIMIT); nothing was kept, try again later",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
     new = keep_issue(state.sessions, described.key, text, by=who)
     return answer(described, 201 if new else 200)
 

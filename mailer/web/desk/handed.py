@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailer.access import handover
 from mailer.access.handover import issue_text, keep_issue
 from mailer.access.models import HandedIssue
 from mailer.errors import IssueParseError, NotFoundError
@@ -59,7 +60,7 @@ def load(sessions: sessionmaker[Session], key: str) -> Stored:
 def is_kept(sessions: sessionmaker[Session], key: str) -> bool:
     """Whether the issue's text is here (a campaign sent from the CLI has none)."""
     with sessions() as s:
-        return s.get(HandedIssue, key) is not None
+        return handover.is_kept(s, key)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ summarized as :class:`~mailer.sending.publish.Checked`; the last few are kept in
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -142,6 +143,24 @@ class IssueRoutes:
             stored = handed.parse(decode_issue_bytes(pasted.data, source=handed.SOURCE))
         except IssueParseError as err:
             return self._paste_page(signed, text=text, error=_parse_error(err, text), status=422)
+        wait = self.desk.state.handover_wait(stored.key, signed.principal.name)
+        if wait is not None:
+            limit = self.desk.state.settings.handover_limit
+            response = self._paste_page(
+                signed,
+                text=text,
+                error={
+                    "title": "Too many new issues today",
+                    "line": None,
+                    "line_text": "",
+                    "message": f"This token has kept {limit} new issues within a day; nothing "
+                    f"was kept. The next one can be pasted in {max(1, math.ceil(wait / 60))} "
+                    "min, or ask ops to raise MAILER_HANDOVER_LIMIT.",
+                },
+                status=429,
+            )
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
         handed.keep(self.desk.state.sessions, stored, signed.principal.name)
         # the check page shows it as the list its front matter names, if it names one
         return RedirectResponse(f"/desk/issues/{stored.key}", status_code=303, headers=NO_STORE)
