@@ -3,8 +3,11 @@ it tries; those that found something failed before their fix (named in the commi
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select, text
@@ -14,10 +17,13 @@ from mailer.access.models import HandedIssue
 from mailer.cli.context import AppContext
 from mailer.config import Settings
 from mailer.errors import ConfigError
+from mailer.sending import system_mail
 from mailer.web.app import create_app
+from subscribers import store
 from subscribers.db import make_engine
 from tests.conftest import Database
 from tests.desk_support import Desk, issue_text, paste
+from tests.web_support import Web, csrf_of
 
 
 def _wait_until(done: object, what: str, limit: float = 20.0) -> None:
@@ -167,3 +173,112 @@ def test_new_issue_texts_per_token_are_bounded_across_the_api_and_the_desk(desk:
     # a day later the token may hand over again
     desk.clock.advance(days=1, seconds=1)
     assert post(5) == 201
+
+
+# -- 3. "mail me my preferences link": one inbox bombed from many networks ------------------
+
+
+@pytest.fixture
+def web(db: Database) -> Iterator[Web]:
+    w = Web(db, subscribe_address_limit=3, subscribe_ip_limit=5)
+    with db.sessions.begin() as s:
+        store.subscribe(s, "known@example.com", store.get_list(s, "brief"), confirmed=True)
+    yield w
+    w.close()
+
+
+def _blind(page: str) -> str:
+    """The answer with what may differ between two posts taken out: the address it echoes
+    and the form's token."""
+    page = re.sub(r"[a-z]+@example\.com", "ADDRESS", page)
+    return re.sub(r'name="csrf_token" value="[^"]*"', "", page)
+
+
+def test_one_address_asked_from_many_networks_gets_three_mails_and_the_same_answer(
+    web: Web,
+) -> None:
+    """Each network is limited; an attacker with many (a botnet, IPv6 /64s) was the case
+    the per-network limit cannot stop. One address gets at most its few mails, whichever
+    networks ask, and every answer (mailed, limited, unknown) reads the same."""
+    answers = []
+    for n in range(30):
+        c = web.new_client(ip=f"198.51.{100 + n}.7")
+        page = c.get("/preferences")
+        r = c.post(
+            "/preferences", data={"csrf_token": csrf_of(page.text), "email": "known@example.com"}
+        )
+        assert r.status_code == 200, r.text
+        answers.append(_blind(r.text))
+        c.close()
+    assert len(web.mails()) == 3
+    page = web.client.get("/preferences")
+    unknown = web.client.post(
+        "/preferences", data={"csrf_token": csrf_of(page.text), "email": "nobody@example.com"}
+    )
+    assert unknown.status_code == 200
+    assert {*answers, _blind(unknown.text)} == {answers[0]}  # limited reads as unknown
+    # and an hour later the window has moved, but the ledger's day has not
+    web.clock.advance(hours=1, seconds=1)
+    for n in range(5):
+        c = web.new_client(ip=f"203.0.{n}.9")
+        page = c.get("/preferences")
+        c.post(
+            "/preferences", data={"csrf_token": csrf_of(page.text), "email": "known@example.com"}
+        )
+        c.close()
+    assert len(web.mails()) == 3
+
+
+def test_preferences_link_mails_racing_each_other_stay_within_the_ledgers_limit(
+    db: Database,
+) -> None:
+    """The web's windows are per process (memory://): several `mailer serve` processes each
+    allow the address its 3 an hour, and the ledger's day count is the last line. That
+    count was read, then a row added: requests at the same moment all read 'fewer than 3'."""
+    w = Web(db, subscribe_address_limit=0, subscribe_ip_limit=0)
+    try:
+        with db.sessions.begin() as s:
+            store.subscribe(s, "known@example.com", store.get_list(s, "brief"), confirmed=True)
+        state = w.app.state.web
+        start = threading.Barrier(12)
+
+        def ask() -> bool:
+            start.wait()
+            return system_mail.send_preferences_link(
+                db.sessions, state.settings, state.transport(), "known@example.com", now=state.now()
+            )
+
+        with ThreadPoolExecutor(12) as pool:
+            sent = [f.result() for f in [pool.submit(ask) for _ in range(12)]]
+        assert sum(sent) <= 3, sent
+        assert len(w.mails()) == sum(sent)
+    finally:
+        w.close()
+
+
+def test_confirmation_mails_racing_each_other_stay_within_the_ledgers_limit(
+    db: Database,
+) -> None:
+    """The same count-then-add for the double opt-in mail (the API's subscribe, `mailer
+    subscribers add` run in a loop): at most 3 a day to one address, however they race."""
+    w = Web(db, subscribe_address_limit=0, subscribe_ip_limit=0)
+    try:
+        with db.sessions.begin() as s:
+            brief = store.get_list(s, "brief")
+            store.subscribe(s, "pending@example.com", brief)
+            ids = store.get_subscriber(s, "pending@example.com").id, brief.id
+        state = w.app.state.web
+        start = threading.Barrier(12)
+
+        def ask() -> bool:
+            start.wait()
+            return system_mail.request_confirmation(
+                db.sessions, state.settings, state.transport(), *ids, now=state.now()
+            )
+
+        with ThreadPoolExecutor(12) as pool:
+            sent = [f.result() for f in [pool.submit(ask) for _ in range(12)]]
+        assert sum(sent) <= 3, sent
+        assert len(w.mails()) == sum(sent)
+    finally:
+        w.close()

@@ -119,7 +119,12 @@ def confirmation_allowed(session: Session, subscriber_id: int, now: datetime) ->
 
 
 def _sent_today(session: Session, kind: str, subscriber_id: int, now: datetime) -> bool:
-    """This reader had their CONFIRM_PER_ADDRESS mails of ``kind`` in the window."""
+    """This reader had their CONFIRM_PER_ADDRESS mails of ``kind`` in the window.
+
+    The reader's row is locked first, until the caller's transaction ends (which adds the
+    claim): counting and then adding is otherwise a race, and a dozen requests at the same
+    moment (several web processes, each with its own windows) all counted 'fewer than 3'."""
+    _lock_reader(session, subscriber_id)
     sent = session.scalar(
         select(func.count())
         .select_from(Delivery)
@@ -130,6 +135,18 @@ def _sent_today(session: Session, kind: str, subscriber_id: int, now: datetime) 
         )
     )
     return (sent or 0) >= CONFIRM_PER_ADDRESS
+
+
+def _lock_reader(session: Session, subscriber_id: int) -> None:
+    """Hold the reader's row until the transaction ends: a row lock on PostgreSQL, the
+    write lock on SQLite (a write, so it is taken before the count is read). Changes
+    nothing: ``updated_at`` set to itself keeps its onupdate from moving it."""
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id)
+        .values(updated_at=Subscriber.updated_at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 # -- claimed now, sent after the commit ------------------------------------------------------
