@@ -5,6 +5,12 @@ The row is claimed (``sending``) before the transport is called and marked after
 issue's, so a bounce or a complaint about the mail matches it by MessageId. Each message is
 built with the stdlib ``email`` package and carries ``Auto-Submitted: auto-generated``
 (RFC 3834) and no List-Unsubscribe (not a campaign).
+
+A claim is fenced like an issue row's (issue 18): it records who holds it (:class:`Held`),
+and :func:`mark` changes the row only while it still holds that claim. A process that
+crashed mid-send leaves the row ``sending``; a worker claims it again after the lease
+(:mod:`mailer.sending.stale_mail`) under its own fence, so a late result of the first
+sender changes nothing.
 """
 
 from __future__ import annotations
@@ -15,13 +21,16 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
+from typing import NamedTuple
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.errors import MailerError, TransportError
 from mailer.render.message import sending_domain
+from mailer.sending.leases import new_worker_id
 from mailer.sending.models import Delivery, DeliveryStatus
+from mailer.sending.outcomes import Fence
 from mailer.transports.base import CampaignMessage, OutgoingMessage, Transport
 
 log = logging.getLogger(__name__)
@@ -89,33 +98,57 @@ def send_now(mail: SystemMail, transport: Transport, *, delivery_id: int = 0) ->
     return result.message_id
 
 
-def claim(session: Session, kind: str, subscriber_id: int, now: datetime) -> int:
-    """The mail's ledger row, claimed (``sending``) before the transport is called."""
+#: the generation of a claim made without a worker lease (a web request, a CLI command);
+#: leases start at 1, so no worker's claim has it
+INLINE_GENERATION = 0
+
+
+class Held(NamedTuple):
+    """A claimed system-mail row and the fence its result is written under."""
+
+    delivery_id: int
+    fence: Fence
+
+
+def claim(session: Session, kind: str, subscriber_id: int, now: datetime) -> Held:
+    """The mail's ledger row, claimed (``sending``) before the transport is called, by a
+    holder of its own (this claim only): nobody else's result can be written over it."""
+    fence = Fence(new_worker_id(), INLINE_GENERATION)
     row = Delivery(
         kind=kind,
         campaign_id=None,
         subscriber_id=subscriber_id,
         status=DeliveryStatus.SENDING,
+        worker=fence.worker,
+        fence=fence.generation,
         claimed_at=now,
         attempts=1,
     )
     session.add(row)
     session.flush()
-    return row.id
+    return Held(row.id, fence)
 
 
 def mark(
     session: Session,
-    delivery_id: int,
+    held: Held,
     status: DeliveryStatus,
     *,
     message_id: str | None = None,
     at: datetime | None = None,
     error: MailerError | None = None,
-) -> None:
-    session.execute(
+) -> bool:
+    """Write the claim's result, fenced: only while the row is still ``sending`` under this
+    claim. False (logged) when another worker has claimed it again since (this holder was
+    taken for dead after the lease)."""
+    done = session.execute(
         update(Delivery)
-        .where(Delivery.id == delivery_id)
+        .where(
+            Delivery.id == held.delivery_id,
+            Delivery.status == DeliveryStatus.SENDING,
+            Delivery.worker == held.fence.worker,
+            Delivery.fence == held.fence.generation,
+        )
         .values(
             status=status.value,
             message_id=message_id,
@@ -123,7 +156,17 @@ def mark(
             error_class=type(error).__name__[:64] if error else None,
             error=str(error) if error else None,
         )
+        .execution_options(synchronize_session=False)
     )
+    assert isinstance(done, CursorResult)
+    if done.rowcount != 1:
+        log.warning(
+            "delivery %d: result %s rejected, the row was claimed again since",
+            held.delivery_id,
+            status.value,
+        )
+        return False
+    return True
 
 
 def deliver(
@@ -132,22 +175,23 @@ def deliver(
     mail: SystemMail,
     *,
     now: datetime,
-    delivery_id: int | None = None,
+    held: Held | None = None,
 ) -> bool:
     """Claim a ledger row (unless the caller claimed it in its own transaction), send, mark
     it. Failures are logged and recorded on the row, never raised: the reader's request
     (or the operator's import) has succeeded either way. True when the mail went out."""
-    if delivery_id is None:
+    if held is None:
         with sessions.begin() as session:
-            delivery_id = claim(session, mail.kind, mail.subscriber_id, now)
+            held = claim(session, mail.kind, mail.subscriber_id, now)
+    delivery_id = held.delivery_id
     try:
         message_id = send_now(mail, transport, delivery_id=delivery_id)
     except MailerError as err:
         log.error("%s mail (delivery %d) not sent: %s", mail.kind, delivery_id, err)
         with sessions.begin() as session:
-            mark(session, delivery_id, DeliveryStatus.FAILED, error=err)
+            mark(session, held, DeliveryStatus.FAILED, error=err)
         return False
     with sessions.begin() as session:
-        mark(session, delivery_id, DeliveryStatus.SENT, message_id=message_id, at=now)
+        mark(session, held, DeliveryStatus.SENT, message_id=message_id, at=now)
     log.info("%s mail sent (delivery %d, %s)", mail.kind, delivery_id, message_id)
     return True

@@ -32,7 +32,7 @@ from mailer.render.list_brand import branding_for
 from mailer.render.message import MessageTemplate, build_preview_message
 from mailer.render.subject import choose_subject
 from mailer.render.tokens import Signer
-from mailer.sending import campaigns, lifecycle
+from mailer.sending import campaigns, lifecycle, stale_mail
 from mailer.sending.engine import Engine, Progress, reader_message
 from mailer.sending.leases import reap_dead_local_workers, sqlite_sender
 from mailer.sending.ledger import state_counts
@@ -383,8 +383,13 @@ def run(
 
 
 def run_due(engine: Engine, sessions: sessionmaker[Session]) -> Iterator[Outcome]:
-    """One look for work, as a worker does it: every campaign that is sending, or scheduled
-    and due, run in id order (each outcome as it ends) until the engine is asked to stop."""
+    """One look for work, as a worker does it: the system mails a crashed sender left
+    unfinished (:mod:`mailer.sending.stale_mail`), then every campaign that is sending, or
+    scheduled and due, run in id order (each outcome as it ends) until the engine is asked
+    to stop."""
+    stale_mail.resend_stale(
+        sessions, engine.settings, engine.signer, engine.transport, engine.worker_id, now=utcnow()
+    )
     with sessions() as s:
         due = campaigns.runnable(s, utcnow())
     for campaign_id in due:

@@ -32,7 +32,7 @@ from mailer.config import Settings
 from mailer.errors import MailerError
 from mailer.render.tokens import Signer
 from mailer.sending.models import Delivery, DeliveryStatus
-from mailer.sending.one_mail import SystemMail, claim, deliver, mark
+from mailer.sending.one_mail import Held, SystemMail, claim, deliver, mark
 from mailer.sending.reader_mails import (
     ConfirmationMail,
     as_system_mail,
@@ -86,18 +86,10 @@ def send_preferences_link(
         subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
         if subscriber is None:
             return False
-        subscription = session.scalar(
-            select(Subscription)
-            .where(
-                Subscription.subscriber_id == subscriber.id,
-                Subscription.status.in_(("active", "pending")),
-            )
-            .order_by((Subscription.status == "active").desc(), Subscription.id)
-            .limit(1)
-        )
+        subscription = preferences_subscription(session, subscriber.id)
         if subscription is None or _sent_today(session, "preferences", subscriber.id, now):
             return False
-        delivery_id = claim(session, "preferences", subscriber.id, now)
+        held = claim(session, "preferences", subscriber.id, now)
         mlist = session.get(MailingList, subscription.list_id)
         assert mlist is not None
         try:
@@ -105,9 +97,22 @@ def send_preferences_link(
                 settings, Signer.from_settings(settings), mlist, subscriber, now=now
             )
         except MailerError as err:
-            mark(session, delivery_id, DeliveryStatus.FAILED, error=err)
+            mark(session, held, DeliveryStatus.FAILED, error=err)
             return False
-    return deliver(sessions, transport, mail, now=now, delivery_id=delivery_id)
+    return deliver(sessions, transport, mail, now=now, held=held)
+
+
+def preferences_subscription(session: Session, subscriber_id: int) -> Subscription | None:
+    """The subscription a preferences link is for: active first, then pending, oldest first."""
+    return session.scalar(
+        select(Subscription)
+        .where(
+            Subscription.subscriber_id == subscriber_id,
+            Subscription.status.in_(("active", "pending")),
+        )
+        .order_by((Subscription.status == "active").desc(), Subscription.id)
+        .limit(1)
+    )
 
 
 # -- flood limit ---------------------------------------------------------------------------
@@ -158,9 +163,13 @@ class Due:
     change that made it due); :func:`send_due` renders and sends it after the commit."""
 
     kind: str
-    delivery_id: int
+    held: Held
     subscriber_id: int
     list_id: int
+
+    @property
+    def delivery_id(self) -> int:
+        return self.held.delivery_id
 
 
 def claim_welcome(
@@ -169,8 +178,8 @@ def claim_welcome(
     """In the confirming transaction: the welcome mail's row, if one is due (once)."""
     if not welcome_due(session, subscription, mlist):
         return None
-    delivery_id = claim(session, "welcome", subscription.subscriber_id, now)
-    return Due("welcome", delivery_id, subscription.subscriber_id, mlist.id)
+    held = claim(session, "welcome", subscription.subscriber_id, now)
+    return Due("welcome", held, subscription.subscriber_id, mlist.id)
 
 
 def deliver_confirmation(
@@ -187,10 +196,8 @@ def deliver_confirmation(
         if not confirmation_allowed(session, mail.subscriber_id, now):
             log.info("confirmation for subscriber %d held back: flood limit", mail.subscriber_id)
             return False
-        delivery_id = claim(session, "confirm", mail.subscriber_id, now)
-    return deliver(
-        sessions, transport, as_system_mail(mail, settings), now=now, delivery_id=delivery_id
-    )
+        held = claim(session, "confirm", mail.subscriber_id, now)
+    return deliver(sessions, transport, as_system_mail(mail, settings), now=now, held=held)
 
 
 def claim_confirmation(session: Session, subscription: Subscription, now: datetime) -> Due | None:
@@ -203,8 +210,8 @@ def claim_confirmation(session: Session, subscription: Subscription, now: dateti
             "confirmation for subscriber %d held back: flood limit", subscription.subscriber_id
         )
         return None
-    delivery_id = claim(session, "confirm", subscription.subscriber_id, now)
-    return Due("confirm", delivery_id, subscription.subscriber_id, subscription.list_id)
+    held = claim(session, "confirm", subscription.subscriber_id, now)
+    return Due("confirm", held, subscription.subscriber_id, subscription.list_id)
 
 
 def send_due(
@@ -233,6 +240,8 @@ def send_due(
             if mlist is not None and subscriber is not None and subscription is not None:
                 if due.kind == "welcome" and subscription.status == "active":
                     mail = welcome_mail(settings, signer, mlist, subscriber, now=now)
+                elif due.kind == "preferences" and subscription.status in ("active", "pending"):
+                    mail = preferences_link_mail(settings, signer, mlist, subscriber, now=now)
                 elif due.kind == "confirm" and subscription.status == "pending":
                     mail = as_system_mail(
                         confirmation_mail(
@@ -243,13 +252,13 @@ def send_due(
         except MailerError as err:  # a template that does not render
             log.error("%s mail (delivery %d) not rendered: %s", due.kind, due.delivery_id, err)
             with sessions.begin() as session:
-                mark(session, due.delivery_id, DeliveryStatus.FAILED, error=err)
+                mark(session, due.held, DeliveryStatus.FAILED, error=err)
             return False
     if mail is None:
         with sessions.begin() as session:
-            mark(session, due.delivery_id, DeliveryStatus.SKIPPED)
+            mark(session, due.held, DeliveryStatus.SKIPPED)
         return False
-    return deliver(sessions, transport, mail, now=now, delivery_id=due.delivery_id)
+    return deliver(sessions, transport, mail, now=now, held=due.held)
 
 
 # -- for the entrances: an operator's or the API's pending readers --------------------------
