@@ -35,6 +35,7 @@ import typer
 # typer's own copy of click: the exceptions its commands raise (typer re-exports only some)
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
+from mailer.cli import light_params
 from mailer.cli.app import app
 from mailer.cli.context import AppContext
 from mailer.cli.lazy import Entry, LazyGroup
@@ -158,6 +159,7 @@ def command() -> LazyGroup:
     root = typer.main.get_group(app)
     assert isinstance(root, LazyGroup)
     root.entries = COMMANDS
+    light_params.install(root)  # its --help: no pydantic (each command's in lazy.load)
     return root
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from mailer.cli import light_params
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -42,6 +44,7 @@ def load(name: str, entry: Entry) -> Any:
     else:
         holder.command(name)(target)
     built = typer.main.get_group(holder).commands[name]
+    light_params.install(built)  # no pydantic for plainly valid values (issue 17)
     for cmd in walk(built):
         examples_to_epilog(cmd)
     if entry.example:
