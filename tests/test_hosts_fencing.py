@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import cast
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from mailer.errors import RetryableSendError
 from mailer.sending import lifecycle
@@ -167,6 +167,48 @@ def test_an_expiry_in_flight_does_not_fence_out_the_batchs_answer(db: Database) 
     answer = Results(sent=[Sent(ids[0], "m-0")], unsent=[ids[1]])
     assert _write(db, answer, ledger.fence) == (1, 0)
     assert sorted(r[0] for r in _rows(db, ids).values()) == ["queued", "sent"]
+
+
+def test_every_write_of_a_batch_carries_the_one_fence_decision(db: Database) -> None:
+    """record() decides once how the fence holds: on PostgreSQL the held rows are locked
+    FOR UPDATE before the writes, which then carry no fence terms; on SQLite (no row locks)
+    every write carries them, whatever the kind of result."""
+    seed_list(db.sessions, 5)
+    cid, _, _ = make_campaign(db.sessions, db.settings())
+    ledger = Ledger("host-e:5:0005", sqlite=db.backend == "sqlite", lease_seconds=600)
+    with db.sessions.begin() as s:
+        beat(s, ledger.worker_id)
+    ids = _claim(db, ledger, cid, 5, utcnow())
+    assert ledger.fence is not None and len(ids) == 5
+    every_kind = Results(
+        sent=[Sent(ids[0], "m-0")],
+        failed=[Failure(ids[1], "RejectedError", "no")],
+        retryable=[Retry(ids[2], utcnow(), "again")],
+        unsent=[ids[3]],
+        skipped=[ids[4]],
+    )
+    seen: list[str] = []
+
+    def capture(*args: object) -> None:
+        statement = str(args[2])
+        if statement.lstrip().upper().startswith("UPDATE"):
+            seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        assert _write(db, every_kind, ledger.fence) == (4, 0)  # unsent rows are no attempt
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    assert len(seen) == 5  # one write per kind
+    fenced = ["deliveries.fence" in statement for statement in seen]
+    assert fenced == [db.backend == "sqlite"] * 5
+    assert sorted(r[0] for r in _rows(db, ids).values()) == [
+        "failed",
+        "queued",
+        "queued",
+        "sent",
+        "skipped",
+    ]
 
 
 # -- no burst after a partition (injected clock) --------------------------------------------

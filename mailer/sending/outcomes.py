@@ -2,10 +2,11 @@
 
 The engine sorts a batch's outcomes once (:class:`Results`) and writes them in one
 transaction (:func:`record`): sent rows with their message ids in one statement, the rest one
-executemany per kind. Every statement is fenced (issue 18): it changes a row only while the
-row still holds the claim's worker and lease generation (:class:`Fence`), so
-a worker back from a lapse cannot write over rows another worker claimed again meanwhile;
-what the fence refuses is logged and counted (``Tally.rejected``).
+executemany per kind. Every write is fenced (issue 18): it changes a row only while the row
+still holds the claim's worker and lease generation (:class:`Fence`), so a worker back from
+a lapse cannot write over rows another worker claimed again meanwhile; what the fence
+refuses is logged and counted (``Tally.rejected``). How the fence holds differs by dialect
+and is decided once, in :func:`_write_fence`.
 """
 
 from __future__ import annotations
@@ -147,13 +148,14 @@ def _backoff(err: RetryableSendError) -> float:
 
 
 def record(conn: Connection, results: Results, now: datetime, fence: Fence) -> Tally:
-    """Write a batch's results (Core: one statement per kind for the whole batch), each
-    statement fenced: only rows still held under this claim's worker and generation
-    change. The rows the fence refuses (claimed again by another worker after this one's
-    lease lapsed) are counted in ``Tally.rejected`` and logged. Retries past
-    ``MAX_ATTEMPTS`` fail instead."""
+    """Write a batch's results (Core: one statement per kind for the whole batch), fenced:
+    only rows still held under this claim's worker and generation change. The rows the
+    fence refuses (claimed again by another worker after this one's lease lapsed) are
+    counted in ``Tally.rejected`` and logged. Retries past ``MAX_ATTEMPTS`` fail instead.
+    Every write below carries the one decision of :func:`_write_fence`."""
     asked = results.ids
     held = _still_held(conn, asked, fence)
+    write_fence = _write_fence(conn, fence)
     rejected = len(asked) - len(held)
     if rejected:
         log.warning(
@@ -172,14 +174,10 @@ def record(conn: Connection, results: Results, now: datetime, fence: Fence) -> T
         if attempts.get(r.delivery_id, 0) >= MAX_ATTEMPTS
     ]
     failed = results.failed + exhausted
-    # PostgreSQL: _still_held locked the held rows until this commits (a claim elsewhere
-    # skips locked rows), so the sent rows need no fence terms again; with them the join of
-    # mark_sent took twice as long (100,000 readers, bulk: 13.7 s against 6.5 s). SQLite
-    # takes no row locks: its write checks the fence itself.
-    mark_sent(conn, results.sent, now, fence if is_sqlite(conn) else None)
+    mark_sent(conn, results.sent, now, write_fence)
     _update_claimed(
         conn,
-        fence,
+        write_fence,
         [{"b_id": f.delivery_id, "b_cls": f.error_class, "b_err": f.error} for f in failed],
         status=DeliveryStatus.FAILED,
         error_class=bindparam("b_cls"),
@@ -188,14 +186,14 @@ def record(conn: Connection, results: Results, now: datetime, fence: Fence) -> T
     # never attempted (stopped first): not an attempt either
     _update_claimed(
         conn,
-        fence,
+        write_fence,
         [{"b_id": i} for i in results.unsent],
         status=DeliveryStatus.QUEUED,
         attempts=Delivery.attempts - 1,
     )
     _update_claimed(
         conn,
-        fence,
+        write_fence,
         [{"b_id": r.delivery_id, "b_nb": r.not_before, "b_err": r.error} for r in retries],
         status=DeliveryStatus.QUEUED,
         not_before=bindparam("b_nb"),
@@ -203,7 +201,7 @@ def record(conn: Connection, results: Results, now: datetime, fence: Fence) -> T
     )
     _update_claimed(
         conn,
-        fence,
+        write_fence,
         [{"b_id": i} for i in results.skipped],
         status=DeliveryStatus.SKIPPED,
         error_class="NotDeliverable",
@@ -219,6 +217,18 @@ def _fenced(fence: Fence) -> list[ColumnElement[bool]]:
     return [Delivery.worker == fence.worker, Delivery.fence == fence.generation]
 
 
+def _write_fence(conn: Connection, fence: Fence) -> Fence | None:
+    """The fence terms the writes of :func:`record` carry, decided once for all of them.
+
+    PostgreSQL: None. :func:`_still_held` has locked the held rows ``FOR UPDATE`` in the
+    same transaction (re-checking the fence on each row's newest version), and no other
+    worker can claim them again before this one commits, so the writes' own fence terms
+    would only repeat that check; in mark_sent's unnest join they made the write twice as
+    slow (100,000 readers, bulk: 13.7 s against 6.5 s). SQLite: the fence itself. It takes
+    no row locks, so each write must check that the row is still this claim's."""
+    return fence if is_sqlite(conn) else None
+
+
 def _still_held(conn: Connection, ids: list[int], fence: Fence) -> set[int]:
     """Which of ``ids`` are still this claim's (locked on PostgreSQL until the write
     commits, so the count of rejected rows is exact)."""
@@ -231,13 +241,16 @@ def _still_held(conn: Connection, ids: list[int], fence: Fence) -> set[int]:
 
 
 def _update_claimed(
-    conn: Connection, fence: Fence, rows: list[dict[str, Any]], **values: Any
+    conn: Connection, fence: Fence | None, rows: list[dict[str, Any]], **values: Any
 ) -> None:
-    """:func:`subscribers.bulk.update_by_id` with the fence in its WHERE clause."""
+    """:func:`subscribers.bulk.update_by_id` with ``fence`` in its WHERE clause (None: the
+    rows are locked by the caller, see :func:`_write_fence`)."""
     if not rows:
         return
-    fenced = update(Delivery).where(Delivery.id == bindparam("b_id"), *_fenced(fence))
-    conn.execute(fenced.values(**values), rows)
+    held = _fenced(fence) if fence is not None else []
+    conn.execute(
+        update(Delivery).where(Delivery.id == bindparam("b_id"), *held).values(**values), rows
+    )
 
 
 def mark_sent(
@@ -245,7 +258,8 @@ def mark_sent(
 ) -> None:
     """Mark a batch's sent rows with their message ids in one statement: ``UPDATE ... FROM
     json_each(pairs)`` on SQLite, ``UPDATE ... FROM unnest(ids, message_ids)`` on PostgreSQL;
-    only rows still held under ``fence`` (None: unfenced, for tests of the statement)."""
+    only rows still held under ``fence`` (None: the caller holds the rows' locks, see
+    :func:`_write_fence`, or a test of the statement)."""
     if not rows:
         return
     held = _fenced(fence) if fence is not None else []
