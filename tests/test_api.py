@@ -288,10 +288,9 @@ def test_schedule_pause_resume_cancel_retry(api: Api) -> None:
         assert all_json(paused) == {"id": cid, "status": "paused", "rows": 0}
         assert all_json(c.get(f"/api/v1/campaigns/{cid}"))["pause_reason"] == "wrong link"
         error_of(c.post(f"/api/v1/campaigns/{cid}/pause"), 409)  # paused already
-        resumed = c.post(f"/api/v1/campaigns/{cid}/resume")
-        assert resumed.status_code == 200 and resumed.json()["status"] == "sending"
-        again = c.post(f"/api/v1/campaigns/{cid}/resume")  # a sending campaign: no change
-        assert all_json(again) == {"id": cid, "status": "sending", "rows": 0}
+        resumed = c.post(f"/api/v1/campaigns/{cid}/resume")  # before its time: it waits
+        assert resumed.status_code == 200 and resumed.json()["status"] == "scheduled"
+        error_of(c.post(f"/api/v1/campaigns/{cid}/resume"), 409)  # scheduled, not paused
         cancelled = all_json(c.post(f"/api/v1/campaigns/{cid}/cancel"))
         assert cancelled == {"id": cid, "status": "cancelled", "rows": len(READERS)}
         error_of(c.post(f"/api/v1/campaigns/{cid}/retry-failed"), 409)

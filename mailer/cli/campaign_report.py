@@ -10,11 +10,13 @@ from rich.table import Table
 
 from mailer.cli.context import AppContext
 from mailer.sending import campaigns as camp
+from mailer.sending.waves import campaign_waves
 
 
 def print_report(actx: AppContext, campaign_id: int) -> None:
     with actx.sessions() as s:
         rep = camp.report(s, campaign_id)
+        waves = campaign_waves(s, rep.campaign)
     c = rep.campaign
     table = Table(title=f"campaign {c.id}: {c.subject}", show_header=False)
     table.add_row("list", rep.list_slug)
@@ -32,7 +34,23 @@ def print_report(actx: AppContext, campaign_id: int) -> None:
     ):
         if value is not None:
             table.add_row(label, value.isoformat(timespec="seconds"))
+    if c.at_local:
+        expiry = f", each expires {c.wave_expiry // 60} min after" if c.wave_expiry else ""
+        table.add_row("at local", f"{c.at_local} in each reader's zone{expiry}")
     actx.console.print(table)
+    if waves:  # --at-local: one row per release time
+        shown = Table("wave (UTC)", "zones", "queued", "sent", "skipped", "failed", title="waves")
+        for w in waves:
+            zones = ", ".join(w.zones[:3]) + (f" +{len(w.zones) - 3}" if len(w.zones) > 3 else "")
+            shown.add_row(
+                w.at.strftime("%Y-%m-%d %H:%M"),
+                f"{len(w.zones)}: {zones}" if w.zones else "0",
+                str(w.counts.get("queued", 0) + w.counts.get("sending", 0)),
+                str(w.counts.get("sent", 0)),
+                str(w.counts.get("skipped", 0)),
+                str(w.counts.get("failed", 0)),
+            )
+        actx.console.print(shown)
     if rep.failures:
         failures = Table("delivery", "email", "error")
         for did, email, cls, err in rep.failures:

@@ -125,7 +125,12 @@ def campaigns_resume(
     from mailer.sending import publish
 
     actx = app_context(ctx)
-    publish.resume(actx.sessions, campaign_id, force=force)
+    resumed = publish.resume(actx.sessions, campaign_id, force=force)
+    if resumed.status == "scheduled":  # paused before its time: it waits for it again
+        actx.console.print(
+            f"campaign {campaign_id} resumed: scheduled, `mailer worker` sends it at its time"
+        )
+        return
     if background:
         actx.console.print(f"campaign {campaign_id} resumed; a worker will send it")
         return

@@ -36,6 +36,7 @@ OF_ENDING: dict[str, ExitCode] = {
     "expired": ExitCode.EXPIRED,
     "cancelled": ExitCode.CANCELLED,
     "stopped": ExitCode.STOPPED,
+    "waiting": ExitCode.OK,  # --at-local between waves: `mailer worker` sends the next one
 }
 
 #: when a worker ran several campaigns, the code of the one that most needs a person

@@ -26,8 +26,10 @@ from mailer.errors import ConflictError
 from mailer.issue.files import parse_issue_file
 from mailer.sending import publish
 from mailer.sending.engine import Engine
+from mailer.sending.models import get_campaign
 from mailer.sending.publish import Outcome
 from mailer.sending.schedule import Schedule
+from mailer.sending.waves import campaign_waves
 from mailer.transports.outbox import OutboxTransport
 from subscribers import store
 
@@ -56,6 +58,15 @@ def send(
         str | None,
         typer.Option("--subject", help="Subject for this send (default: the list's template)."),
     ] = None,
+    at_local: Annotated[
+        str | None,
+        typer.Option(
+            "--at-local",
+            help="HH:MM: each reader's row waits for that time in their zone (else the "
+            "list's, else UTC), the first at or after --at (or now); `mailer worker` sends "
+            "each wave. --expires-after then counts from each wave.",
+        ),
+    ] = None,
 ) -> None:
     """Send an issue to a list: parse, render once, enqueue every active reader, send.
 
@@ -68,11 +79,13 @@ def send(
     The subject is --subject, else the list's subject template, else the issue's own.
 
     Example: mailer send issues/2026-11-28.txt --list china-brief --expires-after 6h
+
+    Example: mailer send issue.txt --list china-brief --at-local 06:00 --expires-after 6h
     """
     actx = app_context(ctx)
     issue = parse_issue_file(file)
     list_slug = choose_list(file, list_slug)
-    schedule = Schedule.parse(at, expires_after, force=force)
+    schedule = Schedule.parse(at, expires_after, force=force, at_local=at_local)
     with actx.sessions() as s:
         mlist = store.get_list(s, list_slug)
     rendered = publish.render_for(actx.settings, mlist, issue, subject=subject)
@@ -106,12 +119,36 @@ def send(
     actx.console.print(
         f"campaign {created.campaign_id}: {created.enqueued} readers of {list_slug} queued"
     )
+    if created.schedule.at_local is not None:
+        _print_waves(actx, created)
+    schedule = created.schedule
     if schedule.at is not None and not created.due:
         actx.console.print(
             f"scheduled for {schedule.at:%Y-%m-%d %H:%M}Z; `mailer worker` sends it then"
         )
         return
-    exit_with(of_outcome(send_or_follow(actx, created.campaign_id)))
+    outcome = send_or_follow(actx, created.campaign_id)
+    if outcome.next_release is not None:
+        actx.console.print(
+            f"next wave at {outcome.next_release:%Y-%m-%d %H:%M}Z: `mailer worker` sends each "
+            "wave as it is released (`mailer campaigns show "
+            f"{created.campaign_id}` lists them)"
+        )
+    exit_with(of_outcome(outcome))
+
+
+def _print_waves(actx: AppContext, created: publish.Created) -> None:
+    """One line per wave of an --at-local send: when (UTC), how many zones."""
+    with actx.sessions() as s:
+        waves = campaign_waves(s, get_campaign(s, created.campaign_id))
+    for wave in waves:
+        zones = ", ".join(wave.zones[:4]) + (" ..." if len(wave.zones) > 4 else "")
+        actx.console.print(
+            f"  wave {wave.at:%Y-%m-%d %H:%M}Z: {wave.counts.get('queued', 0)} readers, "
+            f"{len(wave.zones)} zone(s): {zones}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def send_or_follow(actx: AppContext, campaign_id: int) -> Outcome:

@@ -6,13 +6,17 @@ REUSE THIS (web desk, API, CLI): :func:`campaign_view` / :func:`campaign_views` 
     {"id", "status", "list", "subject", "issue", "scheduled_at", "expires_at", "created_at",
      "started_at", "finished_at", "counts": {"queued", "sending", "sent", "failed",
      "skipped"}, "total", "rate", "pause_reason", "stats": {"delivered", "hard_bounced",
-     "soft_bounced", "complained", "unsubscribed", "opened", "clicked"}}
+     "soft_bounced", "complained", "unsubscribed", "opened", "clicked"},
+     "at_local", "waves": [{"release_at", "zones", "counts"}]}
 
 ``counts`` are the Delivery rows by state (``mailer.sending.ledger``), ``rate`` the sends
 per second between the start and the last send (``mailer.sending.campaigns.report``),
 ``stats`` what SES and the readers said afterwards (``mailer.ops.campaign_figures``, the
 numbers of ``mailer stats`` and /admin; ``opened``/``clicked`` are null while no tracking
-event exists). Times are ISO-8601 UTC or null. Nothing here is a second copy of a count.
+event exists). ``waves`` (``--at-local``: ``at_local`` is the local time, e.g. "06:00") are
+the campaign's release times with their zones and rows by state (``mailer.sending.waves``);
+``[]`` and null for a send at once. Times are ISO-8601 UTC or null. Nothing here is a
+second copy of a count.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from mailer.ops.campaign_figures import campaign_stats
 from mailer.ops.counts import Counts, iso
 from mailer.sending import campaigns
 from mailer.sending.models import Campaign, CampaignStatus, DeliveryStatus, get_campaign
+from mailer.sending.waves import Wave, campaign_waves
 
 __all__ = ["STATES", "CampaignView", "campaign_view", "campaign_views"]
 
@@ -62,6 +67,8 @@ class CampaignView:
     rate: float
     pause_reason: str | None
     stats: Counts
+    at_local: str | None = None
+    waves: tuple[Wave, ...] = ()
 
     @property
     def total(self) -> int:
@@ -84,6 +91,8 @@ class CampaignView:
             "rate": round(self.rate, 3),
             "pause_reason": self.pause_reason,
             "stats": {key: getattr(self.stats, key) for key in STAT_KEYS},
+            "at_local": self.at_local,
+            "waves": [wave.to_json() for wave in self.waves],
         }
 
 
@@ -132,6 +141,8 @@ def _views(session: Session, ids: list[int]) -> list[CampaignView]:
                 rate=rep.rate,
                 pause_reason=c.pause_reason,
                 stats=figures.get(cid, Counts()),
+                at_local=c.at_local,
+                waves=tuple(campaign_waves(session, c)),
             )
         )
     return out

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from mailer.errors import ConflictError
 from mailer.issue.model import Issue
 from mailer.render.compiler import RenderedIssue
-from mailer.sending import campaign_events
+from mailer.sending import campaign_events, waves
 from mailer.sending.ledger import state_counts
 from mailer.sending.models import (
     RELEASED,
@@ -36,6 +36,7 @@ from subscribers.models import (
     Subscriber,
     Subscription,
     Suppression,
+    utcnow,
 )
 
 
@@ -94,6 +95,12 @@ def create_campaign(
     earlier = find_sent(session, mlist, key)
     if earlier is not None and (not schedule.force or _waiting(earlier)):
         raise _already_sent(mlist, earlier, forced=False)
+    releases = None
+    if schedule.at_local is not None:  # waves: it waits for the first reader's morning
+        start = schedule.at or utcnow()
+        releases = waves.plan(
+            session, recipients_query(mlist.id), schedule.at_local, mlist.time_zone, start
+        )
     values = {
         "list_id": mlist.id,
         "issue_key": key,
@@ -108,6 +115,12 @@ def create_campaign(
         "expires_at": schedule.expires_at,
         "reclaimed": 0,
     }
+    if releases is not None:
+        values["scheduled_at"] = releases.first or schedule.at
+        values["at_local"] = releases.at_local
+        values["waves"] = releases.waves()
+        if schedule.wave_expiry is not None:
+            values["wave_expiry"] = int(schedule.wave_expiry.total_seconds())
     stmt = _insert_unless_taken(session).values(values).returning(Campaign.id)
     campaign_id = session.scalar(stmt)
     if campaign_id is None:
@@ -119,7 +132,7 @@ def create_campaign(
             )
         raise _already_sent(mlist, winner, forced=schedule.force)
     campaign = get_campaign(session, campaign_id)
-    enqueued = enqueue(session, campaign, fresh=True)
+    enqueued = enqueue(session, campaign, fresh=True, releases=releases)
     campaign_events.emit(campaign, "campaign.scheduled")
     return campaign, enqueued
 
@@ -155,24 +168,38 @@ def _already_sent(mlist: MailingList, earlier: Campaign, *, forced: bool) -> Con
     )
 
 
-def enqueue(session: Session, campaign: Campaign, *, fresh: bool = False) -> int:
+def enqueue(
+    session: Session,
+    campaign: Campaign,
+    *,
+    fresh: bool = False,
+    releases: waves.Plan | None = None,
+) -> int:
     """One queued Delivery per recipient, set-based. Idempotent (unique per reader): rows
-    already enqueued are left out, a check skipped for a ``fresh`` campaign (no rows yet)."""
+    already enqueued are left out, a check skipped for a ``fresh`` campaign (no rows yet).
+    A wave campaign's rows get their ``release_at`` in the same statement (``releases``:
+    each zone's, mailer.sending.waves; a later enqueue plans from now)."""
     source = recipients_query(campaign.list_id)
     before = 0
     if not fresh:
         already = select(Delivery.subscriber_id).where(Delivery.campaign_id == campaign.id)
         source = source.where(Subscription.subscriber_id.not_in(already))
         before = _count(session, campaign.id)
-    stmt = insert(Delivery).from_select(
-        ["campaign_id", "subscriber_id", "status", "attempts"],
-        select(
-            literal(campaign.id),
-            source.subquery().c.subscriber_id,
-            literal(DeliveryStatus.QUEUED.value),
-            literal(0),
-        ),
-    )
+    columns = ["campaign_id", "subscriber_id", "status", "attempts"]
+    queued = (literal(campaign.id), literal(DeliveryStatus.QUEUED.value), literal(0))
+    if campaign.at_local is None:
+        rows = source.subquery()
+        picked = select(queued[0], rows.c.subscriber_id, *queued[1:])
+    else:
+        if releases is None:
+            mlist = session.get(MailingList, campaign.list_id)
+            zone = mlist.time_zone if mlist else None
+            releases = waves.plan(session, source, campaign.at_local, zone, utcnow())
+        columns.append("release_at")
+        picked = source.with_only_columns(
+            queued[0], Subscription.subscriber_id, *queued[1:], releases.release_column()
+        )
+    stmt = insert(Delivery).from_select(columns, picked)
     session.execute(stmt)
     added = _count(session, campaign.id) - before  # rowcount is -1 for this on psycopg
     analyze(session, "deliveries", "subscribers", "subscriptions")
@@ -198,12 +225,24 @@ def latest(session: Session, limit: int = 20) -> list[Campaign]:
 
 
 def runnable(session: Session, now: datetime) -> list[int]:
-    """Campaigns a worker should send now: sending ones, and scheduled ones that are due."""
+    """Campaigns a worker should send now: sending ones, and scheduled ones that are due.
+    A wave campaign (``--at-local``) between waves is not: it is runnable while a row is
+    released, in flight, or none is queued (to finish), so a worker sleeps until the next
+    wave instead of running it over and over."""
+    of_it = Delivery.campaign_id == Campaign.id
+    released = exists().where(
+        of_it, Delivery.status == DeliveryStatus.QUEUED, Delivery.release_at <= now
+    )
+    in_flight = exists().where(of_it, Delivery.status == DeliveryStatus.SENDING)
+    queued = exists().where(of_it, Delivery.status == DeliveryStatus.QUEUED)
     return list(
         session.scalars(
             select(Campaign.id)
             .where(
-                (Campaign.status == CampaignStatus.SENDING)
+                (
+                    (Campaign.status == CampaignStatus.SENDING)
+                    & (Campaign.at_local.is_(None) | released | in_flight | ~queued)
+                )
                 | (
                     (Campaign.status == CampaignStatus.SCHEDULED)
                     & ((Campaign.scheduled_at.is_(None)) | (Campaign.scheduled_at <= now))

@@ -34,7 +34,7 @@ from mailer.errors import ConflictError, FatalSendError
 from mailer.render.list_brand import greeting_for
 from mailer.render.message import MessageTemplate
 from mailer.render.tokens import Signer
-from mailer.sending import guard, lifecycle
+from mailer.sending import guard, lifecycle, waves
 from mailer.sending.calls import Calls
 from mailer.sending.leases import (
     Heartbeat,
@@ -87,6 +87,7 @@ class _Job:
     template: MessageTemplate
     progress: Progress
     tracked: bool = False  # the list tracks: each reader's %%track%% is filled
+    waves: bool = False  # --at-local: the run ends between waves (mailer.sending.waves)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,9 @@ class _Flow:
 class Engine:
     """Sends campaigns. One Engine per worker process; thread-safe transports only.
 
-    ``sleep`` and ``clock`` (monotonic seconds) are injected for the pacing and the waits."""
+    ``sleep`` and ``clock`` (monotonic seconds) are injected for the pacing and the waits;
+    ``wall`` (UTC now) for what the wall clock decides: a wave's release and expiry, and the
+    campaign's expiry (leases, claims and marks keep the real time)."""
 
     def __init__(
         self,
@@ -122,6 +125,7 @@ class Engine:
         on_progress: Callable[[Progress], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -131,6 +135,7 @@ class Engine:
         self.signer = Signer.from_settings(settings)
         self.pacing = Pacing(settings.send_rate, sleep, clock)
         self._sleep = sleep
+        self.wall = wall
         self._sqlite = is_sqlite(sessions.kw["bind"])
         self.ledger = Ledger(
             self.worker_id, sqlite=self._sqlite, lease_seconds=settings.lease_seconds
@@ -257,7 +262,14 @@ class Engine:
             progress = Progress(campaign_id)
             progress.total = sum(state_counts(s, campaign_id).values())
             progress.status = campaign.status
-            return _Job(campaign_id, campaign.list_id, template, progress, tracked)
+            return _Job(
+                campaign_id,
+                campaign.list_id,
+                template,
+                progress,
+                tracked,
+                waves=campaign.at_local is not None,
+            )
 
     def _send(self, job: _Job) -> None:
         """The send loop with its threads; on any failure the batches already handed to
@@ -352,7 +364,9 @@ class Engine:
             campaign = lock_campaign(s, job.campaign_id, self._sqlite)
             if self._judge(s, campaign, job.progress):
                 return NoClaim.STOP
-            rows, readers = self.ledger.claim(s, campaign, job.list_id, size, now, time.monotonic())
+            rows, readers = self.ledger.claim(
+                s, campaign, job.list_id, size, now, time.monotonic(), release_now=self.wall()
+            )
             if not rows or self.ledger.fence is None:  # none, or the lease lapsed
                 return NoClaim.IDLE
             fence = self.ledger.fence
@@ -365,7 +379,8 @@ class Engine:
         progress.status, progress.reason = campaign.status, campaign.pause_reason
         if campaign.status != CampaignStatus.SENDING:
             return True
-        if campaign.expires_at is not None and utcnow() >= campaign.expires_at:
+        progress.skipped += waves.expire_waves(s, campaign, self.wall())
+        if campaign.expires_at is not None and self.wall() >= campaign.expires_at:
             lifecycle.expire(s, campaign, "the campaign expired before every reader got it")
         elif self.pacing.quota_spent:
             lifecycle.auto_pause(
@@ -459,10 +474,14 @@ class Engine:
             lifecycle.close_ledger(s, lock_campaign(s, job.campaign_id, self._sqlite))
 
     def _finish_if_drained(self, job: _Job) -> bool:
+        """Done when nothing is queued or in flight; a wave campaign's run also ends while
+        its next wave is not released (``progress.next_release``: a worker sends it then)."""
         with self.sessions.begin() as s:
             counts = state_counts(s, job.campaign_id)
             if counts.get(DeliveryStatus.QUEUED, 0) or counts.get(DeliveryStatus.SENDING, 0):
-                return False
+                if job.waves:
+                    job.progress.next_release = waves.next_release(s, job.campaign_id, self.wall())
+                return job.progress.next_release is not None
             # locked: a pause or cancel committing now is not overwritten by "done"
             campaign = lock_campaign(s, job.campaign_id, self._sqlite)
             lifecycle.finish(campaign)

@@ -47,6 +47,7 @@ CLAIM_QUEUED_PG = text(
             SELECT id FROM deliveries
             WHERE campaign_id = :campaign_id AND status = 'queued' AND id > :after
               AND (not_before IS NULL OR not_before <= :now)
+              AND (release_at IS NULL OR release_at <= :release_now)
             ORDER BY id
             LIMIT :n
             FOR UPDATE SKIP LOCKED
@@ -66,7 +67,7 @@ CLAIM_QUEUED_PG = text(
         SELECT email, name FROM subscribers WHERE subscribers.id = c.subscriber_id
     ) AS s ON true
     """
-).bindparams(bindparam("now", type_=UTCDateTime()))
+).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("release_now", type_=UTCDateTime()))
 
 #: what the engine reads of the campaign row before each claim (not its bodies: tens of kB)
 _STATE = (
@@ -77,6 +78,8 @@ _STATE = (
     Campaign.created_at,
     Campaign.finished_at,
     Campaign.guard_ack_at,
+    Campaign.at_local,
+    Campaign.wave_expiry,
 )
 _PACING = (Campaign.rate_cursor, Campaign.reclaimed)
 
@@ -143,12 +146,15 @@ class Ledger:
         size: int,
         now: datetime,
         monotonic: float,
+        release_now: datetime | None = None,
     ) -> tuple[list[ClaimedRow], dict[int, Reader]]:
         """Claim up to ``size`` rows of the locked ``campaign``: dead workers' rows first
         (looked for every ``STALE_SCAN_SECONDS`` by the ``monotonic`` clock), then queued
         ones; with the deliverable readers among them. Nothing while this worker's lease
         has lapsed at ``now``: the rows it holds may be another worker's by now, and a
-        claim made under a lapsed lease could not be told from theirs (:attr:`fence`)."""
+        claim made under a lapsed lease could not be told from theirs (:attr:`fence`).
+        ``release_now``: the wall clock waves are released by (``--at-local``; default
+        ``now``), injected apart from ``now`` which the leases are judged by."""
         campaign_id = campaign.id
         rows: list[ClaimedRow] = []
         generation = live_generation(s, self.worker_id, now)
@@ -180,7 +186,7 @@ class Ledger:
             after = self._claim_after.get(campaign_id, 0)
             for since in (after, 0) if after else (0,):
                 fresh, found = self._claim_queued(
-                    s, campaign_id, list_id, now, size - len(rows), since
+                    s, campaign_id, list_id, now, size - len(rows), since, release_now or now
                 )
                 rows += fresh
                 if found is None:
@@ -203,16 +209,24 @@ class Ledger:
         return rows, readers
 
     def _claim_queued(
-        self, s: Session, campaign_id: int, list_id: int, now: datetime, n: int, after: int
+        self,
+        s: Session,
+        campaign_id: int,
+        list_id: int,
+        now: datetime,
+        n: int,
+        after: int,
+        release_now: datetime,
     ) -> tuple[list[ClaimedRow], dict[int, Reader] | None]:
-        """Claim up to ``n`` queued rows with ids above ``after``, in id order; with the
-        readers found deliverable on PostgreSQL (one statement), None (not looked up) on
+        """Claim up to ``n`` released queued rows with ids above ``after``, in id order; with
+        the readers found deliverable on PostgreSQL (one statement), None (not looked up) on
         SQLite."""
         if not self.sqlite:
             params = {
                 "campaign_id": campaign_id,
                 "list_id": list_id,
                 "now": now,
+                "release_now": release_now,
                 "n": n,
                 "after": after,
                 "worker": self.worker_id,
@@ -228,6 +242,7 @@ class Ledger:
                 Delivery.status == DeliveryStatus.QUEUED,
                 Delivery.id > after,
                 or_(Delivery.not_before.is_(None), Delivery.not_before <= now),
+                or_(Delivery.release_at.is_(None), Delivery.release_at <= release_now),
             )
             .order_by(Delivery.id)
             .limit(n)

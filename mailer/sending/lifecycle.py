@@ -3,6 +3,7 @@
     scheduled -> sending -> done                        start, finish
                         \\-> paused (reason) -> sending  pause, auto_pause, guard_pause, resume
                         \\-> cancelled | expired         cancel, expire
+    paused -> scheduled                                 resume before its scheduled time
     done -> sending                                     retry_failed
 
 Editors' changes (:func:`pause`, :func:`resume`, :func:`cancel`, :func:`retry_failed`) take a
@@ -17,6 +18,7 @@ judged the campaign, and move a campaign only out of ``scheduled`` or ``sending`
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -144,9 +146,14 @@ def pause(session: Session, campaign_id: int, reason: str) -> Campaign:
     return campaign
 
 
-def resume(session: Session, campaign_id: int, *, force: bool = False) -> Campaign:
-    """Paused -> sending. A reputation-guard pause needs ``force`` (ops have looked); from
-    then on the guard judges only what happens after this moment."""
+def resume(
+    session: Session, campaign_id: int, *, force: bool = False, now: datetime | None = None
+) -> Campaign:
+    """Paused -> sending, or back to scheduled when its time has not come (a campaign paused
+    before its ``--at`` waits for it again, never starts early). A reputation-guard pause
+    needs ``force`` (ops have looked); from then on the guard judges only what happens after
+    this moment."""
+    now = now or utcnow()
     campaign = _locked(session, campaign_id)
     if campaign.status == CampaignStatus.SENDING:
         return campaign
@@ -159,11 +166,12 @@ def resume(session: Session, campaign_id: int, *, force: bool = False) -> Campai
                 "`mailer stats` first, then resume with --force"
             )
         guard.acknowledge(session, campaign_id)
-    if campaign.expires_at is not None and campaign.expires_at <= utcnow():
+    if campaign.expires_at is not None and campaign.expires_at <= now:
         raise ConflictError(
             f"campaign {campaign_id} expired at {campaign.expires_at:%Y-%m-%d %H:%M}Z"
         )
-    campaign.status = CampaignStatus.SENDING
+    waiting = campaign.scheduled_at is not None and campaign.scheduled_at > now
+    campaign.status = CampaignStatus.SCHEDULED if waiting else CampaignStatus.SENDING
     campaign.pause_reason = None
     campaign_events.emit(campaign, "campaign.resumed")
     return campaign

@@ -6,7 +6,7 @@ after, so a crash loses nobody (docs/architecture.md principle 2). Every change 
 campaign's status is in :mod:`mailer.sending.lifecycle`; claims and marks of delivery rows
 in :mod:`mailer.sending.ledger`.
 
-    Delivery.status:  queued -> sending -> sent | failed | skipped
+    Delivery.status:  queued (until release_at) -> sending -> sent | failed | skipped
     Campaign.status:  scheduled -> sending -> done
                                  \\-> paused (reason) -> sending ...
                                  \\-> cancelled | expired
@@ -117,6 +117,14 @@ class Campaign(Base):
     archive_html: Mapped[str] = mapped_column(Text, default="")
     # Rows found claimed by a dead worker and claimed again: at most these were sent twice.
     reclaimed: Mapped[int] = mapped_column(Integer, default=0)
+    # ``--at-local`` (issue 15, "their morning"): each reader's row is released at this local
+    # time ("06:00") in the reader's zone, else the list's, else UTC (mailer.sending.waves);
+    # NULL: every row at once.
+    at_local: Mapped[str | None] = mapped_column(String(5))
+    # with at_local: seconds after its own release a row is skipped unsent (per wave)
+    wave_expiry: Mapped[int | None] = mapped_column(Integer)
+    # with at_local: the waves computed at enqueue, [{"at": ISO UTC, "zones": [...]}]
+    waves: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
 
     mailing_list: Mapped[MailingList] = relationship()
 
@@ -127,6 +135,16 @@ class Delivery(Base):
         UniqueConstraint("campaign_id", "subscriber_id", name="uq_deliveries_campaign_subscriber"),
         # claims scan one campaign's queued rows in id order
         Index("ix_deliveries_campaign_status", "campaign_id", "status", "id"),
+        # waves (``--at-local``): the next release, a wave's expiry and a wave's counts are
+        # index range scans; rows sent at once (NULL) are not in it and cost an enqueue nothing
+        Index(
+            "ix_deliveries_campaign_release",
+            "campaign_id",
+            "status",
+            "release_at",
+            postgresql_where=text("release_at IS NOT NULL"),
+            sqlite_where=text("release_at IS NOT NULL"),
+        ),
         CheckConstraint(
             "status IN ('queued', 'sending', 'sent', 'failed', 'skipped')", name="status"
         ),
@@ -153,6 +171,9 @@ class Delivery(Base):
     # claim's result checks it with ``worker`` (mailer.sending.ledger, issue 18)
     fence: Mapped[int | None] = mapped_column(Integer)
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # ``--at-local``: not claimed before this time (the reader's local morning); NULL: at once.
+    # Apart from not_before (a retry's backoff, reset by retry-failed): the wave is kept.
+    release_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     message_id: Mapped[str | None] = mapped_column(String(255), index=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from mailer.sending.outcomes import Tally
 
@@ -26,6 +27,8 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     status: str = ""
     reason: str | None = None
+    #: a wave campaign (``--at-local``) whose run ended between waves: the next release
+    next_release: datetime | None = None
 
     @property
     def done(self) -> int:

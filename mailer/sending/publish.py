@@ -20,7 +20,8 @@ import enum
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,6 +39,7 @@ from mailer.sending.leases import reap_dead_local_workers, sqlite_sender
 from mailer.sending.ledger import state_counts
 from mailer.sending.models import CampaignStatus, DeliveryStatus, get_campaign
 from mailer.sending.schedule import Schedule
+from mailer.sending.waves import next_release
 from mailer.transports.base import Transport
 from mailer.urls import archive_url
 from subscribers.addresses import normalize_email
@@ -303,6 +305,8 @@ def create(
     schedule = schedule or Schedule()
     with sessions.begin() as s:
         campaign, enqueued = campaigns.create_campaign(s, mlist, issue, rendered, schedule)
+        if schedule.at_local is not None:  # waves: it starts with the first reader's morning
+            schedule = replace(schedule, at=campaign.scheduled_at)
         created = Created(campaign.id, mlist.slug, enqueued, schedule)
         if record is not None:
             record(s, created)
@@ -318,6 +322,7 @@ class Ending(enum.StrEnum):
     EXPIRED = "expired"  # too late: the unsent readers were skipped
     CANCELLED = "cancelled"
     STOPPED = "stopped"  # asked to stop (SIGTERM); the rest is queued for a worker or resume
+    WAITING = "waiting"  # --at-local: between waves; `mailer worker` sends the next one
 
 
 @dataclass(frozen=True)
@@ -332,6 +337,7 @@ class Outcome:
     skipped: int
     failed_rows: int  # in the ledger, from every run
     left: int  # queued or in flight
+    next_release: datetime | None = None  # a wave campaign between waves: the next one
 
     @property
     def ending(self) -> Ending:
@@ -339,6 +345,8 @@ class Outcome:
             return Ending.FAILED if self.failed_rows else Ending.DONE
         if self.status in (CampaignStatus.PAUSED, CampaignStatus.EXPIRED, CampaignStatus.CANCELLED):
             return Ending(self.status)
+        if self.status == CampaignStatus.SENDING and self.next_release is not None:
+            return Ending.WAITING
         return Ending.STOPPED
 
 
@@ -354,6 +362,7 @@ def _outcome(sessions: sessionmaker[Session], progress: Progress) -> Outcome:
         skipped=progress.skipped,
         failed_rows=counts.get(DeliveryStatus.FAILED, 0),
         left=counts.get(DeliveryStatus.QUEUED, 0) + counts.get(DeliveryStatus.SENDING, 0),
+        next_release=progress.next_release,
     )
 
 
@@ -391,7 +400,7 @@ def run_due(engine: Engine, sessions: sessionmaker[Session]) -> Iterator[Outcome
         sessions, engine.settings, engine.signer, engine.transport, engine.worker_id, now=utcnow()
     )
     with sessions() as s:
-        due = campaigns.runnable(s, utcnow())
+        due = campaigns.runnable(s, engine.wall())
     for campaign_id in due:
         yield _outcome(sessions, engine.run(campaign_id))
         if engine.stopping:
@@ -419,12 +428,16 @@ def follow(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
     """Watch a campaign another worker sends, from the ledger, until it ends (done, paused,
-    expired, cancelled) or no worker is sending any more (then it is still scheduled or
-    sending: the caller may send it itself). The counts are the ledger's, from every run."""
+    expired, cancelled), waits for its next wave (``--at-local``: hours, perhaps) or no
+    worker is sending any more (then it is still scheduled or sending: the caller may send
+    it itself). The counts are the ledger's, from every run."""
     while True:
         with sessions() as s:
             campaign = get_campaign(s, campaign_id)
             counts = state_counts(s, campaign_id)
+            wave = None
+            if campaign.at_local and campaign.status == CampaignStatus.SENDING:
+                wave = next_release(s, campaign_id, utcnow())
             seen = Outcome(
                 campaign_id=campaign_id,
                 status=campaign.status,
@@ -434,11 +447,12 @@ def follow(
                 skipped=counts.get(DeliveryStatus.SKIPPED, 0),
                 failed_rows=counts.get(DeliveryStatus.FAILED, 0),
                 left=counts.get(DeliveryStatus.QUEUED, 0) + counts.get(DeliveryStatus.SENDING, 0),
+                next_release=wave,
             )
         if on_progress is not None:
             on_progress(seen)
         live = seen.status in (CampaignStatus.SCHEDULED, CampaignStatus.SENDING)
-        if not live or sending_worker(sessions) is None:
+        if not live or wave is not None or sending_worker(sessions) is None:
             return seen
         sleep(poll)
 

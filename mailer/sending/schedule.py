@@ -7,7 +7,7 @@ entrance's text (``--at``, ``--expires-after``) by one parser that every entranc
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from mailer.config import parse_duration
@@ -36,11 +36,17 @@ class Wording:
 @dataclass(frozen=True)
 class Schedule:
     """``at`` None: now. ``expires_at``: unsent readers are skipped from then on (a daily
-    brief must not go out a day late). ``force``: send an issue the list already has."""
+    brief must not go out a day late). ``force``: send an issue the list already has.
+
+    ``at_local`` ("06:00", ``--at-local``): each reader's row is released at that local time
+    in their zone, the first at or after ``at`` (else now) (mailer.sending.waves); then
+    ``expires_at`` is None and ``wave_expiry`` counts from each row's own release."""
 
     at: datetime | None = None
     expires_at: datetime | None = None
     force: bool = False
+    at_local: str | None = None
+    wave_expiry: timedelta | None = None
 
     @classmethod
     def parse(
@@ -50,12 +56,18 @@ class Schedule:
         *,
         force: bool = False,
         now: datetime | None = None,
+        at_local: str | None = None,
     ) -> Schedule:
-        """From an editor's text; ``expires_after`` counts from the start (``at`` or now)."""
+        """From an editor's text; ``expires_after`` counts from the start (``at`` or now),
+        or with ``at_local`` from each reader's own release."""
         now = now or utcnow()
+        local = parse_at_local(at_local) if at_local is not None else None
         start = parse_when(at, now) if at else None
         span = parse_span("--expires-after", expires_after) if expires_after else None
-        return cls.checked(start, span, force=force, now=now, text=at)
+        checked = cls.checked(start, span, force=force, now=now, text=at)
+        if local is None:
+            return checked
+        return replace(checked, expires_at=None, at_local=local, wave_expiry=span)
 
     @classmethod
     def checked(
@@ -137,3 +149,16 @@ def _ago(span: timedelta) -> str:
             n = seconds // size
             return f"{n} {unit}{'s' if n != 1 else ''}"
     return f"{seconds} seconds"
+
+
+_HH_MM = re.compile(r"(\d{1,2}):(\d{2})", re.ASCII)
+
+
+def parse_at_local(text: str) -> str:
+    """``--at-local``: a 24-hour local time ``HH:MM`` ('6:00' is read as '06:00')."""
+    m = _HH_MM.fullmatch(text.strip())
+    if m is None or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise InputError(
+            f"--at-local: {text[:40]!r} is not a time of day: write HH:MM, 24-hour (e.g. 06:00)"
+        )
+    return f"{int(m.group(1)):02d}:{m.group(2)}"

@@ -115,6 +115,12 @@ class CampaignStatsOut(Out):
     clicked: int | None
 
 
+class WaveOut(Out):
+    release_at: str
+    zones: list[str]
+    counts: StateCounts
+
+
 class CampaignOut(Out):
     id: int
     status: str
@@ -131,6 +137,10 @@ class CampaignOut(Out):
     rate: float
     pause_reason: str | None
     stats: CampaignStatsOut
+    at_local: str | None = Field(None, description="--at-local: each reader's local time")
+    waves: list[WaveOut] = Field(
+        default_factory=list, description="--at-local: release times (UTC), zones, counts"
+    )
 
 
 class CampaignsOut(Out):
