@@ -131,7 +131,7 @@ def test_each_row_is_sent_only_after_its_morning(db: Database) -> None:
     assert released == {e: slot.get(z or "", TOKYO) for e, z in zones.items()}
     wall = Wall(START)
     run = _runner(db, wall)
-    steps = [
+    steps: list[tuple[datetime, set[str | None]]] = [
         (TOKYO - timedelta(minutes=1), set()),
         (TOKYO, {None}),
         (SHANGHAI - timedelta(seconds=1), {None}),
