@@ -3,13 +3,19 @@ it tries; those that found something failed before their fix (named in the commi
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import shutil
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -18,11 +24,13 @@ from mailer.cli.context import AppContext
 from mailer.config import Settings
 from mailer.errors import ConfigError
 from mailer.sending import system_mail
+from mailer.web import ratelimit
 from mailer.web.app import create_app
 from subscribers import store
 from subscribers.db import make_engine
 from tests.conftest import Database
 from tests.desk_support import Desk, issue_text, paste
+from tests.plugins.mailer_server import free_port
 from tests.web_support import Web, csrf_of
 
 
@@ -282,3 +290,106 @@ def test_confirmation_mails_racing_each_other_stay_within_the_ledgers_limit(
         assert len(w.mails()) == sum(sent)
     finally:
         w.close()
+
+
+# -- 4. Redis (the limits' shared storage) stopped mid-run ---------------------------------
+
+
+class PrivateRedis:
+    """A redis-server of this test's own on a free port: stopped, killed and restarted at
+    will (never the shared one other tests use)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [*("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"), "--save", ""],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        _wait_until(answers, "redis-server to answer")
+        client.close()
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    r = PrivateRedis()
+    r.start()
+    yield r
+    r.kill()
+
+
+def _unavailable(web: Web, limit: str) -> float:
+    r = web.client.get("/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"})
+    assert r.status_code == 200, r.text
+    found = re.search(rf'mailer_rate_limit_unavailable_total{{limit="{limit}"}} (\S+)', r.text)
+    assert found, r.text
+    return float(found.group(1))
+
+
+def test_redis_hanging_or_gone_lets_pages_answer_says_so_and_limits_resume(
+    db: Database, private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis stopped (SIGSTOP: a hung host, no refusal) then killed and restarted. Pages
+    answer throughout, hits go through uncounted, the log says so once per outage window
+    (each failed ask is a log line: one line means Redis was asked once, not per request:
+    every ask of a hung Redis held the event loop, limits' default was 5 s), /metrics counts
+    them, and counting resumes after Redis is back."""
+    web = Web(
+        db,
+        rate_limit_storage=private_redis.url,
+        subscribe_ip_limit=2,
+        subscribe_address_limit=0,
+        admin_token="metrics-token-0123456789",
+    )
+    try:
+
+        def posts(ip: str, n: int) -> list[int]:
+            c = web.new_client(ip=ip)
+            try:
+                return [
+                    web.subscribe(f"r{ip}-{i}@example.com", client=c).status_code for i in range(n)
+                ]
+            finally:
+                c.close()
+
+        first = posts("198.51.100.1", 3)
+        assert first[2] == 429 and 429 not in first[:2], first  # counted in Redis
+        private_redis.signal(signal.SIGSTOP)
+        with caplog.at_level(logging.WARNING, logger="mailer.web.ratelimit"):
+            hung = posts("198.51.100.2", 6)
+            assert web.client.get("/subscribe/brief").status_code == 200
+        assert all(code < 400 for code in hung), hung  # let through, no 5xx
+        said = [r for r in caplog.records if "subscribe-ip not counted" in r.getMessage()]
+        assert len(said) == 1, [r.getMessage() for r in said]
+        assert _unavailable(web, "subscribe-ip") == 6
+        private_redis.kill()  # gone for good, then a new one on the same port
+        private_redis.start()
+        web.clock.advance(seconds=ratelimit.RETRY_AFTER + 1)
+        again = posts("198.51.100.3", 3)
+        assert again[2] == 429 and 429 not in again[:2], again  # counting again
+        assert _unavailable(web, "subscribe-ip") == 6
+    finally:
+        web.close()

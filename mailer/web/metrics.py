@@ -21,6 +21,8 @@ read at scrape time by :class:`LedgerCollector` (a handful of aggregate queries)
 What happens inside this process is counted in place:
 
     mailer_webhook_verification_failures_total   SNS messages the webhook refused (403)
+    mailer_rate_limit_unavailable_total{limit}   hits let through uncounted: the limits'
+                                                 storage (Redis) did not answer
 
 The webhook increments it with ``record_webhook_verification_failure(request)``.
 ``transport`` is MAILER_TRANSPORT: the ledger does not record which transport sent a row.
@@ -212,6 +214,32 @@ class LedgerCollector(Collector):
         return out
 
 
+class LimitsCollector(Collector):
+    """The rate limits' hits let through uncounted, read from the app's windows."""
+
+    def __init__(self, state: WebState) -> None:
+        self.state = state
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.state
+        family = CounterMetricFamily(
+            "mailer_rate_limit_unavailable",
+            "Hits let through uncounted because the limits' storage (Redis) did not answer",
+            labels=["limit"],
+        )
+        for window in (
+            state.ip_limiter,
+            state.address_limiter,
+            state.test_send_limiter,
+            state.handover_limiter,
+        ):
+            family.add_metric([window.name], float(window.unavailable))
+        yield family
+
+
 class AppMetrics:
     """One app's registry and its in-process counters."""
 
@@ -230,6 +258,7 @@ class AppMetrics:
             if self._ledger is None:
                 self._ledger = LedgerCollector(state)
                 self.registry.register(self._ledger)
+                self.registry.register(LimitsCollector(state))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,6 +15,13 @@ storage: limits' storages read ``time.time()`` themselves, so the two subclasses
 ``acquire_at``/``window_at``, the same moving-window steps on the same data (Redis: limits'
 own Lua scripts; memory: limits' ``events`` lists, newest first) with the timestamp given.
 Memory stays bounded: past ``max_keys`` keys the stale ones go, then the oldest.
+
+Redis away: a hit is let through uncounted (the form must not go down with Redis), logged
+and counted (``unavailable``, /metrics' ``mailer_rate_limit_unavailable_total``). Redis is
+asked with a short timeout (``REDIS_TIMEOUT``: the handlers ask on the event loop, and a
+Redis that hangs instead of refusing stalled every page for limits' 5 s), and after a
+failure not again for ``RETRY_AFTER`` seconds (by the caller's clock), so an outage costs
+one short wait per window, not one per request; then counting resumes by itself.
 """
 
 from __future__ import annotations
@@ -36,6 +43,10 @@ __all__ = ["SlidingWindow", "WindowStorage", "make_storage"]
 log = logging.getLogger(__name__)
 
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
+#: seconds a limit waits for Redis to connect or answer (a ``socket_timeout`` in the URL wins)
+REDIS_TIMEOUT = 0.5
+#: seconds a limit lets hits through uncounted after Redis failed, before asking it again
+RETRY_AFTER = 10.0
 #: test sends per token per window, from the desk and the API alike (WebState.test_send_limiter)
 TEST_SENDS_LIMIT = 12
 TEST_SENDS_WINDOW = 3600.0
@@ -119,7 +130,12 @@ def make_storage(uri: str) -> WindowStorage | None:
             f"MAILER_RATE_LIMIT_STORAGE: {uri!r} is neither memory:// nor redis://host:port/db"
         )
     try:
-        return ClockedRedisStorage(uri, key_prefix="mailer-ratelimit")
+        return ClockedRedisStorage(
+            uri,
+            key_prefix="mailer-ratelimit",
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+        )
     except ConfigurationError as err:  # the redis package is missing
         raise ConfigError(
             f"MAILER_RATE_LIMIT_STORAGE: {err} (pip install 'brief-mailer[redis]')"
@@ -149,6 +165,9 @@ class SlidingWindow:
         self.expiry = max(1, math.ceil(window))  # Redis expires keys in whole seconds
         self.item = RateLimitItemPerSecond(max(limit, 1), self.expiry, namespace="mailer")
         self.storage: WindowStorage = storage or ClockedMemoryStorage(max_keys)
+        #: hits let through uncounted because the storage could not be reached
+        self.unavailable = 0
+        self._ask_again_at = -math.inf  # after a failure: when the storage is asked again
 
     def hit(self, key: str, now: float) -> float | None:
         """Count one hit for ``key`` at ``now`` (seconds); None if allowed, else the number
@@ -158,13 +177,23 @@ class SlidingWindow:
         not take the subscribe form down with it."""
         if self.limit == 0:
             return None
+        if now < self._ask_again_at:
+            self.unavailable += 1  # += on an int under the GIL: close enough for a gauge
+            return None
         slot = self.item.key_for(self.name, key)
         try:
             if self.storage.acquire_at(slot, self.limit, self.expiry, now):
                 return None
             oldest, _count = self.storage.window_at(slot, self.limit, self.expiry, now)
         except Exception as err:  # redis.ConnectionError and kin: fail open, say so
-            log.warning("rate limit %s not counted, storage unavailable: %s", self.name, err)
+            self.unavailable += 1
+            self._ask_again_at = now + RETRY_AFTER
+            log.warning(
+                "rate limit %s not counted, storage unavailable (asked again in %.0f s): %s",
+                self.name,
+                RETRY_AFTER,
+                err,
+            )
             return None
         return max(oldest + self.expiry - now, 0.001)
 
