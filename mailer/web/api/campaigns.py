@@ -1,7 +1,7 @@
 """``/api/v1/campaigns``: send a handed-over issue to a list, follow it, steer it.
 
     POST /api/v1/campaigns      {"issue", "list", "at", "expires_after", "test_to",
-                                 "dry_run", "force"}
+                                 "dry_run", "force", "subject"}
         201 {"id", "status", "recipients"}   the campaign, its readers queued; a running
                                              `mailer worker` sends it (never this request)
         200 dry run: the count, nothing stored; test send: per-address results
@@ -32,6 +32,7 @@ from mailer.access.tokens import Principal, Role, still_valid
 from mailer.errors import ConflictError, InputError
 from mailer.ops.campaign_view import campaign_view, campaign_views
 from mailer.render.compiler import RenderedIssue
+from mailer.render.subject import clean_subject
 from mailer.sending import campaigns as camp
 from mailer.sending import publish
 from mailer.sending.schedule import Schedule
@@ -110,8 +111,10 @@ def post_campaign(
     caller = principal(request)
     who = caller.name
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
+    # a request without a subject prints as it did before the field existed
+    unset = {"subject"} if body.subject is None else None
     request_print = idempotency.fingerprint(
-        "POST", "/api/v1/campaigns", body.model_dump(by_alias=True)
+        "POST", "/api/v1/campaigns", body.model_dump(by_alias=True, exclude=unset)
     )
     if key is not None:
         with state.sessions() as session:
@@ -119,10 +122,12 @@ def post_campaign(
         if earlier is not None:
             return earlier
     schedule = Schedule.parse(body.at, body.expires_after, force=body.force, now=state.now())
+    # the CLI's --subject rule (mailer.render.subject), checked before anything renders
+    subject = clean_subject(body.subject, what="subject") if body.subject is not None else None
     with state.sessions() as session:
         issue, _text = handed_issue(session, body.issue)
         mlist = store.get_list(session, body.list_slug)
-    rendered = publish.render_for(state.settings, mlist, issue)
+    rendered = publish.render_for(state.settings, mlist, issue, subject=subject)
     if body.dry_run:
         counted = publish.dry_run(state.sessions, mlist, rendered)
         return answer(

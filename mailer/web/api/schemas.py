@@ -68,6 +68,12 @@ class CampaignIn(Strict):
     )
     dry_run: bool = False
     force: bool = Field(False, description="send an issue the list already has, again")
+    subject: str | None = Field(
+        None,
+        max_length=1000,
+        description="the subject for this send (one line, at most 250 characters once its "
+        "spaces are tidied); null: the list's subject template, else the issue's own",
+    )
 
 
 class CampaignCreated(Out):

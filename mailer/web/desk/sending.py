@@ -8,10 +8,14 @@
                                       campaign, which ``mailer worker`` sends
 
 The confirmation form's token is bound to the session *and* to exactly what the page
-showed (list, start, expiry, force), so what is sent is what was confirmed. It is also the
-form's idempotency key (:mod:`mailer.access.idempotency`, the API's own):
+showed (list, start, expiry, force, subject), so what is sent is what was confirmed. It is
+also the form's idempotency key (:mod:`mailer.access.idempotency`, the API's own):
 the same confirmation posted twice (a double click, a reload, a replay) makes one campaign
 and answers with it.
+
+The subject field follows the CLI's ``--subject`` rule
+(:func:`mailer.render.subject.clean_subject`); left empty, the list's subject template
+(its result is the field's placeholder) or else the issue's own subject is used.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from mailer.access import idempotency
 from mailer.access.idempotency import Answer
 from mailer.access.tokens import still_valid
 from mailer.errors import ConflictError, InputError, InvalidAddressError, TransportError
+from mailer.render.subject import clean_subject
 from mailer.sending import publish
 from mailer.sending.schedule import Schedule, Wording, parse_span
 from mailer.web.common import list_by_slug
@@ -126,16 +131,21 @@ class SendRoutes:
         if signed is None:
             return self.desk.to_sign_in(request)
         context, stored, mlist = self.issue_context(signed, key, _chosen_list(form))
-        for name in ("when", "at", "zone", "expires_after", "force"):
+        for name in ("when", "at", "zone", "expires_after", "force", "subject"):
             context[f"form_{name}"] = form.get(name)
         try:
             schedule = self._schedule(form)
+            subject = _subject(form.get("subject"))
         except InputError as err:
             context["send_error"] = str(err)
             return self.desk.page("issue.html", context, signed=signed, status=422)
         rendered = context["checked"].rendered
+        if subject is not None:  # rendered again: the subject's warnings are the new one's
+            rendered = publish.render_for(
+                self.desk.state.settings, mlist, stored.issue, subject=subject
+            )
         counted = publish.dry_run(self.desk.state.sessions, mlist, rendered)
-        fields = _confirmed_fields(key, mlist.slug, schedule)
+        fields = _confirmed_fields(key, mlist.slug, schedule, subject)
         path = f"/desk/issues/{key}/send"
         return self.desk.page(
             "confirm.html",
@@ -171,7 +181,7 @@ class SendRoutes:
         if signed is None:
             return self.desk.to_sign_in(request)
         form = await read_form(request)
-        fields = {name: form.get(name) for name in ("list", "at", "expires_at", "force")}
+        fields = {name: form.get(name) for name in ("list", "at", "expires_at", "force", "subject")}
         token = form.get("csrf_token")
         bound = _bound({"key": key, **fields})
         self.desk.check_form(signed, token, f"/desk/issues/{key}/send", bound)
@@ -184,8 +194,9 @@ class SendRoutes:
         with self.desk.state.sessions() as s:
             mlist = list_by_slug(s, fields["list"])
             s.expunge(mlist)
+        subject = _subject(fields["subject"])
         try:
-            return self._create_once(signed, token, bound, stored, mlist, schedule)
+            return self._create_once(signed, token, bound, stored, mlist, schedule, subject)
         except RevokedMeanwhile:  # the sign-in page (401): nothing was done
             return self.desk.to_sign_in(request)
         except ConflictError as err:  # already sent or scheduled: back to the issue, saying so
@@ -203,6 +214,7 @@ class SendRoutes:
         stored: handed.Stored,
         mlist: MailingList,
         schedule: Schedule,
+        subject: str | None,
     ) -> Response:
         """Create the campaign unless this confirmation made one already; the answer is
         kept in the campaign's own transaction, so a replay racing the first post finds
@@ -222,7 +234,7 @@ class SendRoutes:
             answer = Answer(201, body, fingerprint)
             idempotency.record_answer(session, who, idem_key, answer, now=state.now())
 
-        rendered = publish.render_for(state.settings, mlist, stored.issue)
+        rendered = publish.render_for(state.settings, mlist, stored.issue, subject=subject)
         try:
             created = publish.create(
                 state.sessions, mlist, stored.issue, rendered, schedule, record=record
@@ -296,19 +308,27 @@ def _local_time(at: str, zone: str) -> datetime:
         raise InputError(f"the start time {at[:40]!r} is out of range") from err
 
 
-def _confirmed_fields(key: str, slug: str, schedule: Schedule) -> dict[str, str]:
+def _subject(raw: str) -> str | None:
+    """The editor's subject for this send, by the CLI's rule; None when left empty."""
+    return clean_subject(raw, what="subject") if raw.strip() else None
+
+
+def _confirmed_fields(
+    key: str, slug: str, schedule: Schedule, subject: str | None
+) -> dict[str, str]:
     return {
         "key": key,
         "list": slug,
         "at": schedule.at.isoformat() if schedule.at else "",
         "expires_at": schedule.expires_at.isoformat() if schedule.expires_at else "",
         "force": "1" if schedule.force else "",
+        "subject": subject or "",
     }
 
 
 def _bound(fields: dict[str, str]) -> str:
     """What the confirmation token is bound to, in one fixed order."""
-    order = ("key", "list", "at", "expires_at", "force")
+    order = ("key", "list", "at", "expires_at", "force", "subject")
     return "\x00".join(fields.get(name, "") for name in order)
 
 
