@@ -77,14 +77,18 @@ def _rows(actx: AppContext, campaign_id: int) -> int:
 
 
 def run_with_progress(actx: AppContext, campaign_id: int) -> Outcome:
-    """Run the campaign here; a Rich progress bar on a terminal; the summary at the end."""
+    """Run the campaign here; a Rich progress bar on a terminal, its total known from the
+    start and advancing per answered message (from the send threads: Rich's update takes
+    its own lock); the summary at the end."""
     with transport_for(actx) as transport:
         if actx.interactive:
             with _bar(actx, "sending") as bar:
                 task = bar.add_task("send", total=_rows(actx, campaign_id), failed=0, rate=0.0)
 
                 def show(p: SendProgress) -> None:
-                    bar.update(task, total=p.total, completed=p.done, failed=p.failed, rate=p.rate)
+                    bar.update(
+                        task, total=p.total, completed=p.advanced, failed=p.failed, rate=p.rate
+                    )
 
                 outcome = _run(actx, transport, campaign_id, show)
         else:
@@ -126,5 +130,6 @@ def _run(
         transport,
         campaign_id,
         on_progress=show,
+        on_answer=show,
         watch=graceful_stop,
     )

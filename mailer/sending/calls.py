@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from mailer.errors import FatalSendError, NotSentError, RetryableSendError, TransportError
 from mailer.sending.outcomes import Outcome
@@ -21,11 +22,19 @@ log = logging.getLogger(__name__)
 
 
 class Calls:
-    """One run's calls: thread-safe; :meth:`stop` ends them for good."""
+    """One run's calls: thread-safe; :meth:`stop` ends them for good. ``on_answer`` is
+    given each call's outcomes as soon as it returns, on its thread (the run's progress
+    per message)."""
 
-    def __init__(self, transport: Transport, pacer: Pacer) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        pacer: Pacer,
+        on_answer: Callable[[list[Outcome]], None] | None = None,
+    ) -> None:
         self.transport = transport
         self.pacer = pacer
+        self.on_answer = on_answer
         self._stopped = threading.Event()
         self._refusals: list[FatalSendError] = []
 
@@ -67,6 +76,8 @@ class Calls:
                 outcomes.append(Outcome(m.delivery_id, None))
             else:
                 outcomes.append(Outcome(m.delivery_id, r))
+        if self.on_answer is not None:
+            self.on_answer(outcomes)
         return outcomes
 
     def _refused(self, err: FatalSendError) -> None:

@@ -49,7 +49,7 @@ from mailer.sending.models import Campaign, CampaignStatus, DeliveryStatus, get_
 from mailer.sending.outcomes import ClaimedRow, Fence, Outcome, Results, Tally, record
 from mailer.sending.pacing import Pacing
 from mailer.sending.personalize import reader_message
-from mailer.sending.progress import Progress
+from mailer.sending.progress import Progress, settles
 from mailer.sending.tracked import campaign_html
 from mailer.transports.base import OutgoingMessage, Transport
 from subscribers.db import InlineExecutor, is_sqlite
@@ -123,6 +123,8 @@ class Engine:
         *,
         worker_id: str | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        # each answered message, on the send threads (in memory; on_progress: each batch)
+        on_answer: Callable[[Progress], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utcnow,
@@ -132,6 +134,7 @@ class Engine:
         self.transport = transport
         self.worker_id = worker_id or new_worker_id()
         self.on_progress = on_progress
+        self.on_answer = on_answer
         self.signer = Signer.from_settings(settings)
         self.pacing = Pacing(settings.send_rate, sleep, clock)
         self._sleep = sleep
@@ -275,7 +278,11 @@ class Engine:
         """The send loop with its threads; on any failure the batches already handed to
         the transport are recorded before the error goes on (or they would be re-sent)."""
         self.pacing.read_quota(self.transport)
-        self._calls = Calls(self.transport, self.pacing.pacer)
+
+        def answered(outcomes: list[Outcome]) -> None:
+            job.progress.answer(outcomes, self.on_answer)
+
+        self._calls = Calls(self.transport, self.pacing.pacer, answered)
         pool = ThreadPoolExecutor(
             max_workers=self.settings.send_concurrency, thread_name_prefix="send"
         )
@@ -433,7 +440,7 @@ class Engine:
         now = utcnow()
         results = Results.of(batch.claim.rows, outcomes, now)
         tally = self._write(job, results, now, fatal, batch.claim.fence)
-        job.progress.add(tally)
+        job.progress.add(tally, answered=sum(map(settles, outcomes)))
         self.pacing.recorded(
             len(batch.claim.rows), tally.sent, results.throttled, job.progress.rate
         )

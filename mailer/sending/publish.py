@@ -381,11 +381,13 @@ def run(
     campaign_id: int,
     *,
     on_progress: Callable[[Progress], None] | None = None,
+    on_answer: Callable[[Progress], None] | None = None,
     watch: Watch = _unwatched,
 ) -> Outcome:
     """Send the campaign here and now until nothing is left, or it pauses, expires, is
-    cancelled or this process is asked to stop."""
-    engine = Engine(settings, sessions, transport, on_progress=on_progress)
+    cancelled or this process is asked to stop. ``on_progress`` hears of each written
+    batch, ``on_answer`` of each answered message (on the send threads)."""
+    engine = Engine(settings, sessions, transport, on_progress=on_progress, on_answer=on_answer)
     with engine, watch(engine):
         progress = engine.run(campaign_id)
     return _outcome(sessions, progress)
