@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import redis
@@ -29,7 +30,7 @@ from mailer.web.app import create_app
 from subscribers import store
 from subscribers.db import make_engine
 from tests.conftest import Database
-from tests.desk_support import Desk, issue_text, paste
+from tests.desk_support import Desk, campaigns_in, checked, issue_text, paste, send_fields
 from tests.plugins.mailer_server import free_port
 from tests.web_support import Web, csrf_of
 
@@ -393,3 +394,70 @@ def test_redis_hanging_or_gone_lets_pages_answer_says_so_and_limits_resume(
         assert _unavailable(web, "subscribe-ip") == 6
     finally:
         web.close()
+
+
+# -- 5. the desk and the API sending the same issue at the same moment ----------------------
+
+
+@pytest.fixture
+def desk_unlimited(db: Database) -> Iterator[Desk]:
+    d = Desk(db)
+    yield d
+    d.close()
+
+
+def test_the_desk_and_the_api_sending_one_issue_at_once_make_one_campaign(
+    desk_unlimited: Desk,
+) -> None:
+    """Two entrances, two editors, one issue and list, posted at the same moment (a barrier
+    between the threads), several rounds: one campaign each time; the API's loser is a 409
+    naming the winner's campaign, the desk's a 409 page that says it in words."""
+    desk = desk_unlimited
+    desk_client = desk.signed_in()
+    api_client = desk.client(ip="203.0.113.77")
+    bearer = {"Authorization": f"Bearer {desk.ops_token}"}
+    seen: set[tuple[int, int]] = set()
+    for round_ in range(4):
+        path, _ = checked(desk_client, issue_text(f"race {round_}"))
+        key = path.rsplit("/", 1)[1]
+        _, fields = send_fields(desk_client, path)
+        start = threading.Barrier(2)
+        answers: dict[str, Any] = {}
+
+        def by_desk(
+            path: str = path,
+            fields: dict[str, str] = fields,
+            start: threading.Barrier = start,
+            answers: dict[str, Any] = answers,
+        ) -> None:
+            start.wait()
+            answers["desk"] = desk_client.post(f"{path}/send", data=fields)
+
+        def by_api(
+            key: str = key, start: threading.Barrier = start, answers: dict[str, Any] = answers
+        ) -> None:
+            start.wait()
+            answers["api"] = api_client.post(
+                "/api/v1/campaigns", json={"issue": key, "list": "brief"}, headers=bearer
+            )
+
+        threads = [threading.Thread(target=by_desk), threading.Thread(target=by_api)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        made = [c for c in campaigns_in(desk.db) if c.issue_key == key]
+        assert len(made) == 1, [(c.id, c.status) for c in made]
+        winner = made[0].id
+        desk_r, api_r = answers["desk"], answers["api"]
+        seen.add((desk_r.status_code, api_r.status_code))
+        if api_r.status_code == 201:
+            assert api_r.json()["id"] == winner
+            assert desk_r.status_code == 409, desk_r.text
+            assert f"already sent to brief as campaign {winner}" in desk_r.text
+        else:
+            assert desk_r.status_code == 303, desk_r.text
+            assert api_r.status_code == 409, api_r.text
+            assert api_r.json()["campaign"] == winner
+            assert f"campaign {winner}" in api_r.json()["error"]
+    assert seen <= {(409, 201), (303, 409)}, seen
