@@ -8,8 +8,10 @@ PostgreSQL."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -24,10 +26,10 @@ from mailer.sending import publish
 from mailer.sending.engine import Engine
 from mailer.sending.models import Campaign, Delivery
 from mailer.sending.schedule import Schedule, parse_at_local
-from mailer.sending.waves import WAVE_EXPIRED, release_at
+from mailer.sending.waves import WAVE_EXPIRED, next_release, release_at
 from mailer.transports import make_transport
 from subscribers import store
-from subscribers.models import MailingList, Subscriber
+from subscribers.models import MailingList, Subscriber, utcnow
 from tests.conftest import Database
 from tests.delivery_helpers import ISSUE, fixture_issue, seed_list
 
@@ -259,3 +261,76 @@ def test_cli_send_at_local_hands_the_waves_to_the_worker(db: Database) -> None:
     as_json = json.loads(mailer(db, "campaigns", "show", str(c.id), "--json").stdout)
     assert len(as_json["waves"]) == 4
     assert sum(w["counts"]["queued"] for w in as_json["waves"]) == 8
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _worker(db: Database) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailer", "worker", "--poll", "0.2"],
+        env=db.env(),
+        cwd=db.tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=(db.tmp / "worker.err").open("ab"),
+    )
+
+
+def test_kill_9_of_a_worker_between_waves_loses_nothing(db: Database) -> None:
+    """The day compressed: the real worker's clock is the real one, so the test moves each
+    wave's release_at to now when it is its turn. The worker sends the first wave and waits;
+    it is killed (SIGKILL) while it waits; a new worker sends the other waves: every reader
+    once, the campaign done."""
+    zones = _readers(db, per_zone=3)
+    cid = _create(db)
+    order = [TOKYO, SHANGHAI, LONDON, NEW_YORK]
+
+    def release(wave: datetime, at: datetime) -> None:
+        with db.sessions.begin() as s:
+            s.execute(update(Delivery).where(Delivery.release_at == wave).values(release_at=at))
+
+    def left() -> int:
+        with db.sessions() as s:
+            return len(s.scalars(select(Delivery.id).where(Delivery.status != "sent")).all())
+
+    far = utcnow() + timedelta(hours=6)
+    moved = {wave: far + timedelta(hours=i) for i, wave in enumerate(order)}
+    for wave, at in moved.items():
+        release(wave, at)
+    release(moved[TOKYO], utcnow() - timedelta(seconds=1))
+    with db.sessions.begin() as s:  # START is in the future of the real clock: now instead
+        s.execute(update(Campaign).values(scheduled_at=utcnow() - timedelta(seconds=1)))
+    first = _worker(db)
+    try:
+        _wait_for("the first wave", lambda: left() == 9)
+        with db.sessions() as s:
+            assert next_release(s, cid, utcnow()) == moved[SHANGHAI]  # it waits, idle
+        first.send_signal(signal.SIGKILL)
+        assert first.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if first.poll() is None:
+            first.kill()
+    with db.sessions() as s:
+        assert s.get(Campaign, cid).status == "sending"  # type: ignore[union-attr]
+    second = _worker(db)
+    try:
+        release(moved[SHANGHAI], utcnow())
+        _wait_for("the second wave", lambda: left() == 6)
+        release(moved[LONDON], utcnow())
+        release(moved[NEW_YORK], utcnow())
+        _wait_for("the last waves", lambda: left() == 0)
+
+        def done() -> bool:
+            with db.sessions() as s:
+                return s.get(Campaign, cid).status == "done"  # type: ignore[union-attr]
+
+        _wait_for("the campaign to be done", done)
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    files = list((db.tmp / "outbox" / str(cid)).glob("*.eml"))
+    assert len(files) == len(zones) and _sent(db, cid) == set(zones)  # each reader once
