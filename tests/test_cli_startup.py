@@ -30,7 +30,7 @@ SEND_PATH = ("mailer.sending.publish", "mailer.sending.engine", "mailer.cli.runn
 # imported only by the commands that use them (issue 17, -X importtime on `lists show`):
 # pydantic (typer's coercion, mailer.cli.light_params), email_validator (an address to
 # check), PostgreSQL's dialect (a PostgreSQL store), the renderer (jinja2, babel)
-DEFERRED = ("pydantic", "email_validator")
+DEFERRED = ("pydantic", "email_validator", "jinja2", "babel")
 
 # Runs `mailer ARGS...` through the real entry point, then prints which heavy packages and
 # which command modules that one run imported.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Insert, Select, exists, func, insert, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from mailer.errors import ConflictError
 from mailer.issue.model import Issue
-from mailer.render.compiler import RenderedIssue
 from mailer.sending import campaign_events, waves
 from mailer.sending.ledger import state_counts
 from mailer.sending.models import (
@@ -38,6 +37,9 @@ from subscribers.models import (
     Suppression,
     utcnow,
 )
+
+if TYPE_CHECKING:  # the renderer (jinja2, babel) is not imported to read campaigns
+    from mailer.render.compiler import RenderedIssue
 
 
 def recipients_query(list_id: int) -> Select[Any]:
