@@ -157,7 +157,9 @@ def read_rows(raw: IO[bytes], source: str, on_problem: OnProblem) -> Iterator[_R
             for i, key in extra:
                 if i < size and (value := cells[i].strip()):
                     attrs[key] = value
-            zone = cells[zone_col].strip() if zone_col is not None and size > zone_col else ""
+            zone = (
+                unguard(cells[zone_col].strip()) if zone_col is not None and size > zone_col else ""
+            )
             yield _Row(start, email, name or None, attrs, zone or None)
     except UnicodeDecodeError as err:
         raise InputError(

@@ -576,14 +576,25 @@ def csv_safe(value: str) -> str:
     return csv_guard.guard(value)
 
 
+EXPORT_COLUMNS = ("email", "name", "status", "since", "time_zone")
+"""The export's header row: ``time_zone`` as the import reads it, so a reader's zone
+survives export -> import (empty: the reader has none and follows the list's)."""
+
+
 def export_rows(
     session: Session, mlist: MailingList, status: str | None = None
-) -> Iterator[tuple[str, str, str, str]]:
-    """Stream (email, name, status, since) for a list, in constant memory."""
+) -> Iterator[tuple[str, str, str, str, str]]:
+    """Stream one row per reader (:data:`EXPORT_COLUMNS`) for a list, in constant memory."""
     if status is not None and status not in {s.value for s in Status}:
         raise InputError(f"unknown status {status!r} (active, pending or unsubscribed)")
     query = (
-        select(Subscriber.email, Subscriber.name, Subscription.status, Subscription.created_at)
+        select(
+            Subscriber.email,
+            Subscriber.name,
+            Subscription.status,
+            Subscription.created_at,
+            Subscriber.time_zone,
+        )
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)
         .where(Subscription.list_id == mlist.id)
         .order_by(Subscriber.id)
@@ -591,5 +602,5 @@ def export_rows(
     )
     if status is not None:
         query = query.where(Subscription.status == status)
-    for email, name, st, since in session.execute(query):
-        yield csv_safe(email), csv_safe(name or ""), st, since.isoformat()
+    for email, name, st, since, zone in session.execute(query):
+        yield csv_safe(email), csv_safe(name or ""), st, since.isoformat(), csv_safe(zone or "")

@@ -384,7 +384,7 @@ def test_export_then_import_is_the_same_person(
     path = tmp_path_factory.mktemp("export") / "list.csv"
     with path.open("w", newline="", encoding="utf-8") as out, db.sessions() as s:
         writer = csv.writer(out)
-        writer.writerow(["email", "name", "status", "since"])
+        writer.writerow(store.EXPORT_COLUMNS)
         writer.writerows(store.export_rows(s, store.get_list(s, f"from-{n}")))
     with path.open(newline="", encoding="utf-8") as exported:
         cells = [cell for row in csv.reader(exported) for cell in row]

@@ -421,7 +421,7 @@ def test_export_neutralizes_formula_cells(db: Database, tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     rows = list(csv.reader(io.StringIO(out.read_bytes().decode("utf-8"), newline="")))
-    assert rows[0] == ["email", "name", "status", "since"]
+    assert rows[0] == ["email", "name", "status", "since", "time_zone"]
     data = rows[1:]
     assert len(data) == len(FORMULAS) + 3
     for row in data:

@@ -185,7 +185,7 @@ def subscribers_export(
         Path | None, typer.Option("-o", "--output", help="File (default stdout).")
     ] = None,
 ) -> None:
-    """Export a list as CSV (email, name, status, since); formula cells are neutralized
+    """Export a list as CSV (email, name, status, since, time_zone); formula cells are neutralized
     (and `subscribers import` takes the file back as it was). On a terminal, control
     characters are shown escaped.
 
@@ -197,7 +197,7 @@ def subscribers_export(
     on_screen = output is None and actx.interactive
     try:
         writer = csv.writer(out)
-        writer.writerow(["email", "name", "status", "since"])
+        writer.writerow(store.EXPORT_COLUMNS)
         with actx.sessions() as session:
             mlist = store.get_list(session, list_slug)
             for row in store.export_rows(session, mlist, status):
