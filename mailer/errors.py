@@ -11,6 +11,8 @@ app maps them to status codes.
     │   ├── InvalidAddressError  email-validator said no
     │   ├── SuppressedError      address is suppressed or erased (needs --resubscribe)
     │   └── ConflictError        already exists / wrong state
+    ├── ForbiddenError           the caller's role may not do this (a guard pause forced
+    │                            by an editor)
     ├── UnavailableError         the database cannot be reached or is locked (try later)
     ├── InputError               bad input: a malformed file or payload (CSV, JSON), or a
     │                            value that breaks a rule (a list slug, a reason, a status)
@@ -56,6 +58,11 @@ class SuppressedError(StoreError):
 
 class ConflictError(StoreError):
     """The object already exists, or is in a state that forbids the operation."""
+
+
+class ForbiddenError(MailerError):
+    """The caller's role may not do this (the web answers 403): the use case decides, so
+    every entrance refuses alike."""
 
 
 class UnavailableError(MailerError):

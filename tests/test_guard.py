@@ -303,7 +303,7 @@ def test_engine_pauses_on_a_bounce_spike_and_sends_nothing_after(
         with db.sessions.begin() as session, pytest.raises(ConflictError, match="--force"):
             lifecycle.resume(session, campaign_id)
         with db.sessions.begin() as session:
-            resumed = lifecycle.resume(session, campaign_id, force=True)
+            resumed = lifecycle.resume(session, campaign_id, force=True, ops=True)
             assert resumed.guard_ack_at is not None
         transport = make_transport(cfg)
         try:

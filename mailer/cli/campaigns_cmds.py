@@ -125,7 +125,8 @@ def campaigns_resume(
     from mailer.sending import publish
 
     actx = app_context(ctx)
-    resumed = publish.resume(actx.sessions, campaign_id, force=force)
+    # the store's holder at the shell is ops (as MAILER_ADMIN_TOKEN is)
+    resumed = publish.resume(actx.sessions, campaign_id, force=force, ops=True)
     if resumed.status == "scheduled":  # paused before its time: it waits for it again
         actx.console.print(
             f"campaign {campaign_id} resumed: scheduled, `mailer worker` sends it at its time"

@@ -23,7 +23,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from mailer.errors import ConflictError
+from mailer.errors import ConflictError, ForbiddenError
 from mailer.sending import campaign_events, guard
 from mailer.sending.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, get_campaign
 from subscribers.models import utcnow
@@ -147,12 +147,18 @@ def pause(session: Session, campaign_id: int, reason: str) -> Campaign:
 
 
 def resume(
-    session: Session, campaign_id: int, *, force: bool = False, now: datetime | None = None
+    session: Session,
+    campaign_id: int,
+    *,
+    force: bool = False,
+    ops: bool = False,
+    now: datetime | None = None,
 ) -> Campaign:
     """Paused -> sending, or back to scheduled when its time has not come (a campaign paused
     before its ``--at`` waits for it again, never starts early). A reputation-guard pause
-    needs ``force`` (ops have looked); from then on the guard judges only what happens after
-    this moment."""
+    needs ``force`` from a caller with the ops role (``ops``: ops have looked), whichever
+    entrance it comes through; from then on the guard judges only what happens after this
+    moment."""
     now = now or utcnow()
     campaign = _locked(session, campaign_id)
     if campaign.status == CampaignStatus.SENDING:
@@ -164,6 +170,11 @@ def resume(
             raise ConflictError(
                 f"campaign {campaign_id} was paused by the {campaign.pause_reason}; look at "
                 "`mailer stats` first, then resume with --force"
+            )
+        if not ops:
+            raise ForbiddenError(
+                f"campaign {campaign_id} was paused by the {campaign.pause_reason}; resuming "
+                "it anyway needs an ops token"
             )
         guard.acknowledge(session, campaign_id)
     if campaign.expires_at is not None and campaign.expires_at <= now:

@@ -476,12 +476,14 @@ def pause(sessions: sessionmaker[Session], campaign_id: int, reason: str) -> Sta
 
 
 def resume(
-    sessions: sessionmaker[Session], campaign_id: int, *, force: bool = False
+    sessions: sessionmaker[Session], campaign_id: int, *, force: bool = False, ops: bool
 ) -> StateChange:
-    """Paused -> sending (a reputation-guard pause needs ``force``); a sender then re-claims
-    the queued rows and the rows of dead workers."""
+    """Paused -> sending, or scheduled again before its time; a sender then re-claims the
+    queued rows and the rows of dead workers. A reputation-guard pause needs ``force`` from
+    a caller with the ops role (``ops``, which every entrance must say), or ForbiddenError."""
     with sessions.begin() as s:
-        return StateChange(campaign_id, lifecycle.resume(s, campaign_id, force=force).status)
+        resumed = lifecycle.resume(s, campaign_id, force=force, ops=ops)
+        return StateChange(campaign_id, resumed.status)
 
 
 def cancel(sessions: sessionmaker[Session], campaign_id: int) -> StateChange:

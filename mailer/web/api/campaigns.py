@@ -284,7 +284,8 @@ def resume(
     body: Annotated[ResumeIn | None, Body()] = None,
 ) -> Response:
     force = body.force if body is not None else False
-    return _changed(publish.resume(web_state(request).sessions, campaign_id, force=force))
+    ops = principal(request).may(Role.OPS)  # a guard pause is forced by ops only
+    return _changed(publish.resume(web_state(request).sessions, campaign_id, force=force, ops=ops))
 
 
 @_steer("/{campaign_id}/cancel", "Cancel: unsent readers are skipped")

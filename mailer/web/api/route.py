@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse
 from mailer.access.tokens import Principal, Role, authenticate
 from mailer.errors import (
     ConfigError,
+    ForbiddenError,
     InputError,
     InvalidAddressError,
     IssueParseError,
@@ -132,6 +133,8 @@ def status_for(exc: Exception) -> int:
         return exc.status_code
     if isinstance(exc, NotFoundError):
         return 404
+    if isinstance(exc, ForbiddenError):
+        return 403
     if isinstance(exc, InvalidAddressError | InputError | RequestValidationError):
         return 422
     if isinstance(exc, StoreError):

@@ -26,7 +26,7 @@ from fastapi import Path
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from mailer.errors import ConflictError, NotFoundError
+from mailer.errors import ConflictError, ForbiddenError, NotFoundError
 from mailer.ops.campaign_view import campaign_view, campaign_views
 from mailer.sending import publish
 from mailer.sending.guard import is_guard_pause
@@ -133,14 +133,10 @@ class CampaignRoutes:
             path = f"/desk/campaigns/{campaign_id}/{name}"
             self.desk.check_form(signed, form.get("csrf_token"), path)
             force = form.get("force") == "1"
-            if name == "resume" and force and not signed.is_ops:
-                refused = (
-                    "Resuming a campaign the reputation guard paused needs an ops token; "
-                    "this desk session is an editor's."
-                )
-                return self._page(request, signed, campaign_id, refused=refused, status=403)
             try:
                 self._change(signed, name, campaign_id, force=force)
+            except ForbiddenError as err:  # forcing a guard pause, by an editor
+                return self._page(request, signed, campaign_id, refused=str(err), status=403)
             except ConflictError as err:  # e.g. pausing a campaign that is done meanwhile
                 return self._page(request, signed, campaign_id, refused=str(err), status=409)
             return RedirectResponse(
@@ -154,7 +150,7 @@ class CampaignRoutes:
         if name == "pause":
             publish.pause(sessions, campaign_id, f"paused on the desk by {signed.principal.name}")
         elif name == "resume":
-            publish.resume(sessions, campaign_id, force=force)
+            publish.resume(sessions, campaign_id, force=force, ops=signed.is_ops)
         elif name == "cancel":
             publish.cancel(sessions, campaign_id)
         elif name == "retry-failed":
