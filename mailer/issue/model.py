@@ -150,7 +150,13 @@ class Issue:
         return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
     def key(self) -> str:
-        """sha256 hex of :meth:`canonical_json`: a stable identity for dedup and archive URLs."""
+        """sha256 hex of :meth:`canonical_json`: a stable identity for dedup and archive URLs.
+
+        It covers what is sent, and only that. A Markdown file's ``list:`` is not part of
+        the Issue, so not of its key: it says where the issue goes, not what it says. That is
+        harmless because a campaign is per list (``uq_campaigns_live_issue``: list, key,
+        generation): the same issue to two lists is two campaigns, and to one list twice a
+        repeat whatever each file's ``list:`` says (tests/test_issue_key_list.py)."""
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
 
 

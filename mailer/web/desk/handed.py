@@ -43,9 +43,10 @@ def parse(text: str) -> Stored:
     return Stored(issue.key(), text, issue, declared_list(text, source=SOURCE))
 
 
-def keep(sessions: sessionmaker[Session], stored: Stored, by: str) -> None:
-    """Store the text under its key once; the same issue pasted again keeps the first text."""
-    keep_issue(sessions, stored.key, stored.text, by=by)
+def keep(sessions: sessionmaker[Session], stored: Stored, by: str) -> bool:
+    """Store the text under its key once; the same issue pasted again keeps the first text
+    (True when it is new)."""
+    return keep_issue(sessions, stored.key, stored.text, by=by)
 
 
 def load(sessions: sessionmaker[Session], key: str) -> Stored:

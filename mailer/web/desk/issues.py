@@ -161,9 +161,24 @@ class IssueRoutes:
             )
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
-        handed.keep(self.desk.state.sessions, stored, signed.principal.name)
+        new = handed.keep(self.desk.state.sessions, stored, signed.principal.name)
         # the check page shows it as the list its front matter names, if it names one
-        return RedirectResponse(f"/desk/issues/{stored.key}", status_code=303, headers=NO_STORE)
+        target = f"/desk/issues/{stored.key}"
+        if not new and self._declares_another_list(stored):
+            target += f"?list={stored.declared_list}"  # a slug: URL-safe characters only
+        return RedirectResponse(target, status_code=303, headers=NO_STORE)
+
+    def _declares_another_list(self, stored: handed.Stored) -> bool:
+        """This paste's ``list:`` names a list here, and the text kept under its key (an
+        earlier paste of the same issue: ``list:`` is not part of the key) names another:
+        the check page must open as this paste's list, not the kept text's."""
+        if stored.declared_list is None:
+            return False
+        kept = handed.load(self.desk.state.sessions, stored.key)
+        if kept.declared_list == stored.declared_list:
+            return False
+        with self.desk.state.sessions() as s:
+            return any(m.slug == stored.declared_list for m in all_lists(s))
 
     # -- check and preview -------------------------------------------------------------
 
