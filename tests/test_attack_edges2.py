@@ -9,15 +9,17 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from mailer.access.models import HandedIssue
@@ -27,12 +29,17 @@ from mailer.errors import ConfigError
 from mailer.sending import system_mail
 from mailer.web import ratelimit
 from mailer.web.app import create_app
+from mailer.webhooks.dispatch import CLAIM_SLACK, Background, Dispatcher, Policy
+from mailer.webhooks.endpoints import add as add_endpoint
+from mailer.webhooks.http import Answer, Request
 from subscribers import store
-from subscribers.db import make_engine
+from subscribers.db import make_engine, session_factory
+from subscribers.outbox import WebhookAttempt, WebhookDelivery, emit
 from tests.conftest import Database
 from tests.desk_support import Desk, campaigns_in, checked, issue_text, paste, send_fields
 from tests.plugins.mailer_server import free_port
-from tests.web_support import Web, csrf_of
+from tests.web_support import Clock, Web, csrf_of
+from tests.webhook_receiver import Receiver
 
 
 def _wait_until(done: object, what: str, limit: float = 20.0) -> None:
@@ -461,3 +468,146 @@ def test_the_desk_and_the_api_sending_one_issue_at_once_make_one_campaign(
             assert api_r.json()["campaign"] == winner
             assert f"campaign {winner}" in api_r.json()["error"]
     assert seen <= {(409, 201), (303, 409)}, seen
+
+
+# -- 2. the webhook dispatcher with PostgreSQL going away mid-delivery ----------------------
+
+
+class HoldingReceiver(Receiver):
+    """Verifies and keeps each post, then holds its answer until :meth:`let_go`: the
+    deliveries are in flight for as long as the test needs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+
+    def answer(self, h: BaseHTTPRequestHandler, error: str | None) -> None:
+        self.go.wait(60)
+        super().answer(h, error)
+
+    def let_go(self) -> None:
+        self.go.set()
+
+
+def _emit(db: Database, n: int, tag: str) -> None:
+    with db.sessions.begin() as s:
+        for i in range(n):
+            emit(s, "subscriber.confirmed", {"n": f"{tag}-{i}"})
+
+
+def _delivery_states(db: Database) -> list[str]:
+    with db.sessions() as s:
+        return sorted(s.scalars(select(WebhookDelivery.status)))
+
+
+def _terminate_others(pg_url: str) -> int:
+    """pg_terminate_backend on every other session of the test's database: the worker's."""
+    admin = make_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            killed = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        return int(killed)
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_the_webhook_worker_loses_no_event_when_postgresql_drops_it_mid_delivery(
+    db: Database,
+) -> None:
+    """`mailer worker` claims three events and posts them; while the posts are in flight
+    every PostgreSQL session it has is killed (pg_terminate_backend: a failover, a restart,
+    an operator's kill). Then the receiver answers. Each event arrives exactly once (the
+    claim was committed before the post; recording reconnects), the worker lives on and
+    delivers what comes after."""
+    receiver = HoldingReceiver()
+    receiver.start()
+    with db.sessions.begin() as s:
+        receiver.secret = add_endpoint(s, receiver.url, "subscriber.confirmed").secret
+    _emit(db, 3, "before")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "worker", "--poll", "0.2"],
+        env=db.env(MAILER_WEBHOOK_RETRY_BASE="1s"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=db.tmp,
+    )
+    try:
+        _wait_until(lambda: len(receiver.received) == 3, "three posts in flight", 60)
+        db.engine.dispose()  # ours closed: what is left is the worker's
+        assert _terminate_others(db.url) >= 1
+        receiver.let_go()
+        _wait_until(lambda: _delivery_states(db) == ["delivered"] * 3, "the three recorded", 60)
+        assert worker.poll() is None  # it survived
+        _emit(db, 2, "after")  # and carries on
+        _wait_until(lambda: _delivery_states(db) == ["delivered"] * 5, "the two after", 60)
+    finally:
+        receiver.let_go()
+        worker.send_signal(signal.SIGTERM)
+        _out, err = worker.communicate(timeout=60)
+        receiver.stop()
+    assert worker.returncode == 0, err
+    uids = [r.headers["webhook-id"] for r in receiver.received]
+    assert all(r.error is None for r in receiver.received)
+    assert len(uids) == len(set(uids)) == 5, uids  # none lost, none twice
+    with db.sessions() as s:
+        attempts = list(s.scalars(select(WebhookAttempt.status_code)))
+    assert attempts == [204] * 5
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_a_pass_whose_record_is_cut_off_posts_again_once_and_the_loop_lives(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worst moment: the answers are in and their record is being written when the
+    session is killed. The record rolls back whole; the claims stay (committed before the
+    post), so nothing is taken again until they lapse: then each event is posted once more
+    with the same webhook-id (the documented at-least-once; receivers drop repeats) and
+    recorded. The background loop logs the failed pass and goes on."""
+    clock = Clock()
+    engine = make_engine(db.url)
+    admin = make_engine(db.url, isolation_level="AUTOCOMMIT")
+    cut = threading.Event()
+
+    def cut_off(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO webhook_attempts") and not cut.is_set():
+            cut.set()
+            with admin.connect() as a:
+                pid = cursor.connection.info.backend_pid
+                a.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+    event.listen(engine, "before_cursor_execute", cut_off)
+    posted: list[str] = []
+
+    def post(requests: list[Request], _timeout: float) -> list[Answer]:
+        posted.extend(r.headers["webhook-id"] for r in requests)
+        return [Answer(r.key, 204, None) for r in requests]
+
+    with db.sessions.begin() as s:
+        add_endpoint(s, "http://127.0.0.1:9/hook", "subscriber.confirmed")
+    _emit(db, 3, "cut")
+    clock.advance(seconds=1)  # the events are due
+    dispatcher = Dispatcher(
+        session_factory(engine), Policy(timeout=1.0, retry_base=1.0), clock=clock, post=post
+    )
+    loop = Background(dispatcher, poll=0.05)
+    try:
+        with caplog.at_level(logging.ERROR, logger="mailer.webhooks.dispatch"):
+            loop.start()
+            _wait_until(cut.is_set, "the record to be cut off")
+            _wait_until(lambda: "webhook pass failed" in caplog.text, "the failed pass logged")
+        assert len(posted) == 3
+        assert _delivery_states(db) == ["pending"] * 3  # rolled back whole, nothing lost
+        clock.advance(seconds=1.0 + CLAIM_SLACK.total_seconds() + 1)  # the claims lapse
+        _wait_until(lambda: _delivery_states(db) == ["delivered"] * 3, "the repeat recorded")
+    finally:
+        loop.stop()
+        engine.dispose()
+        admin.dispose()
+    assert len(posted) == 6 and sorted(posted[:3]) == sorted(posted[3:])  # once more, same ids
