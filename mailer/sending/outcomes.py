@@ -16,7 +16,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -33,8 +33,10 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from mailer.errors import RejectedError, RetryableSendError, TransportError
 from mailer.sending.models import Delivery, DeliveryStatus
-from mailer.transports.base import SendResult
 from subscribers.db import id_in, is_sqlite
+
+if TYPE_CHECKING:  # transports (email, smtplib, the renderer's message) not to read
+    from mailer.transports.base import SendResult
 
 log = logging.getLogger(__name__)
 
