@@ -23,6 +23,9 @@ What happens inside this process is counted in place:
     mailer_webhook_verification_failures_total   SNS messages the webhook refused (403)
     mailer_rate_limit_unavailable_total{limit}   hits let through uncounted: the limits'
                                                  storage (Redis) did not answer
+    mailer_tracking_dropped_total                clicks and opens answered but not kept:
+                                                 MAX_PENDING were waiting for the database
+    mailer_tracking_queued                       clicks and opens waiting to be written
 
 The webhook increments it with ``record_webhook_verification_failure(request)``.
 ``transport`` is MAILER_TRANSPORT: the ledger does not record which transport sent a row.
@@ -44,6 +47,7 @@ from sqlalchemy import func, select
 from starlette.responses import Response
 
 from mailer.feedback.models import FeedbackEvent
+from mailer.feedback.tracking.intake import TrackingIntake
 from mailer.feedback.tracking.models import CLICK, HUMAN, MACHINE, OPEN, PROXY
 from mailer.ops import engagement, stats
 from mailer.sending.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
@@ -54,6 +58,7 @@ from subscribers.models import Suppression
 __all__ = [
     "AppMetrics",
     "LedgerCollector",
+    "TrackingCollector",
     "app_metrics",
     "metrics_router",
     "record_webhook_verification_failure",
@@ -240,6 +245,27 @@ class LimitsCollector(Collector):
         yield family
 
 
+class TrackingCollector(Collector):
+    """The redirect's intake in this process: hits waiting and hits not kept (issue 16)."""
+
+    def __init__(self, intake: TrackingIntake) -> None:
+        self.intake = intake
+
+    def collect(self) -> Iterator[Metric]:
+        dropped = CounterMetricFamily(
+            "mailer_tracking_dropped",
+            "Clicks and opens answered but not recorded: MAX_PENDING hits were already "
+            "waiting for the database",
+        )
+        dropped.add_metric([], float(self.intake.dropped))
+        yield dropped
+        yield GaugeMetricFamily(
+            "mailer_tracking_queued",
+            "Clicks and opens waiting to be written",
+            value=float(self.intake.writer.pending),
+        )
+
+
 class AppMetrics:
     """One app's registry and its in-process counters."""
 
@@ -251,6 +277,7 @@ class AppMetrics:
             registry=self.registry,
         )
         self._ledger: LedgerCollector | None = None
+        self._tracking: TrackingCollector | None = None
 
     def bind(self, state: WebState) -> None:
         """Register the ledger collector once, for this app's database."""
@@ -259,6 +286,13 @@ class AppMetrics:
                 self._ledger = LedgerCollector(state)
                 self.registry.register(self._ledger)
                 self.registry.register(LimitsCollector(state))
+
+    def bind_tracking(self, intake: TrackingIntake) -> None:
+        """Register the redirect intake's counters once (``app.state.tracking``)."""
+        with _LOCK:
+            if self._tracking is None:
+                self._tracking = TrackingCollector(intake)
+                self.registry.register(self._tracking)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -284,6 +318,9 @@ def metrics(request: Request) -> Response:
     check_admin_auth(state.settings, request.headers.get("authorization"))
     registry = app_metrics(request.app)
     registry.bind(state)
+    intake = getattr(request.app.state, "tracking", None)
+    if isinstance(intake, TrackingIntake):
+        registry.bind_tracking(intake)
     return Response(
         registry.exposition(),
         media_type=CONTENT_TYPE_LATEST,

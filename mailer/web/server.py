@@ -8,12 +8,16 @@
 - at most ``MAILER_MAX_CONNECTIONS`` connections and requests at once (uvicorn's
   ``limit_concurrency``: past it, new requests get 503);
 - no ``Server`` header; client addresses from ``X-Forwarded-For`` only when the peer is in
-  ``FORWARDED_ALLOW_IPS`` (uvicorn's default: 127.0.0.1).
+  ``FORWARDED_ALLOW_IPS`` (uvicorn's default: 127.0.0.1);
+- the start-up heap frozen out of the cycle collector (:func:`settle_heap`): a full
+  collection walked the ~130,000 objects of the imported web stack, ~95 ms of CPU holding
+  the GIL, a pause every request in flight waited out (the redirect's p99, issue 16).
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 from typing import Any
 
 import uvicorn
@@ -22,7 +26,7 @@ from uvicorn.config import LOGGING_CONFIG
 from mailer.config import Settings
 from mailer.web.http_guard import with_header_timeout
 
-__all__ = ["log_config", "serve", "server_config"]
+__all__ = ["log_config", "serve", "server_config", "settle_heap"]
 
 
 def log_config() -> dict[str, Any]:
@@ -52,6 +56,19 @@ def server_config(
     )
 
 
+def settle_heap() -> int:
+    """Collect once, then move every object alive into the collector's permanent generation
+    (``gc.freeze``); how many. What start-up made (modules, the app, SQLAlchemy's and
+    pydantic's tables) lives as long as the process, yet each full collection walked all of
+    it; afterwards a collection walks only what requests and the writer made since."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def serve(app: Any, settings: Settings, *, host: str, port: int) -> None:
     """Run until interrupted (SIGINT/SIGTERM: uvicorn's graceful shutdown)."""
-    uvicorn.Server(server_config(app, settings, host=host, port=port)).run()
+    config = server_config(app, settings, host=host, port=port)
+    config.load()  # the protocol and loop modules imported now, so they are frozen too
+    settle_heap()
+    uvicorn.Server(config).run()
