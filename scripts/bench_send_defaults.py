@@ -5,13 +5,17 @@ answering after 20 ms, with no tuning variable set (MAILER_SEND_CONCURRENCY and
 MAILER_BATCH_SIZE follow the transport). Goals: >= 1,000 emails/s with SendEmail, >= 8,000/s
 with SendBulkEmail.
 
-    .venv/bin/python scripts/bench_send_defaults.py [--readers 20000]
+    .venv/bin/python scripts/bench_send_defaults.py [--readers 20000] [--api bulk] [--runs 3]
+
+``--runs N`` sends N times per API (taking turns, so load on the shared machine falls on
+each alike) and reports the median, with every run's figure after it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,17 +67,25 @@ def send_rate(api: str, readers: int, server_url: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--readers", type=int, default=20_000)
+    parser.add_argument("--api", choices=("single", "bulk"), action="append", help="(repeatable)")
+    parser.add_argument("--runs", type=int, default=1, help="sends per API; the median counts")
     args = parser.parse_args(argv)
-    met = True
+    apis = args.api or ["single", "bulk"]
+    rates: dict[str, list[float]] = {api: [] for api in apis}
     with SesServerProcess(latency=LATENCY, max_send_rate=0, keep_raw=False) as server:
-        for api in ("single", "bulk"):
-            rate = send_rate(api, args.readers, server.url)
-            ok = rate >= GOALS[api]
-            met = met and ok
-            print(
-                f"mailer send, defaults, {api} ({args.readers:,} readers): {rate:,.0f} emails/s, "
-                f"goal >= {GOALS[api]:,.0f}: {'met' if ok else 'MISSED'}"
-            )
+        for _ in range(max(1, args.runs)):
+            for api in apis:
+                rates[api].append(send_rate(api, args.readers, server.url))
+    met = True
+    for api in apis:
+        rate = statistics.median(rates[api])
+        ok = rate >= GOALS[api]
+        met = met and ok
+        each = f" (runs: {', '.join(f'{r:,.0f}' for r in rates[api])})" if args.runs > 1 else ""
+        print(
+            f"mailer send, defaults, {api} ({args.readers:,} readers): {rate:,.0f} emails/s, "
+            f"goal >= {GOALS[api]:,.0f}: {'met' if ok else 'MISSED'}{each}"
+        )
     return 0 if met else 1
 
 
