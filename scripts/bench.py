@@ -342,6 +342,26 @@ def parse_startup(out: str, _: Path) -> list[Figure]:
     ]
     if not figures:
         raise ValueError("bench_startup printed no figures")
+    # for scale: each command's CPU time (load stretches it less), and the floor under a
+    # command that reads the store (SQLAlchemy's import, then with typer and rich)
+    cpu = r"^(mailer .+?) \(median of \d+\): [\d.]+ s.*?, CPU ([\d.]+) s"
+    figures += [
+        Figure("startup", f"{m.group(1)}, CPU time (median)", _num(m.group(2)), "s")
+        for m in re.finditer(cpu, out, re.MULTILINE)
+    ]
+    floor = r"^import (.+?) \(median of \d+\): ([\d.]+) s"
+    figures += [
+        Figure(
+            "startup",
+            f"(floor) import {m.group(1)}",
+            _num(m.group(2)),
+            "s",
+            pass_s,
+            "python -c pass",
+            _num(m.group(2)) / pass_s,
+        )
+        for m in re.finditer(floor, out, re.MULTILINE)
+    ]
     return figures
 
 
