@@ -17,7 +17,11 @@ HOW A COMMAND GROUP IS REGISTERED (start-up stays fast only if every group follo
    that group's module; nothing changes here.
 4. Only the command's own module pays for what it imports. Modules shared by light
    commands (``context``, ``safe_text``, ``exit_codes``) import no SQLAlchemy, boto3,
-   FastAPI or Alembic at the top; tests/test_cli_startup.py checks ``mailer --help``.
+   FastAPI or Alembic at the top; tests/test_cli_startup.py checks ``mailer --help``, and
+   that ``lists show`` and ``campaigns show`` load neither pydantic (typer's coercion is
+   skipped for plainly valid values: :mod:`mailer.cli.light_params`, installed by
+   :func:`command` and :func:`mailer.cli.lazy.load`), email-validator, the renderer nor
+   the transports. An import used only in annotations goes under ``TYPE_CHECKING``.
 
 Errors from the library (``MailerError``) and from the store's driver (explained by
 :mod:`subscribers.db_errors`) become one line on stderr and a non-zero exit, never a
