@@ -36,12 +36,15 @@ from typing import Any, NoReturn
 
 import typer
 
-# typer's own copy of click: the exceptions its commands raise (typer re-exports only some)
+# typer's own copy of click: the exceptions its commands raise (typer re-exports only some).
+# Not click.exceptions: typer 0.29 vendors click, and the click package's classes are other
+# classes (a usage error would escape them as a traceback; tests/test_cli_exits.py).
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from mailer.cli import light_params
 from mailer.cli.app import app
 from mailer.cli.context import AppContext
+from mailer.cli.exit_codes import ExitCode
 from mailer.cli.lazy import Entry, LazyGroup
 from mailer.cli.safe_text import safe_text
 from mailer.errors import ConfigError, MailerError
@@ -180,22 +183,23 @@ def main(argv: list[str] | None = None) -> None:
     except ClickException as err:  # an unreadable file argument and the like
         _fail(f"error: {err.format_message()}", err.exit_code)
     except typer.Abort:  # a confirmation prompt answered no
-        _fail("aborted", 1)
+        _fail("aborted", ExitCode.ERROR)
     except ConfigError as err:
-        _fail(f"configuration error: {err}", 2)
+        _fail(f"configuration error: {err}", ExitCode.USAGE)
     except MailerError as err:
-        _fail(f"error: {err}", 1)
+        _fail(f"error: {err}", ExitCode.ERROR)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        _fail("interrupted", ExitCode.INTERRUPTED)
     except Exception as err:
         described = actx.explain(err)  # the store's driver: not there, unreachable, locked
         if described is None:
             raise
-        kind = "configuration error" if isinstance(described, ConfigError) else "error"
-        _fail(f"{kind}: {described}", 2 if isinstance(described, ConfigError) else 1)
+        if isinstance(described, ConfigError):
+            _fail(f"configuration error: {described}", ExitCode.USAGE)
+        _fail(f"error: {described}", ExitCode.ERROR)
 
-    if code == 130:  # Ctrl-C, which typer turns into exit 130
-        _fail("interrupted", 130)
+    if code == ExitCode.INTERRUPTED:  # Ctrl-C, which typer turns into exit 130
+        _fail("interrupted", ExitCode.INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)  # as click's standalone mode ends
 
 
@@ -204,7 +208,7 @@ def _usage(err: UsageError) -> NoReturn:
     the help is."""
     path = err.ctx.command_path if err.ctx is not None else "mailer"
     print(f"{path}: {err.format_message()} (see `{path} --help`)", file=sys.stderr)
-    sys.exit(err.exit_code)
+    sys.exit(ExitCode.USAGE)
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -219,7 +219,9 @@ def welcome_mail(
         "archive_index_url": archive_index_url(settings, mlist.slug),
         "address_lines": _address_lines(settings),
     }
-    return _list_mail("welcome", (WELCOME_HTML, WELCOME_TEXT), context, settings, mlist, subscriber)
+    return _list_mail(
+        "welcome", subject, (WELCOME_HTML, WELCOME_TEXT), context, settings, mlist, subscriber
+    )
 
 
 def preferences_link_mail(
@@ -244,20 +246,27 @@ def preferences_link_mail(
         "address_lines": _address_lines(settings),
     }
     return _list_mail(
-        "preferences", (PREFERENCES_HTML, PREFERENCES_TEXT), context, settings, mlist, subscriber
+        "preferences",
+        subject,
+        (PREFERENCES_HTML, PREFERENCES_TEXT),
+        context,
+        settings,
+        mlist,
+        subscriber,
     )
 
 
 def _list_mail(
     kind: str,
+    subject: str,
     templates: tuple[str, str],
     context: dict[str, Any],
     settings: Settings,
     mlist: MailingList,
     subscriber: Subscriber,
 ) -> SystemMail:
-    """A mail from the list to one reader: its (HTML, text) templates filled with ``context``
-    (whose ``title`` is the subject), sent From and Reply-To the list's addresses."""
+    """A mail from the list to one reader with this ``subject``: its (HTML, text) templates
+    filled with ``context``, sent From and Reply-To the list's addresses."""
     html_name, text_name = templates
     html = compile_email(html_name, context, template_dir=settings.template_dir)
     text = render_text_template(text_name, context, template_dir=settings.template_dir)
@@ -265,7 +274,7 @@ def _list_mail(
         kind,
         subscriber.email,
         subscriber.id,
-        context["title"],
+        subject,
         mlist.from_address,
         mlist.reply_to,
         html,

@@ -3,7 +3,7 @@
 Dropping a parent with foreign keys on would cascade into its children, so a rebuild runs
 with them off, and the connection gets them back when it returns to its pool. One helper
 for every revision that rebuilds: 0002 (every id table), 0003's downgrade (which runs
-right before 0002's).
+right before 0002's), 0006 (the deliveries kind check), the downgrades of 0008 and 0009.
 """
 
 from __future__ import annotations

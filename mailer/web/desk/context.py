@@ -62,7 +62,6 @@ class Desk:
         self.sign_in_limiter = SlidingWindow(
             SIGN_IN_LIMIT, SIGN_IN_WINDOW, storage=storage, name="desk-sign-in"
         )
-        self.test_limiter = state.test_send_limiter  # shared with the API's test sends
         origin = origin_of(settings.public_base)
         self._csp = (
             "default-src 'none'; style-src 'self' {origin} 'nonce-{nonce}'; "

@@ -101,7 +101,10 @@ class SendRoutes:
         except InputError as err:
             context["test_error"] = str(err)
             return self.desk.page("issue.html", context, signed=signed, status=422)
-        wait = self.desk.test_limiter.hit(signed.principal.name, self.desk.state.timestamp())
+        # WebState's, shared with the API's test sends
+        wait = self.desk.state.test_send_limiter.hit(
+            signed.principal.name, self.desk.state.timestamp()
+        )
         if wait is not None:
             minutes = max(1, math.ceil(wait / 60))
             context["test_error"] = (
