@@ -231,19 +231,15 @@ def runnable(session: Session, now: datetime) -> list[int]:
     A wave campaign (``--at-local``) between waves is not: it is runnable while a row is
     released, in flight, or none is queued (to finish), so a worker sleeps until the next
     wave instead of running it over and over."""
-    of_it = Delivery.campaign_id == Campaign.id
-    released = exists().where(
-        of_it, Delivery.status == DeliveryStatus.QUEUED, Delivery.release_at <= now
-    )
-    in_flight = exists().where(of_it, Delivery.status == DeliveryStatus.SENDING)
-    queued = exists().where(of_it, Delivery.status == DeliveryStatus.QUEUED)
+    first = waves.first_queued_release(Campaign.id)
+    between_waves = (first > now) & waves.first_in_flight(Campaign.id).is_(None)
     return list(
         session.scalars(
             select(Campaign.id)
             .where(
                 (
                     (Campaign.status == CampaignStatus.SENDING)
-                    & (Campaign.at_local.is_(None) | released | in_flight | ~queued)
+                    & (Campaign.at_local.is_(None) | ~func.coalesce(between_waves, False))
                 )
                 | (
                     (Campaign.status == CampaignStatus.SCHEDULED)

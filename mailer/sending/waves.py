@@ -22,7 +22,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import ColumnElement, Select, bindparam, case, func, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, Select, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from mailer.sending.models import Campaign, Delivery, DeliveryStatus
@@ -132,26 +132,42 @@ def expire_waves(session: Session, campaign: Campaign, now: datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def next_release(session: Session, campaign_id: int, now: datetime) -> datetime | None:
-    """When the campaign's next queued row is released, if after ``now`` and nothing is due
-    or in flight before it; None when a row is due now, in flight, or none is left."""
-    due = select(Delivery.id).where(
-        Delivery.campaign_id == campaign_id,
-        Delivery.status == DeliveryStatus.QUEUED,
-        (Delivery.release_at.is_(None)) | (Delivery.release_at <= now),
-    )
-    flight = select(Delivery.id).where(
-        Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.SENDING
-    )
-    if session.scalar(select(due.exists() | flight.exists())):
-        return None
-    return session.scalar(
-        select(func.min(Delivery.release_at)).where(
+def first_queued_release(campaign_id: Any) -> ScalarSelect[datetime | None]:
+    """The earliest release among the campaign's queued rows (NULL when none is queued): a
+    min() the planner answers from the first entry of ``ix_deliveries_campaign_release``.
+    (An EXISTS for "a queued row released by now" was planned as a sequential scan once the
+    statistics were stale, and read every row when none matched: 0.8 s at 1M readers.)"""
+    return (
+        select(func.min(Delivery.release_at))
+        .where(
             Delivery.campaign_id == campaign_id,
             Delivery.status == DeliveryStatus.QUEUED,
             Delivery.release_at.is_not(None),
         )
+        .scalar_subquery()
     )
+
+
+def first_in_flight(campaign_id: Any) -> ScalarSelect[int | None]:
+    """The lowest id of the campaign's rows in flight (NULL when none is), by the same
+    min() on ``ix_deliveries_campaign_status``."""
+    return (
+        select(func.min(Delivery.id))
+        .where(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.SENDING)
+        .scalar_subquery()
+    )
+
+
+def next_release(session: Session, campaign_id: int, now: datetime) -> datetime | None:
+    """When a wave campaign's next queued row is released, if after ``now`` and nothing is
+    in flight; None when a row is released by now, in flight, or none is left. (Every row of
+    a wave campaign has a release: rows without one are not looked at.)"""
+    first, flight = session.execute(
+        select(first_queued_release(campaign_id), first_in_flight(campaign_id))
+    ).one()
+    if flight is not None or first is None or first <= now:
+        return None
+    return first
 
 
 # -- what the reports show -----------------------------------------------------------------
