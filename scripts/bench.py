@@ -21,6 +21,8 @@ Runs, each in its own process and one after the other (they would disturb each o
                                        against the same without its lookup; delivery/s (14)
   confirm   scripts/bench_confirm.py   confirmation mails of an import, compiled once and
                                        spliced, against a full compile per reader (issue 15)
+  waves     scripts/bench_waves.py     `send --at-local` enqueue of 1,000,000 readers in 31
+                                       zones on PostgreSQL, beside the plain enqueue (issue 15)
 
 Each script prints its own figures with the baseline or limit it measured in the same run;
 this one reads them (bench_send's ``--json``, the others' printed tables) and prints one
@@ -481,6 +483,41 @@ def parse_confirm(out: str, _: Path) -> list[Figure]:
     ]
 
 
+def parse_waves(out: str, _: Path) -> list[Figure]:
+    """bench_waves (issue 15): the --at-local enqueue beside the plain one, a claim, idling."""
+    plain = _find(r"^plain enqueue, ([\d,]+) readers: ([\d.]+) s, after the waves ([\d.]+) s", out)
+    waves = _find(r"^waves enqueue \(--at-local\), [\d,]+ readers in (\d+) zones: ([\d.]+) s", out)
+    claim = _find(r"^claim of (\d+) rows: ([\d.]+) ms in the first wave, ([\d.]+) ms plain", out)
+    idle = _find(r"^between waves: runnable\(\) ([\d.]+) ms, next_release\(\) ([\d.]+) ms", out)
+    if not (plain and waves and claim and idle):
+        raise ValueError("bench_waves output not understood")
+    value = _num(waves.group(2))
+    base = (_num(plain.group(2)) + _num(plain.group(3))) / 2
+    return [
+        Figure(
+            "waves",
+            f"enqueue {plain.group(1)} readers, {waves.group(1)} zones, --at-local, postgresql",
+            value,
+            "s",
+            base,
+            "plain enqueue, same list",
+            value / base,
+            "<= 30 s",
+            _verdict(value <= 30),
+        ),
+        Figure(
+            "waves",
+            f"claim of {claim.group(1)} rows, first wave",
+            _num(claim.group(2)),
+            "ms",
+            _num(claim.group(3)),
+            "plain campaign",
+            _num(claim.group(2)) / _num(claim.group(3)),
+        ),
+        Figure("waves", "runnable() between waves", _num(idle.group(1)), "ms"),
+    ]
+
+
 Parser = Callable[[str, Path], list[Figure]]
 BENCHES: dict[str, tuple[str, list[str], list[str], Parser]] = {
     # name: (script, arguments, quick arguments, parser)
@@ -494,6 +531,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str], Parser]] = {
     "defaults": ("bench_send_defaults.py", [], ["--readers", "2000"], parse_defaults),
     "tracking": ("bench_tracking.py", [], ["--readers", "200", "--seconds", "3"], parse_tracking),
     "confirm": ("bench_confirm.py", [], ["--readers", "60"], parse_confirm),
+    "waves": ("bench_waves.py", [], ["--readers", "20000"], parse_waves),
     "webhooks": (
         "bench_webhooks.py",
         [],
