@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from mailer.access import tokens
 from mailer.access.models import ApiToken, Role
 from mailer.errors import ConflictError, InputError, NotFoundError
 from subscribers.db import make_engine, session_factory
+from tests.cli_support import run_cli
 from tests.conftest import Database
 
 ADMIN = "admin-token-for-tests-0123456789"
@@ -116,35 +115,24 @@ def test_names_and_roles_are_checked(db: Database) -> None:
     assert [t.name for t in tokens.list_tokens(db.sessions)] == ["pipeline"]
 
 
-def _mailer(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        env=db.env(),
-        cwd=db.tmp,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_tokens_cli(db: Database, tmp_path: Path) -> None:
-    made = _mailer(db, "tokens", "create", "--name", "pipeline", "--role", "editor")
+    made = run_cli(db, "tokens", "create", "--name", "pipeline", "--role", "editor")
     assert made.returncode == 0, made.stderr
     raw = made.stdout.strip()
     assert raw.startswith("bm_") and "\n" not in raw  # stdout is the token alone
     assert "shown once" in made.stderr
     assert tokens.authenticate(db.sessions, raw, "") == tokens.Principal("pipeline", Role.EDITOR)
-    again = _mailer(db, "tokens", "create", "--name", "pipeline", "--role", "ops")
+    again = run_cli(db, "tokens", "create", "--name", "pipeline", "--role", "ops")
     assert again.returncode == 1 and "exists already" in again.stderr
-    bad = _mailer(db, "tokens", "create", "--name", "x", "--role", "admin")
+    bad = run_cli(db, "tokens", "create", "--name", "x", "--role", "admin")
     assert bad.returncode == 1 and "unknown role 'admin'" in bad.stderr
-    listed = _mailer(db, "tokens", "list", "--json")
+    listed = run_cli(db, "tokens", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     (row,) = json.loads(listed.stdout)
     assert row["name"] == "pipeline" and row["role"] == "editor" and row["revoked_at"] is None
     assert raw not in listed.stdout
-    revoked = _mailer(db, "tokens", "revoke", "pipeline")
+    revoked = run_cli(db, "tokens", "revoke", "pipeline")
     assert revoked.returncode == 0, revoked.stderr
     assert tokens.authenticate(db.sessions, raw, "") is None
-    missing = _mailer(db, "tokens", "revoke", "nobody")
+    missing = run_cli(db, "tokens", "revoke", "nobody")
     assert missing.returncode == 1 and "no token named 'nobody'" in missing.stderr

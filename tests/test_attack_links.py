@@ -19,8 +19,6 @@ PostgreSQL, through the store and the real app.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +36,7 @@ from mailer.feedback.erasure import erase
 from mailer.render.tokens import Signer
 from subscribers import store
 from subscribers.models import ConsentEvent, Subscription, Suppression
+from tests.cli_support import run_cli
 from tests.conftest import Database
 from tests.web_support import (
     BASE,
@@ -254,14 +253,7 @@ def test_rotating_ipv6_addresses_does_not_escape_the_ip_limit(db: Database) -> N
 
 
 def _mailer(db: Database, *args: str) -> str:
-    r = subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        env=db.env(COLUMNS="200"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=db.tmp,
-    )
+    r = run_cli(db, *args)
     assert r.returncode == 0, r.stderr
     return r.stdout
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from mailer.cli import command, iter_commands
 from mailer.config import env_names
+from tests.cli_support import run_cli
 from tests.conftest import Database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,18 +45,6 @@ def test_every_command_in_readme() -> None:
 def test_every_setting_in_readme() -> None:
     documented = set(re.findall(r"`(MAILER_[A-Z0-9_]+)`", README))
     assert set(env_names()) - documented == set()
-
-
-def run_cli(db: Database, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        env=db.env(COLUMNS="200"),
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=60,
-        cwd=db.tmp,
-    )
 
 
 def test_store_commands_end_to_end(db: Database, tmp_path: Path) -> None:

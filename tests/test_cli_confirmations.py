@@ -12,19 +12,9 @@ from sqlalchemy import select
 
 from mailer.sending.models import Delivery
 from subscribers import store
+from tests.cli_support import run_cli
 from tests.conftest import Database
 from tests.web_support import confirmation_mails, link_in, text_body
-
-
-def _cli(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        env=db.env(COLUMNS="200"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=db.tmp,
-    )
 
 
 def _mails(db: Database) -> list[EmailMessage]:
@@ -38,7 +28,7 @@ def _setup(db: Database) -> None:
 
 def test_add_pending_sends_the_confirmation_within_the_limit(db: Database) -> None:
     _setup(db)
-    first = _cli(db, "subscribers", "add", "reader@example.org", "--list", "brief")
+    first = run_cli(db, "subscribers", "add", "reader@example.org", "--list", "brief")
     assert first.returncode == 0, first.stderr
     assert "pending on brief (confirmation mail sent)" in first.stdout
     [msg] = _mails(db)
@@ -46,13 +36,13 @@ def test_add_pending_sends_the_confirmation_within_the_limit(db: Database) -> No
     assert msg["Subject"] == "Confirm your subscription to The Brief"
     assert "/confirm/" in link_in(text_body(msg), "confirm")
     for _ in range(3):
-        again = _cli(db, "subscribers", "add", "reader@example.org", "--list", "brief")
+        again = run_cli(db, "subscribers", "add", "reader@example.org", "--list", "brief")
         assert again.returncode == 0, again.stderr
     assert "no confirmation mail" in again.stdout
     assert len(_mails(db)) == 3  # the flood limit: 3 a day per address
-    quiet = _cli(db, "subscribers", "add", "other@example.org", "--list", "brief", "--no-mail")
+    quiet = run_cli(db, "subscribers", "add", "other@example.org", "--list", "brief", "--no-mail")
     assert quiet.returncode == 0 and "confirmation" not in quiet.stdout
-    confirmed = _cli(db, "subscribers", "add", "c@example.org", "--list", "brief", "--confirmed")
+    confirmed = run_cli(db, "subscribers", "add", "c@example.org", "--list", "brief", "--confirmed")
     assert confirmed.returncode == 0 and "active on brief" in confirmed.stdout
     assert len(_mails(db)) == 3
     with db.sessions() as s:
@@ -64,17 +54,17 @@ def test_import_without_confirmed_mails_each_pending_reader_once(db: Database) -
     _setup(db)
     csv = db.tmp / "readers.csv"
     csv.write_text("email,name\na@example.org,A\nb@example.org,B\n", encoding="utf-8")
-    done = _cli(db, "subscribers", "import", str(csv), "--list", "brief")
+    done = run_cli(db, "subscribers", "import", str(csv), "--list", "brief")
     assert done.returncode == 0, done.stderr
     assert "confirmation mails: 2 sent" in done.stdout
     assert sorted(m["To"] for m in _mails(db)) == ["a@example.org", "b@example.org"]
-    again = _cli(db, "subscribers", "import", str(csv), "--list", "brief")
+    again = run_cli(db, "subscribers", "import", str(csv), "--list", "brief")
     assert again.returncode == 0, again.stderr
     assert "confirmation mails" not in again.stdout
     assert len(_mails(db)) == 2
     confirmed = db.tmp / "c.csv"
     confirmed.write_text("email\nc@example.org\n", encoding="utf-8")
-    done = _cli(db, "subscribers", "import", str(confirmed), "--list", "brief", "--confirmed")
+    done = run_cli(db, "subscribers", "import", str(confirmed), "--list", "brief", "--confirmed")
     assert done.returncode == 0 and "confirmation mails" not in done.stdout
     assert len(_mails(db)) == 2
 
@@ -84,7 +74,7 @@ def test_subscribers_show_tells_the_time_zone(db: Database) -> None:
     with db.sessions.begin() as s:
         store.subscribe(s, "tz@example.org", store.get_list(s, "brief"), confirmed=True)
         store.get_subscriber(s, "tz@example.org").time_zone = "Asia/Shanghai"
-    shown = _cli(db, "subscribers", "show", "tz@example.org")
+    shown = run_cli(db, "subscribers", "show", "tz@example.org")
     assert shown.returncode == 0, shown.stderr
     assert "time zone: Asia/Shanghai" in shown.stdout
 
@@ -106,5 +96,5 @@ def test_a_transport_that_cannot_be_made_says_what_was_stored(db: Database) -> N
     assert "p@example.org: pending on brief, but no confirmation mail can be sent" in done.stderr
     with db.sessions() as s:
         assert store.get_subscriber(s, "p@example.org").subscriptions[0].status == "pending"
-    again = _cli(db, "subscribers", "add", "p@example.org", "--list", "brief")
+    again = run_cli(db, "subscribers", "add", "p@example.org", "--list", "brief")
     assert again.returncode == 0 and "(confirmation mail sent)" in again.stdout

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from mailer.errors import InputError
 from mailer.sending.models import Campaign, Delivery, Lease
 from mailer.sending.schedule import PAST_GRACE, Schedule
+from tests.cli_support import run_cli
 from tests.conftest import Database
 from tests.delivery_helpers import ISSUE, seed_list
 
@@ -35,17 +36,6 @@ https://example.com/first
 
 What happened, in two sentences. And why it matters.
 """
-
-
-def mailer(db: Database, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        env=db.env(COLUMNS="200", **env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=db.tmp,
-    )
 
 
 def campaigns(db: Database) -> list[tuple[int, str]]:
@@ -73,7 +63,7 @@ def test_a_past_at_is_refused_beyond_the_grace_window() -> None:
 
 def test_send_with_a_typod_past_date_sends_nothing(db: Database) -> None:
     seed_list(db.sessions, 3)
-    r = mailer(db, "send", str(ISSUE), "--list", "brief", "--at", "2020-01-01T06:00")
+    r = run_cli(db, "send", str(ISSUE), "--list", "brief", "--at", "2020-01-01T06:00")
     assert r.returncode == 1
     assert r.stderr.strip().startswith("mailer: error: --at: '2020-01-01T06:00' is 6 years ago")
     assert "leave out --at" in r.stderr
@@ -92,13 +82,13 @@ def test_a_duration_without_a_unit_is_refused(at: str | None, expires: str | Non
 
 def test_send_expires_after_6_is_refused(db: Database) -> None:
     seed_list(db.sessions, 2)
-    r = mailer(db, "send", str(ISSUE), "--list", "brief", "--expires-after", "6")
+    r = run_cli(db, "send", str(ISSUE), "--list", "brief", "--expires-after", "6")
     assert r.returncode == 1
     assert r.stderr.strip() == (
         "mailer: error: --expires-after: '6' has no unit: write 6m, 6h or 6d (or 6s)"
     )
     assert campaigns(db) == []
-    ok = mailer(db, "send", str(ISSUE), "--list", "brief", "--expires-after", "6h")
+    ok = run_cli(db, "send", str(ISSUE), "--list", "brief", "--expires-after", "6h")
     assert ok.returncode == 0, ok.stderr
 
 
@@ -107,18 +97,18 @@ def test_send_expires_after_6_is_refused(db: Database) -> None:
 
 def test_a_scheduled_issue_sent_again_points_at_cancel_even_forced(db: Database) -> None:
     seed_list(db.sessions, 2)
-    first = mailer(db, "send", str(ISSUE), "--list", "brief", "--at", "+2h")
+    first = run_cli(db, "send", str(ISSUE), "--list", "brief", "--at", "+2h")
     assert first.returncode == 0, first.stderr
     for extra in ((), ("--force",)):
-        again = mailer(db, "send", str(ISSUE), "--list", "brief", *extra)
+        again = run_cli(db, "send", str(ISSUE), "--list", "brief", *extra)
         assert again.returncode == 1, extra
         line = again.stderr.strip()
         assert "already scheduled to brief as campaign 1 for " in line, line
         assert "`mailer campaigns cancel 1`" in line and "--force" not in line, line
     assert campaigns(db) == [(1, "scheduled")]
     # once cancelled, the same send goes through
-    assert mailer(db, "campaigns", "cancel", "1").returncode == 0
-    assert mailer(db, "send", str(ISSUE), "--list", "brief").returncode == 0
+    assert run_cli(db, "campaigns", "cancel", "1").returncode == 0
+    assert run_cli(db, "send", str(ISSUE), "--list", "brief").returncode == 0
     assert campaigns(db) == [(1, "cancelled"), (2, "done")]
 
 
@@ -148,7 +138,7 @@ def test_send_while_a_worker_runs_hands_the_campaign_to_it(db: Database) -> None
     )
     try:
         _wait_for_lease(db, worker)
-        r = mailer(db, "send", str(ISSUE), "--list", "brief")
+        r = run_cli(db, "send", str(ISSUE), "--list", "brief")
     finally:
         worker.terminate()
         worker.communicate(timeout=60)
@@ -169,16 +159,16 @@ def test_front_matter_list_is_honoured_by_send_and_render(db: Database, tmp_path
     seed_list(db.sessions, 2, slug="fm-brief")
     issue = tmp_path / "issue.md"
     issue.write_text(MARKDOWN.format(slug="fm-brief"), encoding="utf-8")
-    shown = mailer(db, "issue", "render", str(issue), "--out", str(tmp_path / "preview"))
+    shown = run_cli(db, "issue", "render", str(issue), "--out", str(tmp_path / "preview"))
     assert shown.returncode == 0, shown.stderr
     eml = (tmp_path / "preview" / "message.eml").read_bytes()
     msg = email.message_from_bytes(eml, policy=email.policy.default)
     assert msg["From"] == "The Test Brief <brief@example.org>"
-    wrong = mailer(db, "send", str(issue), "--list", "other")
+    wrong = run_cli(db, "send", str(issue), "--list", "other")
     assert wrong.returncode == 2  # a usage error
     assert "--list: other but" in wrong.stderr and "says list: fm-brief" in wrong.stderr
     assert campaigns(db) == []
-    sent = mailer(db, "send", str(issue))  # no --list
+    sent = run_cli(db, "send", str(issue))  # no --list
     assert sent.returncode == 0, sent.stderr
     assert "2 readers of fm-brief queued" in sent.stdout
     assert len(outbox(db)) == 2
@@ -186,7 +176,7 @@ def test_front_matter_list_is_honoured_by_send_and_render(db: Database, tmp_path
 
 def test_no_list_anywhere_is_one_clear_line(db: Database) -> None:
     seed_list(db.sessions, 1)
-    r = mailer(db, "send", str(ISSUE))  # a brief text file: no front matter
+    r = run_cli(db, "send", str(ISSUE))  # a brief text file: no front matter
     assert r.returncode == 2  # a usage error
     assert (
         f"no list to send to: pass --list SLUG or put 'list: SLUG' in {ISSUE}'s front matter"

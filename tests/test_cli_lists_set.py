@@ -3,12 +3,10 @@ value is one line naming its field, exit 1, and nothing of the command is stored
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from subscribers import store
+from tests.cli_support import run_cli
 from tests.conftest import Database
 
 
@@ -17,23 +15,11 @@ def _list(db: Database) -> None:
         store.create_list(s, "brief", name="The Brief", from_address="Brief <b@example.org>")
 
 
-def _cli(db: Database, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        env=db.env(COLUMNS="200"),
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=60,
-        cwd=db.tmp,
-    )
-
-
 def test_lists_set_and_show_through_the_cli(db: Database) -> None:
     _list(db)
     welcome = db.tmp / "welcome.md"
     welcome.write_text("# 欢迎\n\nThanks for reading.\n", encoding="utf-8")
-    done = _cli(
+    done = run_cli(
         db,
         *("lists", "set", "brief", "--lang", "zh-Hans", "--accent", "#b3261e"),
         *("--logo", "https://cdn.example.org/logo.png", "--greeting", "Dear"),
@@ -42,7 +28,7 @@ def test_lists_set_and_show_through_the_cli(db: Database) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("brief: changed ")
-    shown = _cli(db, "lists", "show", "brief")
+    shown = run_cli(db, "lists", "show", "brief")
     assert shown.returncode == 0, shown.stderr
     for line in (
         "lang: zh-Hans",
@@ -55,9 +41,9 @@ def test_lists_set_and_show_through_the_cli(db: Database) -> None:
         "first line: # 欢迎",
     ):
         assert line in shown.stdout, shown.stdout
-    table = _cli(db, "lists", "show")
+    table = run_cli(db, "lists", "show")
     assert "zh-Hans" in table.stdout
-    off = _cli(db, "lists", "set", "brief", "--no-welcome", "--logo", "", "--time-zone", "")
+    off = run_cli(db, "lists", "set", "brief", "--no-welcome", "--logo", "", "--time-zone", "")
     assert off.returncode == 0, off.stderr
     with db.sessions() as s:
         m = store.get_list(s, "brief")
@@ -86,7 +72,7 @@ def test_lists_set_refuses_and_names_the_field(
     (db.tmp / "latin1.md").write_bytes("caf\xe9".encode("latin-1"))
     (db.tmp / "w.md").write_text("hi", encoding="utf-8")
     # a valid change given with the bad one must not be stored either
-    done = _cli(db, "lists", "set", "brief", "--lang", "zh-Hans", *args)
+    done = run_cli(db, "lists", "set", "brief", "--lang", "zh-Hans", *args)
     assert done.returncode == 1, done.stdout
     assert done.stderr.startswith(f"mailer: error: {field}: "), done.stderr
     assert "Traceback" not in done.stderr
@@ -96,7 +82,7 @@ def test_lists_set_refuses_and_names_the_field(
 
 def test_lists_set_unknown_list_and_nothing_given(db: Database) -> None:
     _list(db)
-    missing = _cli(db, "lists", "set", "nope", "--lang", "en")
+    missing = run_cli(db, "lists", "set", "nope", "--lang", "en")
     assert missing.returncode == 1 and "no list 'nope'" in missing.stderr
-    empty = _cli(db, "lists", "set", "brief")
+    empty = run_cli(db, "lists", "set", "brief")
     assert empty.returncode == 1 and "nothing to change" in empty.stderr

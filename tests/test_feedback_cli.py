@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from mailer.cli import main
 from mailer.feedback.models import FeedbackEvent
 from mailer.feedback.suppression_sync import sync_suppressions
 from subscribers import store
+from tests.cli_support import InProcess
 from tests.conftest import Database
 from tests.plugins.aws import REGION
 from tests.support.ses_server import SesServer
@@ -23,35 +22,6 @@ FIXTURES = Path(__file__).parent / "fixtures" / "ses_events"
 
 
 SQLITE_ONLY = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
-
-
-@dataclass
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def run_cli(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., Ran]:
-    """`mailer ARGS` in-process through the console-script entry point (errors included)."""
-
-    def run(db: Database, *args: str, **env: str) -> Ran:
-        for name, value in db.env(COLUMNS="200", **env).items():
-            if name.startswith(("MAILER_", "AWS_", "COLUMNS")):
-                monkeypatch.setenv(name, value)
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exit_:
-            code = int(exit_.code or 0)
-        out, err = capsys.readouterr()
-        return Ran(code, out, err)
-
-    return run
 
 
 def remote(client: Any) -> dict[str, str]:
@@ -121,7 +91,7 @@ def test_dry_run_changes_nothing(
 
 @SQLITE_ONLY
 def test_cli_sync(
-    db: Database, ses_server: SesServer, aws_env: dict[str, str], run_cli: Callable[..., Ran]
+    db: Database, ses_server: SesServer, aws_env: dict[str, str], mailer_in_process: InProcess
 ) -> None:
     ses_server.suppress("angry@example.net", "COMPLAINT")
     env = {
@@ -129,19 +99,19 @@ def test_cli_sync(
         "MAILER_SES_ENDPOINT_URL": ses_server.url,
         "MAILER_SES_REGION": REGION,
     }
-    first = run_cli(db, "suppressions", "sync", **env)
+    first = mailer_in_process(db, "suppressions", "sync", **env)
     assert first.returncode == 0, first.stderr
     assert "pulled 1 new into ours, pushed 0" in first.stdout
-    second = run_cli(db, "suppressions", "sync", **env)
+    second = mailer_in_process(db, "suppressions", "sync", **env)
     assert "pulled 0 new into ours, pushed 0" in second.stdout
 
 
 @SQLITE_ONLY
 def test_cli_sync_unreachable_ses_is_one_line(
-    db: Database, aws_env: dict[str, str], run_cli: Callable[..., Ran]
+    db: Database, aws_env: dict[str, str], mailer_in_process: InProcess
 ) -> None:
     env = {**aws_env, "MAILER_SES_ENDPOINT_URL": "http://127.0.0.1:9", "MAILER_SES_REGION": REGION}
-    result = run_cli(db, "suppressions", "sync", **env)
+    result = mailer_in_process(db, "suppressions", "sync", **env)
     assert result.returncode == 1
     assert result.stderr.startswith("mailer: error: SES ListSuppressedDestinations failed")
     assert "Traceback" not in result.stderr
@@ -149,7 +119,7 @@ def test_cli_sync_unreachable_ses_is_one_line(
 
 @SQLITE_ONLY
 def test_cli_ingest_files_of_every_shape(
-    db: Database, tmp_path: Path, run_cli: Callable[..., Ran]
+    db: Database, tmp_path: Path, mailer_in_process: InProcess
 ) -> None:
     with db.sessions.begin() as s:
         mlist = store.create_list(s, "brief", name="Brief", from_address="b@newsletter.example")
@@ -169,7 +139,7 @@ def test_cli_ingest_files_of_every_shape(
         + "\nSuccessfully validated SNS topic for Amazon SES event publishing.\n"
         + '{"eventType": "Bounce"}\n'
     )
-    result = run_cli(db, "feedback", "ingest", str(single), str(array), str(lines))
+    result = mailer_in_process(db, "feedback", "ingest", str(single), str(array), str(lines))
     assert result.returncode == 1
     assert "applied 4, already seen 0, setup notices 1, failed 1" in result.stdout
     assert f"{lines}:3: SES event has no 'mail' object" in result.stderr
@@ -178,17 +148,17 @@ def test_cli_ingest_files_of_every_shape(
         row = store.find_suppression(s, "reader@example.net")
         assert row is not None and row.reason == "hard_bounce"
 
-    again = run_cli(db, "feedback", "ingest", str(single), str(array))
+    again = mailer_in_process(db, "feedback", "ingest", str(single), str(array))
     assert again.returncode == 0
     assert "applied 0, already seen 3" in again.stdout
 
 
 @SQLITE_ONLY
 def test_cli_ingest_unreadable_file(
-    db: Database, tmp_path: Path, run_cli: Callable[..., Ran]
+    db: Database, tmp_path: Path, mailer_in_process: InProcess
 ) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    result = run_cli(db, "feedback", "ingest", str(broken))
+    result = mailer_in_process(db, "feedback", "ingest", str(broken))
     assert result.returncode == 1
     assert f"{broken}: SES payload is not JSON" in result.stderr

@@ -6,8 +6,6 @@ a cancelled campaign as a full green bar (in Chromium)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from mailer.ops.outcome_words import in_words
 from mailer.sending import publish
 from subscribers import store
 from tests.browser import chromium, chromium_available
+from tests.cli_support import run_cli
 from tests.conftest import Database
 from tests.delivery_helpers import ISSUE, seed_list
 from tests.web_support import live_server
@@ -25,45 +24,34 @@ from tests.web_support import live_server
 TOKEN = "feedback-loop-admin-token-0123456789"
 
 
-def mailer(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        env=db.env(COLUMNS="200"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=db.tmp,
-    )
-
-
 def test_simulate_bounce_and_complaint_through_the_real_rules(db: Database) -> None:
     _, emails = seed_list(db.sessions, 3)
-    assert mailer(db, "send", str(ISSUE), "--list", "brief").returncode == 0
-    bounce = mailer(db, "feedback", "simulate", "1", "bounce")
+    assert run_cli(db, "send", str(ISSUE), "--list", "brief").returncode == 0
+    bounce = run_cli(db, "feedback", "simulate", "1", "bounce")
     assert bounce.returncode == 0, bounce.stderr
     assert bounce.stdout.strip() == (
         f"bounce of delivery 1 ({emails[0]}): applied: suppressed {emails[0]} (hard bounce)"
     )
-    complaint = mailer(db, "feedback", "simulate", "2", "complaint")
+    complaint = run_cli(db, "feedback", "simulate", "2", "complaint")
     assert f"unsubscribed {emails[1]} from 1 list(s)" in complaint.stdout
     with db.sessions() as s:
         assert store.find_suppression(s, emails[0]) is not None
         assert store.find_suppression(s, emails[1]) is not None
         assert store.find_suppression(s, emails[2]) is None
-    again = mailer(db, "feedback", "simulate", "2", "complaint")
+    again = run_cli(db, "feedback", "simulate", "2", "complaint")
     assert again.returncode == 0 and ": applied:" in again.stdout  # a new event, same effect
-    missing = mailer(db, "feedback", "simulate", "999", "bounce")
+    missing = run_cli(db, "feedback", "simulate", "999", "bounce")
     assert (missing.returncode, missing.stderr.strip()) == (
         1,
         "mailer: error: no delivery 999 (see `mailer campaigns show N`)",
     )
-    wrong = mailer(db, "feedback", "simulate", "1", "explode")
+    wrong = run_cli(db, "feedback", "simulate", "1", "explode")
     assert wrong.returncode == 2 and len(wrong.stderr.splitlines()) == 1
 
 
 def test_ingest_says_which_events_matched_nothing_and_why(db: Database, tmp_path: Path) -> None:
     seed_list(db.sessions, 1)
-    assert mailer(db, "send", str(ISSUE), "--list", "brief").returncode == 0
+    assert run_cli(db, "send", str(ISSUE), "--list", "brief").returncode == 0
     mail = {"timestamp": "2026-12-01T00:00:00Z", "destination": ["reader00001@example.com"]}
     bounce = {"bounceType": "Permanent", "bouncedRecipients": [{"emailAddress": "x@e.com"}]}
     events = [
@@ -72,7 +60,7 @@ def test_ingest_says_which_events_matched_nothing_and_why(db: Database, tmp_path
     ]
     path = tmp_path / "events.json"
     path.write_text(json.dumps(events), encoding="utf-8")
-    r = mailer(db, "feedback", "ingest", str(path))
+    r = run_cli(db, "feedback", "ingest", str(path))
     assert r.returncode == 0, r.stderr
     assert "applied 2, already seen 0, setup notices 0, failed 0; 1 of them matched no " in r.stdout
     lines = r.stderr.splitlines()
@@ -108,9 +96,9 @@ def test_admin_shows_cancelled_grey_and_actions_in_words(
     db: Database, chromium_browser: Any
 ) -> None:
     _, emails = seed_list(db.sessions, 4)
-    assert mailer(db, "send", str(ISSUE), "--list", "brief").returncode == 0
-    assert mailer(db, "feedback", "simulate", "1", "complaint").returncode == 0
-    later = mailer(db, "send", str(ISSUE), "--list", "brief", "--force", "--at", "+2h")
+    assert run_cli(db, "send", str(ISSUE), "--list", "brief").returncode == 0
+    assert run_cli(db, "feedback", "simulate", "1", "complaint").returncode == 0
+    later = run_cli(db, "send", str(ISSUE), "--list", "brief", "--force", "--at", "+2h")
     assert later.returncode == 0, later.stderr
     publish.cancel(db.sessions, 2)
     with live_server(lambda url: db.settings(base_url=url, admin_token=TOKEN)) as (server, _):

@@ -6,18 +6,16 @@ set aside as poison, or one line from the CLI; never a RecursionError or a trace
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from mailer import safejson
-from mailer.cli import main
 from mailer.errors import InputError
 from mailer.feedback.models import FeedbackEvent, PoisonMessage
 from mailer.feedback.queue import QueuePoller
+from tests.cli_support import InProcess
 from tests.conftest import Database
 from tests.plugins.aws import MotoHandle
 from tests.plugins.sns_certs import TOPIC_ARN, SNSSigner
@@ -101,38 +99,9 @@ def test_sqs_poller_sets_each_shape_aside(
 # -- feedback ingest -------------------------------------------------------------------------
 
 
-@dataclass
-class Ran:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def run_cli(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., Ran]:
-    """`mailer ARGS` in-process through the console-script entry point (errors included)."""
-
-    def run(db: Database, *args: str) -> Ran:
-        for name, value in db.env(COLUMNS="200").items():
-            if name.startswith(("MAILER_", "COLUMNS")):
-                monkeypatch.setenv(name, value)
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exit_:
-            code = int(exit_.code or 0)
-        out, err = capsys.readouterr()
-        return Ran(code, out, err)
-
-    return run
-
-
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 def test_ingest_reports_each_shape_in_one_line(
-    db: Database, tmp_path: Path, run_cli: Callable[..., Ran]
+    db: Database, tmp_path: Path, mailer_in_process: InProcess
 ) -> None:
     files = []
     for name, text in FILE_SHAPES.items():
@@ -142,7 +111,7 @@ def test_ingest_reports_each_shape_in_one_line(
     good = (FIXTURES / "event_delivery.json").read_text().replace("\n", "")
     lines = tmp_path / "mixed.jsonl"
     lines.write_text(good + "\n" + SHAPES["50k-nested-objects"] + "\n")
-    result = run_cli(db, "feedback", "ingest", *map(str, files), str(lines))
+    result = mailer_in_process(db, "feedback", "ingest", *map(str, files), str(lines))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "RecursionError" not in result.stderr
     assert "applied 1, already seen 0, setup notices 0, failed 5" in result.stdout

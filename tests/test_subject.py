@@ -6,8 +6,6 @@ from __future__ import annotations
 import datetime
 import email
 import email.policy
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from mailer.transports.outbox import OutboxTransport
 from subscribers import store
 from subscribers.list_settings import ListChanges, update_list
 from subscribers.models import MailingList, Subscriber
+from tests.cli_support import run_cli
 from tests.conftest import Database
 from tests.delivery_helpers import ISSUE, seed_list
 
@@ -181,29 +180,18 @@ def test_list_template_and_editor_subject_reach_the_readers(db: Database) -> Non
     assert stored == "Fog lifts over Tianjin"
 
 
-def _cli(db: Database, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        env=db.env(COLUMNS="200"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=db.tmp,
-    )
-
-
 def test_cli_send_subject_and_a_bad_stored_template(db: Database) -> None:
     seed_list(db.sessions, 2)
-    r = _cli(db, "send", str(ISSUE), "--list", "brief", "--dry-run", "--subject", "Short one")
+    r = run_cli(db, "send", str(ISSUE), "--list", "brief", "--dry-run", "--subject", "Short one")
     assert r.returncode == 0, r.stderr
     assert "subject: Short one" in r.stdout
     assert "subject is" not in r.stderr  # no length warning for a subject that fits
-    r = _cli(db, "send", str(ISSUE), "--list", "brief", "--dry-run", "--subject", " ")
+    r = run_cli(db, "send", str(ISSUE), "--list", "brief", "--dry-run", "--subject", " ")
     assert r.returncode != 0 and "--subject: empty" in r.stderr
     # a template stored before validation (or by hand) is refused at send, naming the field
     with db.sessions.begin() as s:
         s.execute(update(MailingList).values(subject_template="{newsletter}: {headline}"))
-    r = _cli(db, "send", str(ISSUE), "--list", "brief", "--dry-run")
+    r = run_cli(db, "send", str(ISSUE), "--list", "brief", "--dry-run")
     assert r.returncode != 0 and "unknown field {headline}" in r.stderr
     assert "Traceback" not in r.stderr
     with db.sessions() as s:

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from subscribers.outbox import EVENT_TYPES, WebhookDelivery
+from tests.cli_support import run_cli
 from tests.conftest import Database
 from tests.delivery_helpers import ISSUE, seed_list
 from tests.webhook_receiver import Receiver
@@ -23,14 +24,7 @@ READERS = 5
 
 
 def _mailer(db: Database, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        env=db.env(COLUMNS="250", **extra),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=db.tmp,
-    )
+    return run_cli(db, *args, timeout=180, **{"COLUMNS": "250", **extra})
 
 
 @pytest.fixture
