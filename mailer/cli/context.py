@@ -78,6 +78,12 @@ class AppContext:
 
         return session_factory(self.engine)
 
+    def close(self) -> None:
+        """Close the store if this command opened it (a SQLite file's write-ahead log is
+        folded back into it when its last connection closes)."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
     @property
     def interactive(self) -> bool:
         return sys.stdout.isatty()
