@@ -3,11 +3,12 @@ failed before its fix. Over real HTTP (uvicorn in a thread) on SQLite and Postgr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.access import idempotency, tokens
 from mailer.errors import InputError, InvalidAddressError
@@ -35,20 +36,34 @@ def api(db: Database) -> Iterator[Api]:
         yield running
 
 
+RevokeWhileRendering = Callable[[sessionmaker[Session], str], None]
+
+
+@pytest.fixture
+def revoke_while_rendering(monkeypatch: pytest.MonkeyPatch) -> RevokeWhileRendering:
+    """``arm(sessions, name)``: from now on, each issue rendered revokes the token ``name``
+    just after rendering; the window between the check at the door and the write."""
+
+    def arm(sessions: sessionmaker[Session], name: str) -> None:
+        render = publish.render_for
+
+        def revoked_meanwhile(*args: Any, **kwargs: Any) -> Any:
+            rendered = render(*args, **kwargs)
+            tokens.revoke_token(sessions, name)
+            return rendered
+
+        monkeypatch.setattr(publish, "render_for", revoked_meanwhile)
+
+    return arm
+
+
 def test_a_token_revoked_while_its_request_renders_creates_nothing(
-    api: Api, monkeypatch: pytest.MonkeyPatch
+    api: Api, revoke_while_rendering: RevokeWhileRendering
 ) -> None:
     """The token is checked when the request arrives; rendering the issue takes a while. A
     revocation in that window (a leaked token, revoked in a hurry) must stop the send."""
     key = api.post_issue()
-    render = publish.render_for
-
-    def revoked_meanwhile(*args: Any, **kwargs: Any) -> Any:
-        rendered = render(*args, **kwargs)
-        tokens.revoke_token(api.db.sessions, "pipeline")
-        return rendered
-
-    monkeypatch.setattr(publish, "render_for", revoked_meanwhile)
+    revoke_while_rendering(api.db.sessions, "pipeline")
     with api.as_editor() as c:
         r = c.post(
             "/api/v1/campaigns",
@@ -73,20 +88,13 @@ def desk(db: Database) -> Iterator[Desk]:
 
 
 def test_a_desk_send_whose_token_is_revoked_while_it_renders_creates_nothing(
-    desk: Desk, monkeypatch: pytest.MonkeyPatch
+    desk: Desk, revoke_while_rendering: RevokeWhileRendering
 ) -> None:
     """The desk's session is checked on arrival, like the API's token; the same window."""
     c = desk.signed_in()
     path, _ = checked(c, issue_text())
     _, fields = send_fields(c, path)
-    render = publish.render_for
-
-    def revoked_meanwhile(*args: Any, **kwargs: Any) -> Any:
-        rendered = render(*args, **kwargs)
-        tokens.revoke_token(desk.db.sessions, "ed")
-        return rendered
-
-    monkeypatch.setattr(publish, "render_for", revoked_meanwhile)
+    revoke_while_rendering(desk.db.sessions, "ed")
     r = c.post(f"{path}/send", data=fields)
     assert r.status_code == 401, r.text
     assert "nothing was done" in r.text
@@ -150,7 +158,7 @@ def _mails_out(settings: Any) -> int:
 
 
 def test_a_test_send_whose_token_is_revoked_while_it_renders_mails_nobody(
-    api: Api, monkeypatch: pytest.MonkeyPatch
+    api: Api, revoke_while_rendering: RevokeWhileRendering
 ) -> None:
     """A test send goes to any address: a stolen token revoked meanwhile must not relay."""
     key = api.post_issue()
@@ -159,34 +167,20 @@ def test_a_test_send_whose_token_is_revoked_while_it_renders_mails_nobody(
         assert c.post("/api/v1/campaigns", json=body).status_code == 200
         before = _mails_out(api.settings)
         assert before > 0  # a test send does reach the outbox
-        render = publish.render_for
-
-        def revoked_meanwhile(*args: Any, **kwargs: Any) -> Any:
-            rendered = render(*args, **kwargs)
-            tokens.revoke_token(api.db.sessions, "pipeline")
-            return rendered
-
-        monkeypatch.setattr(publish, "render_for", revoked_meanwhile)
+        revoke_while_rendering(api.db.sessions, "pipeline")
         assert "revoked" in error_of(c.post("/api/v1/campaigns", json=body), 401)
     assert _mails_out(api.settings) == before
 
 
 def test_a_desk_test_send_whose_token_is_revoked_while_it_renders_mails_nobody(
-    desk: Desk, monkeypatch: pytest.MonkeyPatch
+    desk: Desk, revoke_while_rendering: RevokeWhileRendering
 ) -> None:
     c = desk.signed_in()
     path, page = checked(c, issue_text())
     fields = hidden_fields(page, f"{path}/test")
     # to a list the check page was not shown for: rendered now, not from the desk's cache
     fields.update(list="other", addresses="relay@example.org")
-    render = publish.render_for
-
-    def revoked_meanwhile(*args: Any, **kwargs: Any) -> Any:
-        rendered = render(*args, **kwargs)
-        tokens.revoke_token(desk.db.sessions, "ed")
-        return rendered
-
-    monkeypatch.setattr(publish, "render_for", revoked_meanwhile)
+    revoke_while_rendering(desk.db.sessions, "ed")
     r = c.post(f"{path}/test", data=fields)
     assert r.status_code == 401, r.text
     assert "nothing was done" in r.text
