@@ -191,14 +191,16 @@ def test_dripped_request_heads_are_closed_after_the_timeout(hardened: Any) -> No
         with httpx.Client(base_url=server.url, timeout=5) as reader:
             for _ in range(5):  # real readers are answered meanwhile
                 assert reader.get("/subscribe/brief").status_code == 200
-        assert all(t is None for t in drips.closed_at), "nothing closed before the timeout"
-        drips.wait_closed(10)
-        idle.wait_closed(10)
+        # Only bounds that load cannot break: every connection is closed (a head still
+        # dripping a line every 0.2 s too: its timer is not re-armed by each line), and none
+        # before the 1 s limit (each Dripper's clock starts before it connects).
+        drips.wait_closed(60)
+        idle.wait_closed(60)
         for closed_at, received in zip(drips.closed_at, drips.received, strict=True):
-            assert closed_at is not None and 0.9 <= closed_at <= 4.0, closed_at
+            assert closed_at is not None and closed_at >= 0.99, closed_at
             assert received.startswith(b"HTTP/1.1 408 "), received[:60]
         for closed_at, received in zip(idle.closed_at, idle.received, strict=True):
-            assert closed_at is not None and 0.9 <= closed_at <= 4.0
+            assert closed_at is not None and closed_at >= 0.99, closed_at
             assert received == b""  # nothing asked, nothing answered
     finally:
         drips.close()
@@ -224,7 +226,10 @@ def _read_response(sock: socket.socket) -> bytes:
 @SQLITE
 def test_a_slow_second_request_on_a_kept_alive_connection_is_closed(hardened: Any) -> None:
     server = hardened(header_timeout=1.0)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+    # The timeout of this socket is only a backstop (without the re-armed timer the server
+    # waits forever and recv times out); the 408 itself shows the head timer fired, and
+    # not before the 1 s limit (a lower bound: load can only make it later).
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert _read_response(sock).startswith(b"HTTP/1.1 200 ")
         started = time.monotonic()
@@ -233,7 +238,7 @@ def test_a_slow_second_request_on_a_kept_alive_connection_is_closed(hardened: An
         while chunk := sock.recv(65536):
             rest += chunk
         assert rest.startswith(b"HTTP/1.1 408 ")
-        assert 0.9 <= time.monotonic() - started <= 4.0
+        assert time.monotonic() - started >= 0.99
 
 
 @SQLITE
