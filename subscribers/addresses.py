@@ -82,6 +82,26 @@ def unusable_in_name(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn", "Zl", "Zp") or ch in BIDI_CONTROLS
 
 
+def control_char(text: str) -> str | None:
+    """The first C0 or C1 control character in ``text`` (U+0000-U+001F, U+007F-U+009F), or
+    None: ``isprintable`` first, as most text has none."""
+    if text.isprintable():
+        return None
+    return next((ch for ch in text if unicodedata.category(ch) == "Cc"), None)
+
+
+def clean_name(name: str | None) -> str | None:
+    """A reader's name as every entrance stores it, the operator's too (`subscribers add
+    --name`, a CSV import): no C0/C1 control character anywhere, a tab or line break at
+    either end included (a NUL is refused by PostgreSQL; the others break the mail's lines
+    and the operator's terminal), then outer spaces gone (blank: None). The web's and the
+    API's stricter rule is :func:`check_reader_name`."""
+    bad = control_char(name or "")
+    if bad is not None:
+        raise InputError(f"name: contains {bad!r} (U+{ord(bad):04X}), a control character")
+    return (name or "").strip() or None
+
+
 def check_reader_name(name: str | None) -> str | None:
     """A reader's name as an outsider's entrance may store it (outer blanks gone; blank is
     None), or an InputError naming what is wrong: the API's rule, and the characters the

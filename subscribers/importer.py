@@ -6,8 +6,8 @@ are optional and every other column is kept as a subscriber attribute. UTF-8 wit
 without BOM; ``,`` ``;`` or tab separated (taken from the header line). Rows are validated
 in Python and written in chunks with set-based statements, one transaction per chunk; a
 row that is bad (invalid address, duplicate in the file, suppressed, erased, unsubscribed,
-unknown time zone) is skipped and reported with its line number, and never stops the
-import. A cell the export guarded against spreadsheet
+unknown time zone, a name with a control character) is skipped and reported with its line
+number, and never stops the import. A cell the export guarded against spreadsheet
 formulas (``'=...``) is read as the value it guards, so an export imports as itself.
 
 Duplicates across chunks are found through the consent ledger (each imported row writes an
@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import SingletonThreadPool
 
 from mailer.errors import InputError
-from subscribers.addresses import try_normalize
+from subscribers.addresses import clean_name, try_normalize
 from subscribers.bulk import insert_people, insert_rows, select_in, update_by_id
 from subscribers.csv_guard import unguard
 from subscribers.db import InlineExecutor
@@ -153,6 +153,11 @@ def read_rows(raw: IO[bytes], source: str, on_problem: OnProblem) -> Iterator[_R
                 if name_col is not None and size > name_col
                 else ""
             )
+            try:
+                name = clean_name(name) or ""  # the rule `subscribers add --name` follows
+            except InputError as err:
+                on_problem(Problem(start, "invalid name", str(err)))
+                continue
             attrs = {}
             for i, key in extra:
                 if i < size and (value := cells[i].strip()):

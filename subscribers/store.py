@@ -32,7 +32,7 @@ from mailer.errors import (
     SuppressedError,
 )
 from subscribers import csv_guard, outbox
-from subscribers.addresses import normalize_email
+from subscribers.addresses import clean_name, normalize_email
 from subscribers.models import (
     ConsentEvent,
     MailingList,
@@ -243,9 +243,10 @@ def subscribe(
     subscription to a single opt-in list starts active; coming back after an unsubscribe, or
     while suppressed, always starts a fresh double opt-in (pending, a confirmation mail is
     due), and the suppression lifts only when that mail is confirmed
-    (docs/architecture.md principle 9).
+    (docs/architecture.md principle 9). ``name`` follows :func:`addresses.clean_name`.
     """
     address = normalize_email(email)
+    name = clean_name(name)
     suppression = find_suppression(session, address)
     if suppression is not None and not (resubscribe or self_service):
         what = "erased" if suppression.reason == SuppressionReason.ERASED else "suppressed"

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from subscribers import importer, store
+from subscribers.addresses import control_char
 from subscribers.db import make_engine, session_factory
 from subscribers.models import ConsentEvent, Subscriber, Subscription
 from tests.conftest import Database
@@ -148,8 +149,10 @@ def test_awkward_values_stored_exactly(db: Database, tmp_path: Path) -> None:
     records = []
     for i, value in enumerate([*AWKWARD, long_value]):
         email = f"awkward{i}@example.org"
-        records.append([email, value, value, f"  {value}  "])
-        want[email] = (value.strip()[:200], {"straße": value.strip(), "note": value.strip()})
+        # a name may not hold a control character (tests/test_name_controls.py)
+        name = value if control_char(value) is None else f"Name {i}"
+        records.append([email, name, value, f"  {value}  "])
+        want[email] = (name.strip()[:200], {"straße": value.strip(), "note": value.strip()})
     records.append(["long@example.org", long_name, long_value, ""])
     want["long@example.org"] = (long_name[:200], {"straße": long_value})
     records.append(["nul@example.org", "Nul", "a\x00b", ""])

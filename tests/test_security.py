@@ -208,7 +208,7 @@ def test_reader_address_with_a_line_break_is_refused_by_the_store(db: Database) 
         for bad in ("a@example.com\r\nBcc: v@example.net", "a@example.com\x00", "a\n@example.com"):
             with pytest.raises(InvalidAddressError, match=r"invalid characters"):
                 store.subscribe(s, bad, mlist, confirmed=True)
-    with pytest.raises(RenderError, match="To: header value contains a line break or NUL"):
+    with pytest.raises(RenderError, match="To: header value contains a control character"):
         MessageTemplate.reader_headers("a@example.com\r\nBcc: v@example.net", "https://u", "<m>")
 
 
@@ -219,7 +219,7 @@ def test_reader_address_with_a_line_break_is_refused_by_the_store(db: Database) 
 def test_issue_subject_with_a_line_break_is_refused(subject: str) -> None:
     with pytest.raises(InputError, match="subject contains a line break or control character"):
         _issue(subject=subject)
-    with pytest.raises(RenderError, match="Subject: header value contains a line break or NUL"):
+    with pytest.raises(RenderError, match="Subject: header value contains a control"):
         _template(subject=subject)
 
 
@@ -397,7 +397,8 @@ def test_export_neutralizes_formula_cells(db: Database, tmp_path: Path) -> None:
     with db.sessions.begin() as s:
         mlist = store.create_list(s, "brief", name="Brief", from_address="B <b@example.org>")
         for i, name in enumerate(FORMULAS):
-            store.subscribe(s, f"n{i}@example.com", mlist, confirmed=True, name=name)
+            reader = store.subscribe(s, f"n{i}@example.com", mlist, confirmed=True).subscriber
+            reader.name = name  # "\t=1" and "\r=1": stored before names were checked
         # addresses may start with formula characters too (valid local parts)
         for local in ("=cmd", "+x", "-y"):
             store.subscribe(s, f"{local}@example.com", mlist, confirmed=True)

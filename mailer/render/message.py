@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import binascii
 import html as htmllib
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from mailer.render.placeholders import GREETING_FIELD, greeting_line, split_temp
 CRLF = b"\r\n"
 SOFT = b"=\r\n"
 ONE_CLICK = "List-Unsubscribe=One-Click"
+#: what no header value may hold (see _safe_header)
+_HEADER_BREAKERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 PART_HEAD = (
     b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
 )
@@ -63,8 +66,19 @@ def qp(data: str) -> bytes:
 
 
 def _safe_header(name: str, value: str) -> str:
-    if "\r" in value or "\n" in value or "\x00" in value:
-        raise RenderError(f"{name}: header value contains a line break or NUL")
+    """``value`` unless it holds a C0/C1 control character (tab, CR, LF, NUL, ESC, DEL,
+    NEL...) or a Unicode line or paragraph separator, which mail software may take as a
+    line break: then an error naming the header and the character. Per reader (To,
+    List-Unsubscribe), so the common case is one ``isprintable`` call."""
+    if value.isprintable():
+        return value
+    bad = _HEADER_BREAKERS.search(value)
+    if bad is not None:
+        ch = bad.group()
+        raise RenderError(
+            f"{name}: header value contains a control character or line break "
+            f"({ch!r}, U+{ord(ch):04X})"
+        )
     return value
 
 
