@@ -117,13 +117,19 @@ def between_waves_ms(url: str, campaign_id: int) -> tuple[float, float]:
             ),
             {"id": campaign_id, "first": first},
         )
+    at = first + timedelta(seconds=1)
+    times: dict[str, list[float]] = {"runnable": [], "next_release": []}
     with sessions() as s:
-        t0 = time.perf_counter()
-        due = campaigns.runnable(s, first + timedelta(seconds=1))
-        runnable = (time.perf_counter() - t0) * 1000
-        t0 = time.perf_counter()
-        after = next_release(s, campaign_id, first + timedelta(seconds=1))
-        wait = (time.perf_counter() - t0) * 1000
+        # the first call after the bulk UPDATE above visits the rows it left dead (hint
+        # bits); a worker polls every few seconds: the median of 5 is its steady cost
+        for _ in range(5):
+            t0 = time.perf_counter()
+            due = campaigns.runnable(s, at)
+            times["runnable"].append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            after = next_release(s, campaign_id, at)
+            times["next_release"].append((time.perf_counter() - t0) * 1000)
+    runnable, wait = (sorted(v)[2] for v in times.values())
     assert campaign_id not in due and after is not None and after > first, (due, after)
     return runnable, wait
 
