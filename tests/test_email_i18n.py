@@ -18,7 +18,11 @@ from mailer.issue.model import Issue
 from mailer.render import i18n
 from mailer.render.compiler import Branding, RenderedIssue, render_issue
 from mailer.render.list_brand import greeting_for
+from mailer.render.message import MessageTemplate
+from mailer.render.tokens import Signer
+from mailer.sending.personalize import reader_message
 from subscribers.models import MailingList
+from tests.conftest import TEST_SECRET_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL = ROOT / "tests" / "fixtures" / "issues" / "brief-full.txt"
@@ -137,7 +141,8 @@ def test_zh_hans_list_gets_every_fixed_word_translated(
     assert f"退订：\n{VALUES['unsubscribe_url']}" in text
     assert f"来源：{issue.items[0].source}" in text
     assert f"在 {issue.items[0].source} 阅读全文" in page
-    assert "您好 Ana" in page and "Hello" not in page and "Hello" not in text
+    assert "Ana，您好：" in page and "\nAna，您好：\n" in text  # the language's own line
+    assert "Hello" not in page and "Hello" not in text
     assert "您正在阅读《The North Brief》的网页版。" in web
 
 
@@ -176,3 +181,35 @@ def test_translation_is_compiled_in_not_done_per_reader(rendered: dict[str, Rend
     assert "今日要闻" in html_module.unescape(r.html) and "%%unsubscribe_url%%" in r.html
     assert "退订：\n%%unsubscribe_url%%" in r.text
     assert r.personalize(VALUES) == r.personalize(dict(VALUES))
+
+
+def test_the_engines_message_greets_in_the_lists_language(
+    rendered: dict[str, RenderedIssue],
+) -> None:
+    """The send engine builds each reader's line from the list's greeting (greeting_for):
+    the language's word order and punctuation, and nothing for a reader without a name."""
+    signer = Signer(TEST_SECRET_KEY)
+    for lang, line in (("en", "Hello Ana,"), ("zh-Hans", "Ana，您好：")):
+        r = rendered[lang]
+        template = MessageTemplate.build(
+            campaign_id=1,
+            subject=r.subject,
+            from_address="North <news@north.example>",
+            html=r.html,
+            text=r.text,
+            list_name="The North Brief",
+            list_slug="north",
+            greeting=greeting_for(MailingList(slug="north", name="N", lang=lang)),
+        )
+        for name, want in (("Ana", line), ("", "")):
+            msg = reader_message(
+                template,
+                signer,
+                BASE,
+                list_id=1,
+                subscriber_id=1,
+                delivery_id=1,
+                email="ana@example.com",
+                name=name,
+            )
+            assert msg.fields["greeting"] == want

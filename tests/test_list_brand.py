@@ -27,7 +27,12 @@ def _list(**settings: object) -> MailingList:
 
 @pytest.mark.parametrize(
     ("lang", "greeting", "expected"),
-    [("en", None, "Hello"), ("zh-Hans", None, "您好"), ("zh-Hans", "Dear", "Dear"), ("en", "", "")],
+    [
+        ("en", None, "Hello {name},"),
+        ("zh-Hans", None, "{name}，您好："),  # the language's word order and punctuation
+        ("zh-Hans", "Dear", "Dear"),
+        ("en", "", ""),
+    ],
 )
 def test_greeting(lang: str, greeting: str | None, expected: str) -> None:
     assert greeting_for(_list(lang=lang, greeting=greeting)) == expected
@@ -36,7 +41,7 @@ def test_greeting(lang: str, greeting: str | None, expected: str) -> None:
 def test_branding_for_carries_the_lists_settings() -> None:
     settings = Settings(base_url="https://news.example.org")
     b = branding_for(settings, _list(lang="zh-Hans"), archive_url="https://news.example.org/a/1")
-    assert (b.newsletter_name, b.lang, b.greeting) == ("The Brief", "zh-Hans", "您好")
+    assert (b.newsletter_name, b.lang, b.greeting) == ("The Brief", "zh-Hans", "{name}，您好：")
     assert b.archive_url == "https://news.example.org/a/1"
     # a stored language no longer shipped falls back to English
     assert branding_for(settings, _list(lang="fr")).lang == "en"

@@ -16,6 +16,7 @@ from mailer.errors import RenderError
 __all__ = [
     "FIELDS",
     "GREETING_FIELD",
+    "NAME_SLOT",
     "PLACEHOLDER_RE",
     "SAMPLE_VALUES",
     "TRACK_FIELD",
@@ -50,11 +51,20 @@ def clean_field(value: str) -> str:
     return value if value.isprintable() else value.translate(_CONTROLS)
 
 
+NAME_SLOT = "{name}"
+"""Where the name goes in a greeting that is a whole line's shape: a language's default
+comes from the catalog that way ('Hello {name},', '{name}，您好：')."""
+
+
 def greeting_line(greeting: str, name: str) -> str:
-    """'Hello Ann,' from the list's greeting and a (cleaned) name; '' when either is empty."""
+    """'Hello Ann,' from the list's greeting and a (cleaned) name; '' when either is empty.
+    A greeting with a :data:`NAME_SLOT` is the line's shape and the name goes there; a
+    plain word gets the name after it and a comma ('Dear' -> 'Dear Ann,')."""
     name = name.strip()
     if not name or not greeting:
         return ""
+    if NAME_SLOT in greeting:
+        return greeting.replace(NAME_SLOT, name)
     return f"{greeting} {name},"
 
 
