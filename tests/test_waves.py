@@ -133,22 +133,24 @@ def test_each_row_is_sent_only_after_its_morning(db: Database) -> None:
     assert released == {e: slot.get(z or "", TOKYO) for e, z in zones.items()}
     wall = Wall(START)
     run = _runner(db, wall)
-    steps: list[tuple[datetime, set[str | None]]] = [
-        (TOKYO - timedelta(minutes=1), set()),
-        (TOKYO, {None}),
-        (SHANGHAI - timedelta(seconds=1), {None}),
-        (SHANGHAI + timedelta(minutes=30), {None, "Asia/Shanghai"}),
-        (LONDON, {None, "Asia/Shanghai", "Europe/London"}),
-        (NEW_YORK - timedelta(minutes=5), {None, "Asia/Shanghai", "Europe/London"}),
+    # (the wall clock, the zones sent by then, whether a worker runs it: not between waves)
+    steps: list[tuple[datetime, set[str | None], bool]] = [
+        (TOKYO - timedelta(minutes=1), set(), False),
+        (TOKYO, {None}, True),
+        (SHANGHAI - timedelta(seconds=1), {None}, False),
+        (SHANGHAI + timedelta(minutes=30), {None, "Asia/Shanghai"}, True),
+        (LONDON, {None, "Asia/Shanghai", "Europe/London"}, True),
+        (NEW_YORK - timedelta(minutes=5), {None, "Asia/Shanghai", "Europe/London"}, False),
     ]
-    for now, sent_zones in steps:
+    for now, sent_zones, runs in steps:
         wall.now = now
         outcome = run(cid)
         assert _sent(db, cid) == {e for e, z in zones.items() if z in sent_zones}, now
         with db.sessions() as s:
             status = s.get(Campaign, cid).status  # type: ignore[union-attr]
         assert status == ("scheduled" if now < TOKYO else "sending")
-        if outcome.status:  # ran: between waves, it waits for the next one
+        assert bool(outcome.status) == runs, now  # runnable() skips it between waves
+        if runs:  # its wave sent, it waits for the next one
             assert outcome.ending == publish.Ending.WAITING and outcome.next_release is not None
             assert outcome.next_release > now
     wall.now = NEW_YORK

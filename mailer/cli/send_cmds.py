@@ -230,6 +230,8 @@ def _run_due(actx: AppContext, engine: Engine) -> Iterator[Outcome]:
     for o in publish.run_due(engine, actx.sessions):
         actx.console.print(
             f"campaign {o.campaign_id}: {o.status}, sent {o.sent}, "
-            f"failed {o.failed}, skipped {o.skipped}" + (f" ({o.reason})" if o.reason else "")
+            f"failed {o.failed}, skipped {o.skipped}"
+            + (f" ({o.reason})" if o.reason else "")
+            + (f"; next wave at {o.next_release:%Y-%m-%d %H:%M}Z" if o.next_release else "")
         )
         yield o
