@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
@@ -24,7 +25,7 @@ from sqlalchemy.orm import sessionmaker
 
 from mailer.config import Settings
 from mailer.feedback.tracking.classify import Hit
-from mailer.feedback.tracking.intake import TrackingIntake, flat
+from mailer.feedback.tracking.intake import BATCH, TrackingIntake, flat
 from mailer.feedback.tracking.models import HUMAN, MACHINE, TrackingEvent
 from mailer.sending.models import Delivery
 from mailer.web import server
@@ -156,3 +157,43 @@ def test_a_batch_re_marks_its_bursts_with_one_statement(db: Database) -> None:
     assert {r.split(" within")[0] for r in reasons} == {
         f"burst: {c} clicks on 3 links" for c in (3, 4, 5)
     }
+
+
+def test_the_headline_index_stays_in_message_anchors_and_story_links_are_tracked(
+    web: Web,
+) -> None:
+    """The index ("In today's brief") jumps inside the message: nothing to track there."""
+    _track(web)
+    _, (html,) = _send(web)
+    index = re.findall(r'<a [^>]*href="(#item-\d)"[^>]*>Story \d</a>', html)
+    assert index == ["#item-1", "#item-2", "#item-3"]
+    tracked = [u for u in R_LINK.findall(html) if "/r/" in u]
+    assert len(tracked) >= 6  # title and "Read more" of each story (the trap link besides)
+    assert "news.example.net" not in html.split("In today", 1)[1].split("</ol>", 1)[0]
+
+
+def test_a_backlog_is_written_in_batches_of_at_most_batch(db: Database) -> None:
+    """Under a flood the writer takes BATCH hits a transaction: the window of clicks each
+    batch reads back for the burst rule is paid once per 1024 hits, not per 256."""
+    assert _paths(db, 2)
+    with db.sessions() as s:
+        delivery, cid, sent_at = s.execute(
+            select(Delivery.id, Delivery.campaign_id, Delivery.sent_at)
+        ).first() or (0, None, None)
+    assert cid is not None and sent_at is not None
+    intake = TrackingIntake(db.settings(), db.sessions)
+    start_writer = intake.writer._ensure_thread
+    intake.writer._ensure_thread = lambda: None  # type: ignore[method-assign]  # a backlog
+    for n in range(2 * BATCH + 5):
+        intake.record(Hit(cid, delivery, n % 3, sent_at, method="HEAD", user_agent="x"))
+    sizes: list[int] = []
+    commit = intake.writer._commit
+
+    def counted(batch: list[Any]) -> list[Any]:
+        sizes.append(len(batch))
+        return commit(batch)
+
+    intake.writer._commit = counted  # type: ignore[method-assign]
+    start_writer()
+    assert intake.flush(timeout=60)
+    assert BATCH == 1024 and sizes == [BATCH, BATCH, 5]
