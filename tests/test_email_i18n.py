@@ -13,13 +13,16 @@ import pytest
 from babel.messages.extract import extract_from_file
 from lxml import html as lxml_html
 
+from mailer.config import Settings
 from mailer.issue.files import parse_issue_file
 from mailer.issue.model import Issue
 from mailer.render import i18n
 from mailer.render.compiler import Branding, RenderedIssue, render_issue
 from mailer.render.list_brand import greeting_for
 from mailer.render.message import MessageTemplate
+from mailer.render.subject import choose_subject
 from mailer.render.tokens import Signer
+from mailer.sending import publish
 from mailer.sending.personalize import reader_message
 from subscribers.models import MailingList
 from tests.conftest import TEST_SECRET_KEY
@@ -213,3 +216,13 @@ def test_the_engines_message_greets_in_the_lists_language(
                 name=name,
             )
             assert msg.fields["greeting"] == want
+
+
+def test_the_subject_templates_date_is_in_the_lists_language(issue: Issue) -> None:
+    template = "{newsletter} · {date}"
+    assert choose_subject(issue, "N", template=template) == "N · February 4, 2025"
+    assert choose_subject(issue, "N", template=template, lang="zh-Hans") == "N · 2025年2月4日"
+    settings = Settings(base_url=BASE)
+    zh = MailingList(id=1, slug="north", name="N", from_address="n@north.example", lang="zh-Hans")
+    zh.subject_template = template
+    assert publish.render_for(settings, zh, issue).subject == "N · 2025年2月4日"

@@ -13,7 +13,8 @@ specs, because the values come from the issue file; the one check is
     {newsletter}       the list's name
     {first_headline}   the issue subject's first headline (upstream joins them with ';')
     {title}            the issue's whole subject ({subject} is the same)
-    {date}             the issue's date, 'March 3, 2025' ('' when the issue has none)
+    {date}             the issue's date, 'March 3, 2025' in the list's language ('2025年3月3日'
+                       in zh-Hans; '' when the issue has none)
     {items}            how many items the issue has
 """
 
@@ -23,6 +24,7 @@ import datetime
 
 from mailer.errors import InputError
 from mailer.issue.model import Issue
+from mailer.render import i18n
 from subscribers.list_settings import SUBJECT_FIELDS, fill_subject
 
 __all__ = ["SUBJECT_FIELDS", "SUBJECT_LIMIT", "choose_subject", "clean_subject", "format_subject"]
@@ -52,35 +54,47 @@ def clean_subject(value: str, *, what: str = "subject") -> str:
     return text
 
 
-def _date_text(date: datetime.date | None) -> str:
-    return f"{_MONTHS[date.month - 1]} {date.day}, {date.year}" if date else ""
+def _date_text(date: datetime.date | None, lang: str = "en") -> str:
+    if not date:
+        return ""
+    if i18n.supported(lang) == "en":
+        return f"{_MONTHS[date.month - 1]} {date.day}, {date.year}"
+    from babel.dates import format_date
+
+    return format_date(date, "long", locale=i18n.locale_name(i18n.supported(lang)))
 
 
-def subject_values(issue: Issue, newsletter: str) -> dict[str, str]:
-    """What each template field stands for, for this issue and list."""
+def subject_values(issue: Issue, newsletter: str, lang: str = "en") -> dict[str, str]:
+    """What each template field stands for, for this issue and list (``lang``: the list's)."""
     return {
         "newsletter": newsletter,
         "first_headline": issue.subject.split("; ")[0],
         "title": issue.subject,
         "subject": issue.subject,
-        "date": _date_text(issue.date),
+        "date": _date_text(issue.date, lang),
         "items": str(len(issue.items)),
     }
 
 
-def format_subject(template: str, issue: Issue, newsletter: str) -> str:
+def format_subject(template: str, issue: Issue, newsletter: str, lang: str = "en") -> str:
     """The subject from a list's template, e.g. '{newsletter}: {first_headline}'."""
-    filled = fill_subject(template, subject_values(issue, newsletter))
+    filled = fill_subject(template, subject_values(issue, newsletter, lang))
     # a field that came out empty ({date} of an undated issue) leaves no dangling ' - '
     return clean_subject(" ".join(filled.split()).strip(_EDGE), what="subject template")
 
 
 def choose_subject(
-    issue: Issue, newsletter: str, *, override: str | None = None, template: str | None = None
+    issue: Issue,
+    newsletter: str,
+    *,
+    override: str | None = None,
+    template: str | None = None,
+    lang: str = "en",
 ) -> str:
-    """The editor's subject if given, else the list's template filled, else the issue's."""
+    """The editor's subject if given, else the list's template filled (in the list's
+    ``lang``), else the issue's."""
     if override is not None:
         return clean_subject(override, what="--subject")
     if template:
-        return format_subject(template, issue, newsletter)
+        return format_subject(template, issue, newsletter, lang)
     return issue.subject

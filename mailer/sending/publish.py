@@ -185,7 +185,9 @@ def render_for(
     The subject is ``subject`` (the editor's, for this send), else the list's subject
     template filled from the issue, else the issue's own (:mod:`mailer.render.subject`)."""
     url = archive_url(settings, mlist.slug, issue.key())
-    chosen = choose_subject(issue, mlist.name, override=subject, template=mlist.subject_template)
+    chosen = choose_subject(
+        issue, mlist.name, override=subject, template=mlist.subject_template, lang=mlist.lang
+    )
     return render_issue(issue, branding_for(settings, mlist, archive_url=url), subject=chosen)
 
 
