@@ -27,6 +27,7 @@ from mailer.cli.context import AppContext
 from mailer.config import Settings
 from mailer.errors import ConfigError
 from mailer.sending import system_mail
+from mailer.sending.models import Campaign
 from mailer.web import ratelimit
 from mailer.web.app import create_app
 from mailer.webhooks.dispatch import CLAIM_SLACK, Background, Dispatcher, Policy
@@ -36,6 +37,7 @@ from subscribers import store
 from subscribers.db import make_engine, session_factory
 from subscribers.outbox import WebhookAttempt, WebhookDelivery, emit
 from tests.conftest import Database
+from tests.delivery_helpers import make_campaign, seed_list
 from tests.desk_support import Desk, campaigns_in, checked, issue_text, paste, send_fields
 from tests.plugins.mailer_server import free_port
 from tests.web_support import Clock, Web, csrf_of
@@ -538,6 +540,7 @@ def test_the_webhook_worker_loses_no_event_when_postgresql_drops_it_mid_delivery
         text=True,
         cwd=db.tmp,
     )
+    failed: AssertionError | None = None
     try:
         _wait_until(lambda: len(receiver.received) == 3, "three posts in flight", 60)
         db.engine.dispose()  # ours closed: what is left is the worker's
@@ -547,11 +550,14 @@ def test_the_webhook_worker_loses_no_event_when_postgresql_drops_it_mid_delivery
         assert worker.poll() is None  # it survived
         _emit(db, 2, "after")  # and carries on
         _wait_until(lambda: _delivery_states(db) == ["delivered"] * 5, "the two after", 60)
+    except AssertionError as caught:
+        failed = caught
     finally:
         receiver.let_go()
         worker.send_signal(signal.SIGTERM)
         _out, err = worker.communicate(timeout=60)
         receiver.stop()
+    assert failed is None, f"{failed}; received {len(receiver.received)}; the worker said: {err}"
     assert worker.returncode == 0, err
     uids = [r.headers["webhook-id"] for r in receiver.received]
     assert all(r.error is None for r in receiver.received)
@@ -611,3 +617,53 @@ def test_a_pass_whose_record_is_cut_off_posts_again_once_and_the_loop_lives(
         engine.dispose()
         admin.dispose()
     assert len(posted) == 6 and sorted(posted[:3]) == sorted(posted[3:])  # once more, same ids
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_the_worker_outlives_its_sessions_killed_while_it_looks_for_work(db: Database) -> None:
+    """`mailer worker` looks for work every --poll seconds; its sessions killed while it
+    looked (a failover, pg_terminate_backend) ended the process with 'cannot reach the
+    database' (found by the test above, under load): the campaign loop rode out a lost
+    connection, the look between campaigns did not. It now waits and looks again, and
+    sends the campaign queued after."""
+    seed_list(db.sessions, 3)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "worker", "--poll", "0.02"],
+        env=db.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=db.tmp,
+    )
+    failed: AssertionError | None = None
+    try:
+        active = text(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        db.engine.dispose()
+        watcher = make_engine(db.url, isolation_level="AUTOCOMMIT")
+        with watcher.connect() as conn:
+            _wait_until(lambda: conn.execute(active).scalar_one() > 0, "the worker's session")
+        watcher.dispose()
+        for _ in range(30):  # killed again and again while it polls
+            _terminate_others(db.url)
+            time.sleep(0.03)
+        assert worker.poll() is None, "the worker died"
+        campaign_id, _n, _r = make_campaign(db.sessions, db.settings())
+        with db.sessions() as s:
+
+            def done() -> bool:
+                s.expire_all()
+                campaign = s.get(Campaign, campaign_id)
+                return campaign is not None and campaign.status == "done"
+
+            _wait_until(done, "the campaign queued after to be sent", 60)
+    except AssertionError as caught:
+        failed = caught
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _out, err = worker.communicate(timeout=60)
+    assert failed is None, f"{failed}; the worker said: {err}"
+    assert worker.returncode == 0, err
+    assert "lost the database connection" in err

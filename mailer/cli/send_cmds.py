@@ -5,11 +5,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
+from sqlalchemy.exc import DBAPIError
 
 from mailer.cli.context import AppContext, app_context
 from mailer.cli.declared import choose_list
@@ -25,13 +26,15 @@ from mailer.cli.running import (
 from mailer.errors import ConflictError
 from mailer.issue.files import parse_issue_file
 from mailer.sending import publish
-from mailer.sending.engine import Engine
+from mailer.sending.engine import RECONNECT_FIRST_WAIT, RECONNECT_MAX_WAIT, Engine
 from mailer.sending.models import get_campaign
 from mailer.sending.publish import Outcome
 from mailer.sending.schedule import Schedule
 from mailer.sending.waves import campaign_waves
 from mailer.transports.outbox import OutboxTransport
 from subscribers import store
+
+T = TypeVar("T")
 
 
 def send(
@@ -203,13 +206,14 @@ def worker(
     background = Background(hooks, poll)  # webhooks out, on their own thread
     with transport_for(actx) as transport:
         engine = Engine(actx.settings, actx.sessions, transport)
+        riding = _LostConnections(actx, engine, poll, once=once)
         try:
-            engine.start(wait=wait)
+            riding.out(lambda: engine.start(wait=wait))
             if not once:
                 background.start()
             with graceful_stop(engine):
                 while not engine.stopping:
-                    ran = list(_run_due(actx, engine))
+                    ran = riding.out(lambda: list(_run_due(actx, engine))) or []
                     outcomes += ran
                     if once and not ran:
                         break
@@ -223,6 +227,43 @@ def worker(
         if not outcomes:
             actx.console.print("nothing due: no campaign is sending or scheduled before now")
         exit_with(of_outcomes(outcomes))
+
+
+class _LostConnections:
+    """A running worker outlives a lost connection (a failover, a killed session) while it
+    starts or looks for work, as a campaign's run does while it sends: it says so and tries
+    again, the waits doubling up to RECONNECT_MAX_WAIT, until it is asked to stop. (systemd
+    would restart it, but a restart cuts the webhooks' posts in flight, and only the look
+    failed.) ``--once`` still fails at once: a one-shot command says what went wrong."""
+
+    def __init__(self, actx: AppContext, engine: Engine, poll: float, *, once: bool) -> None:
+        self.actx = actx
+        self.engine = engine
+        self.poll = poll
+        self.once = once
+
+    def out(self, step: Callable[[], T]) -> T | None:
+        """``step()``, tried again after each lost connection; None when asked to stop."""
+        losses = 0
+        while not self.engine.stopping:
+            try:
+                return step()
+            except DBAPIError as err:
+                if self.once or not self.engine.connection_lost(err):
+                    raise
+                losses += 1
+                self._wait(err, losses)
+        return None
+
+    def _wait(self, err: DBAPIError, losses: int) -> None:
+        first = max(self.poll, RECONNECT_FIRST_WAIT)
+        wait = min(RECONNECT_MAX_WAIT, first * 2 ** min(losses - 1, 10))
+        reason = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
+        self.actx.err.print(
+            f"worker: lost the database connection ({reason}); trying again in {wait:.1f} s",
+            markup=False,
+        )
+        time.sleep(wait)
 
 
 def _run_due(actx: AppContext, engine: Engine) -> Iterator[Outcome]:

@@ -215,7 +215,7 @@ class Engine:
                 done = job.progress.done if job is not None else 0
                 losses = 1 if done > done_at_loss else losses + 1
                 done_at_loss = done
-                if not self._connection_lost(err) or losses > RECONNECT_TRIES:
+                if not self.connection_lost(err) or losses > RECONNECT_TRIES:
                     raise
                 wait = min(RECONNECT_MAX_WAIT, RECONNECT_FIRST_WAIT * 2 ** (losses - 1))
                 log.warning(
@@ -231,7 +231,7 @@ class Engine:
             self.on_progress(job.progress)
         return job.progress
 
-    def _connection_lost(self, err: DBAPIError) -> bool:
+    def connection_lost(self, err: DBAPIError) -> bool:
         """A cut connection (failover, a killed backend), or a PostgreSQL server that does
         not take connections right now: worth waiting for. (SQLite's operational errors
         are about the file, which waiting does not mend.)"""
