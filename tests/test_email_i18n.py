@@ -24,8 +24,11 @@ from mailer.render.subject import choose_subject
 from mailer.render.tokens import Signer
 from mailer.sending import publish
 from mailer.sending.personalize import reader_message
+from subscribers import store
+from subscribers.list_settings import ListChanges, update_list
 from subscribers.models import MailingList
-from tests.conftest import TEST_SECRET_KEY
+from tests.conftest import TEST_SECRET_KEY, Database
+from tests.web_support import Web, sample_issue, send_issue
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL = ROOT / "tests" / "fixtures" / "issues" / "brief-full.txt"
@@ -226,3 +229,17 @@ def test_the_subject_templates_date_is_in_the_lists_language(issue: Issue) -> No
     zh = MailingList(id=1, slug="north", name="N", from_address="n@north.example", lang="zh-Hans")
     zh.subject_template = template
     assert publish.render_for(settings, zh, issue).subject == "N · 2025年2月4日"
+
+
+def test_the_archive_index_dates_issues_in_the_lists_language(db: Database) -> None:
+    web = Web(db)
+    try:
+        with db.sessions.begin() as s:
+            update_list(s, store.get_list(s, "brief"), ListChanges(lang="zh-Hans"))
+        send_issue(db.sessions, web.settings, sample_issue(1))
+        send_issue(db.sessions, web.settings, sample_issue(2), "other")
+        zh = web.client.get("/archive/brief").text
+        assert "2025年3月1日星期六" in zh and "March" not in zh
+        assert "Sunday, March 2, 2025" in web.client.get("/archive/other").text
+    finally:
+        web.close()

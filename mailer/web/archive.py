@@ -96,7 +96,7 @@ def _entries(
             url=archive_url(settings, mlist.slug, key),
             subject=subject,
             preheader=issue.preheader if issue else "",
-            date_label=date_label(day),
+            date_label=date_label(day, mlist.lang),
             sent_at=started,
             updated_at=finished or started,
             issue=issue,
