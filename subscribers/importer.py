@@ -156,7 +156,8 @@ def read_rows(raw: IO[bytes], source: str, on_problem: OnProblem) -> Iterator[_R
             try:
                 name = clean_name(name) or ""  # the rule `subscribers add --name` follows
             except InputError as err:
-                on_problem(Problem(start, "invalid name", str(err)))
+                # "line 3: invalid name: contains '\x07' (U+0007), a control character"
+                on_problem(Problem(start, "invalid name", str(err).removeprefix("name: ")))
                 continue
             attrs = {}
             for i, key in extra:

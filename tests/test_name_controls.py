@@ -98,14 +98,14 @@ def test_import_reports_each_name_with_a_control_character_by_its_line(
     problems: list[importer.Problem] = []
     report = importer.import_csv(db.sessions, path, "brief", on_problem=problems.append)
     assert [(p.line, p.reason) for p in problems] == [(n, "invalid name") for n in (3, 4, 5, 6)]
-    assert all(p.value.startswith("name: contains") for p in problems)
+    assert all(p.value.startswith("contains ") for p in problems)
     assert report.added == 2
     with db.sessions() as s:
         names = {e: n for e, n in s.execute(select(Subscriber.email, Subscriber.name))}
     assert names == {"ok@example.com": "Fine Name", "zh@example.com": "张伟"}
     # through the CLI: the line and the field, on stderr
     r = mailer(db, "subscribers", "import", str(path), "--list", "brief")
-    assert "line 3: invalid name: name: contains '\\x07' (U+0007)" in r.stderr, r.stderr
+    assert "line 3: invalid name: contains '\\x07' (U+0007)" in r.stderr, r.stderr
 
 
 # -- headers --------------------------------------------------------------------------------
