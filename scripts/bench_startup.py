@@ -10,7 +10,10 @@ system), which load on the shared machine stretches far less than the wall time.
 The project's modules are byte-compiled first (as an install does), so the figure is the
 start-up a user meets, not the compiler's.
 
-    .venv/bin/python scripts/bench_startup.py [--runs 15]
+    .venv/bin/python scripts/bench_startup.py [--runs 15] [--instructions]
+
+``--instructions`` also counts each command's instructions once under valgrind (callgrind;
+minutes): a figure the load on a shared machine does not move, for comparing two versions.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -69,6 +73,22 @@ def timed(
     }
 
 
+def instructions(cmd: list[str], env: dict[str, str]) -> int:
+    """Instructions one run of ``cmd`` executes, counted by valgrind's callgrind."""
+    run = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    found = re.search(r"Collected : (\d+)", run.stderr)
+    if found is None:
+        raise RuntimeError(f"valgrind printed no count: {run.stderr[-500:]}")
+    return int(found.group(1))
+
+
 def demo_database(tmp: Path, env: dict[str, str]) -> None:
     """A list with a few readers and one campaign sent through the outbox."""
     mailer = mailer_cmd()
@@ -86,6 +106,9 @@ def demo_database(tmp: Path, env: dict[str, str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=15, help="runs per command (median)")
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind)"
+    )
     args = parser.parse_args(argv)
     for folder in ("mailer", "subscribers"):
         compileall.compile_dir(ROOT / folder, quiet=1)
@@ -106,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         labels = ("--help", "lists show", "campaigns show 1")
         cmds |= {f"mailer {label}": [*mailer_cmd(), *label.split()] for label in labels}
         seconds = timed(cmds, env, args.runs)
+        if args.instructions:
+            for label, cmd in cmds.items():
+                print(f"{label}: {instructions(cmd, env) / 1e9:.3f} G instructions")
     base, base_cpu = seconds.pop("python -c pass")
     print(f"python -c pass (median of {args.runs}): {base:.3f} s, CPU {base_cpu:.3f} s")
     for label, (took, used) in seconds.items():
