@@ -87,7 +87,7 @@ def test_waiting_hits_add_nothing_to_what_the_cycle_collector_walks() -> None:
     del hits
     gc.collect()
     assert intake.writer.pending == 5000
-    # as Hit objects in (hit, None, None) entries they were 10,000 tracked objects
+    # as Hit objects they added ~5,000 tracked objects (measured on the code before)
     assert len(gc.get_objects()) - before < 100
 
 

@@ -11,7 +11,7 @@ logged and not kept (``dropped``; ``mailer_tracking_dropped_total`` in /metrics)
 A hit waits as a flat tuple of its fields (:func:`flat`), not as a :class:`Hit`: a tuple of
 numbers, strings and datetimes is dropped from the cycle collector's lists at its first
 collection, so a backlog of 100,000 hits adds nothing to what each later collection walks
-(as objects it added 200,000, and a full collection held the GIL, and every request in
+(as Hit objects it added 100,000, and a full collection held the GIL, and every request in
 flight, for the time it took to walk them).
 """
 
