@@ -200,11 +200,23 @@ def _faults(rng: random.Random, failure_mode: str) -> dict[str, Any]:
     return cfg
 
 
-def _cut(engine: Engine) -> int:
-    with engine.connect() as c:
-        n = int(c.execute(text(CUT_SQL)).scalar_one())
-        c.commit()
-    return n
+#: how long a cut waits for a running sender to connect (a sender just started spends its
+#: first seconds importing, longer on a loaded machine); then it is spent, having cut nothing
+CUT_WAIT = 5.0
+
+
+def _cut(engine: Engine, senders: Senders) -> int:
+    """Cut every other connection to the campaign's database; while senders run but none
+    is connected yet, wait for one (up to CUT_WAIT), so that a cut lands on a sender."""
+    deadline = time.monotonic() + CUT_WAIT
+    while True:
+        with engine.connect() as c:
+            n = int(c.execute(text(CUT_SQL)).scalar_one())
+            c.commit()
+        senders.reap()
+        if n or not senders.running or time.monotonic() > deadline:
+            return n
+        time.sleep(0.05)
 
 
 def run_one(
@@ -284,7 +296,7 @@ def run_one(
                     fig.kills += 1
                 elif action == "cut":
                     fig.cuts += 1
-                    fig.backends_cut += _cut(engine)
+                    fig.backends_cut += _cut(engine, senders)
                 elif action == "switch":
                     fig.fault_switches += 1
                     control.configure(**_faults(rng, failure_mode))
