@@ -33,14 +33,14 @@ class TrackingEvent(Base):
         CheckConstraint("source IN ('redirect', 'pixel', 'ses')", name="source"),
         # the reports: one campaign's clicks per link and opens
         Index("ix_tracking_events_campaign_kind", "campaign_id", "kind", "link"),
+        # the intake's burst check: one message's clicks within seconds of a batch's
+        Index("ix_tracking_events_delivery_at", "delivery_id", "at"),
         NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    delivery_id: Mapped[int] = mapped_column(
-        ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
-    )
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
     )
