@@ -1,6 +1,6 @@
 """A finished command ends its process without the interpreter's teardown (issue 17: freeing
-a big send's objects one by one took 0.2-0.4 s after its summary was printed), but only
-once nothing else runs, and with its store closed and its output flushed."""
+every object one by one came after a send's summary was printed), but only once nothing
+else runs, and with its store closed and its output flushed."""
 
 from __future__ import annotations
 
