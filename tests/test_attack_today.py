@@ -78,15 +78,6 @@ def test_a_token_revoked_while_its_request_renders_creates_nothing(
     assert campaign_count(api.db) == 0
 
 
-@pytest.fixture
-def desk(db: Database) -> Iterator[Desk]:
-    running = Desk(db)
-    try:
-        yield running
-    finally:
-        running.close()
-
-
 def test_a_desk_send_whose_token_is_revoked_while_it_renders_creates_nothing(
     desk: Desk, revoke_while_rendering: RevokeWhileRendering
 ) -> None:

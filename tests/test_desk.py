@@ -7,10 +7,8 @@ outsider or a fault would try is in tests/test_desk_attacks.py."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
@@ -33,14 +31,6 @@ from tests.desk_support import (
 )
 from tests.test_transport_smtp import Recorder, free_port
 from tests.web_support import read_eml, sample_issue, send_issue
-
-
-@pytest.fixture
-def desk(db: Database) -> Iterator[Desk]:
-    d = Desk(db)
-    yield d
-    d.close()
-
 
 # -- the flow ------------------------------------------------------------------------------
 

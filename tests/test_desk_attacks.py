@@ -44,14 +44,6 @@ from tests.desk_support import (
 )
 from tests.web_support import AppClient, live_server
 
-
-@pytest.fixture
-def desk(db: Database) -> Iterator[Desk]:
-    d = Desk(db)
-    yield d
-    d.close()
-
-
 # -- sessions ------------------------------------------------------------------------------
 
 STEP = r"/(issues|test|confirm|send|pause|resume|cancel|retry-failed)$"

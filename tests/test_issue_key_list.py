@@ -6,7 +6,6 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,13 +42,6 @@ def test_issues_differing_only_in_list_share_a_key_and_each_list_gets_it_once(
     rendered = publish.render_for(db.settings(), brief, to_other)
     with pytest.raises(ConflictError):
         publish.create(db.sessions, brief, to_other, rendered)
-
-
-@pytest.fixture
-def desk(db: Database) -> Iterator[Desk]:
-    d = Desk(db)
-    yield d
-    d.close()
 
 
 def test_a_second_paste_naming_another_list_opens_as_that_list(desk: Desk) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -91,13 +90,6 @@ def test_the_cli_resume_of_a_campaign_before_its_time_sends_nothing(db: Database
 
 
 # -- a guard pause needs ops, whatever the entrance ----------------------------------------
-
-
-@pytest.fixture
-def desk(db: Database) -> Iterator[Desk]:
-    d = Desk(db)
-    yield d
-    d.close()
 
 
 def _guard_paused(desk: Desk) -> int:

@@ -123,13 +123,6 @@ def test_openapi_has_the_optional_subject(api: Api) -> None:
 # -- desk ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def desk(db: Database) -> Iterator[Desk]:
-    d = Desk(db)
-    yield d
-    d.close()
-
-
 def test_desk_subject_field_shows_the_lists_template_and_sets_the_subject(desk: Desk) -> None:
     set_template(desk.db, "{newsletter}: {first_headline}")
     c = desk.signed_in()
