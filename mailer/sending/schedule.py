@@ -65,9 +65,12 @@ class Schedule:
         start = parse_when(at, now) if at else None
         span = parse_span("--expires-after", expires_after) if expires_after else None
         checked = cls.checked(start, span, force=force, now=now, text=at)
-        if local is None:
-            return checked
-        return replace(checked, expires_at=None, at_local=local, wave_expiry=span)
+        return checked if local is None else checked.in_waves(local, span)
+
+    def in_waves(self, at_local: str, span: timedelta | None) -> Schedule:
+        """This checked schedule sent in waves at ``at_local`` (already read by
+        :func:`parse_at_local`): no campaign-wide expiry; ``span`` counts from each wave."""
+        return replace(self, expires_at=None, at_local=at_local, wave_expiry=span)
 
     @classmethod
     def checked(
@@ -154,11 +157,12 @@ def _ago(span: timedelta) -> str:
 _HH_MM = re.compile(r"(\d{1,2}):(\d{2})", re.ASCII)
 
 
-def parse_at_local(text: str) -> str:
-    """``--at-local``: a 24-hour local time ``HH:MM`` ('6:00' is read as '06:00')."""
+def parse_at_local(text: str, what: str = "--at-local") -> str:
+    """``--at-local``: a 24-hour local time ``HH:MM`` ('6:00' is read as '06:00'). One rule
+    for every entrance; ``what`` names the field in a refusal (the API's ``at_local``)."""
     m = _HH_MM.fullmatch(text.strip())
     if m is None or int(m.group(1)) > 23 or int(m.group(2)) > 59:
         raise InputError(
-            f"--at-local: {text[:40]!r} is not a time of day: write HH:MM, 24-hour (e.g. 06:00)"
+            f"{what}: {text[:40]!r} is not a time of day: write HH:MM, 24-hour (e.g. 06:00)"
         )
     return f"{int(m.group(1)):02d}:{m.group(2)}"

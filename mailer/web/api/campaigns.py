@@ -1,7 +1,7 @@
 """``/api/v1/campaigns``: send a handed-over issue to a list, follow it, steer it.
 
     POST /api/v1/campaigns      {"issue", "list", "at", "expires_after", "test_to",
-                                 "dry_run", "force", "subject"}
+                                 "dry_run", "force", "subject", "at_local"}
         201 {"id", "status", "recipients"}   the campaign, its readers queued; a running
                                              `mailer worker` sends it (never this request)
         200 dry run: the count, nothing stored; test send: per-address results
@@ -35,7 +35,7 @@ from mailer.render.compiler import RenderedIssue
 from mailer.render.subject import clean_subject
 from mailer.sending import campaigns as camp
 from mailer.sending import publish
-from mailer.sending.schedule import Schedule
+from mailer.sending.schedule import Schedule, parse_at_local
 from mailer.web.api.common import ERRORS, answer, handed_issue
 from mailer.web.api.route import (
     BEARER,
@@ -111,8 +111,8 @@ def post_campaign(
     caller = principal(request)
     who = caller.name
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
-    # a request without a subject prints as it did before the field existed
-    unset = {"subject"} if body.subject is None else None
+    # a request without a subject or at_local prints as it did before those fields existed
+    unset = {name for name in ("subject", "at_local") if getattr(body, name) is None} or None
     request_print = idempotency.fingerprint(
         "POST", "/api/v1/campaigns", body.model_dump(by_alias=True, exclude=unset)
     )
@@ -121,7 +121,11 @@ def post_campaign(
             earlier = _replay(session, who, key, request_print)
         if earlier is not None:
             return earlier
-    schedule = Schedule.parse(body.at, body.expires_after, force=body.force, now=state.now())
+    # the CLI's --at-local rule (mailer.sending.schedule), its refusal naming this field
+    at_local = parse_at_local(body.at_local, "at_local") if body.at_local is not None else None
+    schedule = Schedule.parse(
+        body.at, body.expires_after, force=body.force, now=state.now(), at_local=at_local
+    )
     # the CLI's --subject rule (mailer.render.subject), checked before anything renders
     subject = clean_subject(body.subject, what="subject") if body.subject is not None else None
     with state.sessions() as session:

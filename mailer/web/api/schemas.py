@@ -74,6 +74,13 @@ class CampaignIn(Strict):
         description="the subject for this send (one line, at most 250 characters once its "
         "spaces are tidied); null: the list's subject template, else the issue's own",
     )
+    at_local: str | None = Field(
+        None,
+        max_length=64,
+        description="HH:MM, 24-hour (as mailer send --at-local): each reader's row is "
+        "released at that time in their zone (else the list's, else UTC), the first at or "
+        "after `at` (or now); expires_after then counts from each wave; null: one send",
+    )
 
 
 class CampaignCreated(Out):

@@ -8,14 +8,17 @@
                                       campaign, which ``mailer worker`` sends
 
 The confirmation form's token is bound to the session *and* to exactly what the page
-showed (list, start, expiry, force, subject), so what is sent is what was confirmed. It is
-also the form's idempotency key (:mod:`mailer.access.idempotency`, the API's own):
-the same confirmation posted twice (a double click, a reload, a replay) makes one campaign
-and answers with it.
+showed (list, start, expiry, force, subject, local time), so what is sent is what was
+confirmed. It is also the form's idempotency key (:mod:`mailer.access.idempotency`, the
+API's own): the same confirmation posted twice (a double click, a reload, a replay) makes
+one campaign and answers with it.
 
 The subject field follows the CLI's ``--subject`` rule
 (:func:`mailer.render.subject.clean_subject`); left empty, the list's subject template
-(its result is the field's placeholder) or else the issue's own subject is used.
+(its result is the field's placeholder) or else the issue's own subject is used. The local
+time field is ``mailer send --at-local`` (:func:`mailer.sending.schedule.parse_at_local`):
+each reader's row waits for that time in their zone, and "stop sending after" then counts
+from each wave.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -38,7 +41,7 @@ from mailer.access.tokens import still_valid
 from mailer.errors import ConflictError, InputError, InvalidAddressError, TransportError
 from mailer.render.subject import clean_subject
 from mailer.sending import publish
-from mailer.sending.schedule import Schedule, Wording, parse_span
+from mailer.sending.schedule import Schedule, Wording, parse_at_local, parse_span
 from mailer.web.common import list_by_slug
 from mailer.web.desk import handed
 from mailer.web.desk.context import NO_STORE, Desk, Signed
@@ -54,6 +57,10 @@ DESK_WORDING = Wording(
     at="", expires_after="stop sending after", send_now="Choose a later time, or send now."
 )
 IDEMPOTENCY_PREFIX = "desk-confirm:"
+#: how a refusal of the local time field names it
+AT_LOCAL_WORDING = "local time"
+#: what the confirmation page posts back, bound by its token (after the issue's key)
+CONFIRMED_FIELDS = ("list", "at", "expires_at", "force", "subject", "at_local", "wave_expiry")
 
 
 def send_forms(
@@ -134,7 +141,7 @@ class SendRoutes:
         if signed is None:
             return self.desk.to_sign_in(request)
         context, stored, mlist = self.issue_context(signed, key, _chosen_list(form))
-        for name in ("when", "at", "zone", "expires_after", "force", "subject"):
+        for name in ("when", "at", "zone", "expires_after", "force", "subject", "at_local"):
             context[f"form_{name}"] = form.get(name)
         try:
             schedule = self._schedule(form)
@@ -161,13 +168,15 @@ class SendRoutes:
                 "counted": counted,
                 "schedule": schedule,
                 "fields": fields,
+                "wave_span": form.get("expires_after").strip(),
                 "csrf_token": self.desk.form_token(signed, path, _bound(fields)),
             },
             signed=signed,
         )
 
     def _schedule(self, form: Form) -> Schedule:
-        """Start (now, or a local date and time in a named zone), expiry, force."""
+        """Start (now, or a local date and time in a named zone), expiry, force, and the
+        readers' local time (waves), read as ``Schedule.parse`` reads the CLI's options."""
         now = self.desk.state.now()
         force = form.get("force") == "1"
         start: datetime | None = None
@@ -175,7 +184,10 @@ class SendRoutes:
             start = _local_time(form.get("at"), form.get("zone"))
         text = form.get("expires_after").strip()
         span = parse_span(DESK_WORDING.expires_after, text) if text else None
-        return Schedule.checked(start, span, force=force, now=now, wording=DESK_WORDING)
+        local = form.get("at_local").strip()
+        at_local = parse_at_local(local, AT_LOCAL_WORDING) if local else None
+        checked = Schedule.checked(start, span, force=force, now=now, wording=DESK_WORDING)
+        return checked if at_local is None else checked.in_waves(at_local, span)
 
     # -- send --------------------------------------------------------------------------
 
@@ -184,7 +196,7 @@ class SendRoutes:
         if signed is None:
             return self.desk.to_sign_in(request)
         form = await read_form(request)
-        fields = {name: form.get(name) for name in ("list", "at", "expires_at", "force", "subject")}
+        fields = {name: form.get(name) for name in CONFIRMED_FIELDS}
         token = form.get("csrf_token")
         bound = _bound({"key": key, **fields})
         self.desk.check_form(signed, token, f"/desk/issues/{key}/send", bound)
@@ -192,6 +204,8 @@ class SendRoutes:
             at=_iso_or_none(fields["at"]),
             expires_at=_iso_or_none(fields["expires_at"]),
             force=fields["force"] == "1",
+            at_local=fields["at_local"] or None,
+            wave_expiry=_seconds_or_none(fields["wave_expiry"]),
         )
         stored = handed.load(self.desk.state.sessions, key)
         with self.desk.state.sessions() as s:
@@ -326,13 +340,14 @@ def _confirmed_fields(
         "expires_at": schedule.expires_at.isoformat() if schedule.expires_at else "",
         "force": "1" if schedule.force else "",
         "subject": subject or "",
+        "at_local": schedule.at_local or "",
+        "wave_expiry": str(schedule.wave_expiry.total_seconds()) if schedule.wave_expiry else "",
     }
 
 
 def _bound(fields: dict[str, str]) -> str:
     """What the confirmation token is bound to, in one fixed order."""
-    order = ("key", "list", "at", "expires_at", "force", "subject")
-    return "\x00".join(fields.get(name, "") for name in order)
+    return "\x00".join(fields.get(name, "") for name in ("key", *CONFIRMED_FIELDS))
 
 
 def _iso_or_none(text: str) -> datetime | None:
@@ -341,4 +356,14 @@ def _iso_or_none(text: str) -> datetime | None:
     try:
         return datetime.fromisoformat(text)
     except ValueError as err:  # the token binds these fields: only a forged form gets here
+        raise InputError("the confirmation form was changed; start again") from err
+
+
+def _seconds_or_none(text: str) -> timedelta | None:
+    """A wave expiry as the confirmation bound it (seconds); the token binds it too."""
+    if not text:
+        return None
+    try:
+        return timedelta(seconds=float(text))
+    except (ValueError, OverflowError) as err:
         raise InputError("the confirmation form was changed; start again") from err
