@@ -17,6 +17,7 @@ shared cursor, after what the other workers reserved meanwhile.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,14 @@ BURST_SECONDS = 0.05
 #: partitioned, paused, or its calls hung): it is not made. Healthy calls are milliseconds
 #: behind; the claims run ahead of the clock by a few batches' time at most
 STALE_SLOT_SECONDS = 10.0
+#: a claim takes at most this many seconds of the paced rate: a worker slowed by throttling
+#: hears back (and speeds up again) every few seconds, not after a batch that takes minutes
+#: at its slowest, and a kill -9 strands few rows
+BATCH_SECONDS = 2.0
+#: a rate guessed from throttling (no limit known) grows this much per calm batch
+GUESS_PROBE = 1.25
+#: ... and is dropped (no limit known again) once this many times the rate achieved
+GUESS_DROP = 4.0
 
 
 class Pacer:
@@ -116,7 +125,11 @@ class Pacing:
         self._quota_left = max(0.0, left) if quota.max_24h_send >= 0 else None
 
     def batch_size(self, size: int) -> int:
-        """A claim never takes more rows than the quota has left."""
+        """A claim never takes more rows than the quota has left, nor more than
+        ``BATCH_SECONDS`` of the rate it will be paced at."""
+        if self.rate:
+            paced = self.rate * self.pacer.factor
+            size = min(size, max(1, math.ceil(paced * BATCH_SECONDS)))
         if self._quota_left is not None:
             return max(1, min(size, int(self._quota_left)))
         return size
@@ -154,17 +167,22 @@ class Pacing:
 
     def recorded(self, claimed: int, sent: int, throttled: bool, achieved: float) -> None:
         """A batch was written: give back unsent quota; slow down on throttling (no limit
-        known: start one at half the ``achieved`` rate), probe up again when calm."""
+        known: guess the ``achieved`` rate, which the throttled pacer then halves), probe up
+        again when calm."""
         with self._quota_lock:
             if self._quota_left is not None:
                 self._quota_left += claimed - sent
         if throttled:
             self.pacer.throttled()
             if not self.rate:
-                self.rate = max(1.0, achieved * 0.5)
+                self.rate = max(1.0, achieved)
                 self._rate_guessed = True
         else:
             self.pacer.calm()
             if self._rate_guessed:  # a limit we guessed ourselves: probe upwards again
-                self.rate *= 1.1
+                self.rate *= GUESS_PROBE
+                if self.rate > GUESS_DROP * max(achieved, 1.0):
+                    # far above what the run achieves: it no longer binds; the next
+                    # throttling guesses afresh from the achieved rate
+                    self.rate, self._rate_guessed = 0.0, False
                 self.pacer.rate = self.rate
