@@ -1,5 +1,5 @@
-"""``python -m mailer`` runs the CLI."""
+"""``python -m mailer`` runs the CLI, as the console script does."""
 
-from mailer.cli import main
+from mailer.entry import main
 
 main()

@@ -13,7 +13,6 @@ from mailer.cli.campaign_report import print_report
 from mailer.cli.context import app_context
 from mailer.cli.safe_text import safe_json
 from mailer.cli.tables import Col, emit
-from mailer.ops.campaign_view import campaign_view
 from mailer.sending import campaigns as camp
 
 campaigns_app = typer.Typer(
@@ -75,6 +74,10 @@ def campaigns_show(
     """
     actx = app_context(ctx)
     if as_json:  # the view the API and the desk show (mailer.ops.campaign_view)
+        # imported here: the view's figures (feedback tables, reputation) cost the table
+        # form ~10 ms of its start-up (python -X importtime), which needs none of them
+        from mailer.ops.campaign_view import campaign_view
+
         with actx.sessions() as s:
             print(safe_json(campaign_view(s, campaign_id).to_json()))
         return

@@ -17,6 +17,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from mailer import heap
 from mailer.cli import light_params
 
 
@@ -49,6 +50,7 @@ def load(name: str, entry: Entry) -> Any:
         examples_to_epilog(cmd)
     if entry.example:
         built.epilog = f"\b\nExample:\n  {entry.example}"
+    heap.started()  # the command's imports are done: collections from here on
     return built
 
 

@@ -12,6 +12,7 @@ from types import FrameType
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from mailer import heap
 from mailer.cli.campaign_report import print_report
 from mailer.cli.context import AppContext
 from mailer.cli.exit_codes import ExitCode
@@ -81,6 +82,7 @@ def run_with_progress(actx: AppContext, campaign_id: int) -> Outcome:
     start and advancing per answered message (from the send threads: Rich's update takes
     its own lock); the summary at the end."""
     with transport_for(actx) as transport:
+        heap.before_long_run()  # the rendered issue and the transport are built
         if actx.interactive:
             with _bar(actx, "sending") as bar:
                 task = bar.add_task("send", total=_rows(actx, campaign_id), failed=0, rate=0.0)

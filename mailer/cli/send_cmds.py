@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.exc import DBAPIError
 
+from mailer import heap
 from mailer.cli.context import AppContext, app_context
 from mailer.cli.declared import choose_list
 from mailer.cli.exit_codes import ExitCode, of_outcome, of_outcomes
@@ -205,6 +206,7 @@ def worker(
     hooks = Dispatcher(actx.sessions, Policy.from_settings(actx.settings))
     background = Background(hooks, poll)  # webhooks out, on their own thread
     with transport_for(actx) as transport:
+        heap.before_long_run()  # the transport is built: what the worker keeps for good
         engine = Engine(actx.settings, actx.sessions, transport)
         riding = _LostConnections(actx, engine, poll, once=once)
         try:
