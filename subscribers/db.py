@@ -12,6 +12,7 @@ from typing import Any, TypeAlias, TypeVar
 from urllib.parse import quote
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     ColumnElement,
     Connection,
@@ -26,13 +27,13 @@ from sqlalchemy import (
     literal,
     select,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import QueryableAttribute, Session, sessionmaker
 from sqlalchemy.sql import sqltypes
 
 from mailer.errors import ConfigError
+from subscribers import pg_options
 
 T = TypeVar("T")
 #: what can say which database it talks to
@@ -97,9 +98,12 @@ def make_engine(
         )
     kwargs.setdefault("pool_pre_ping", True)
     try:
-        return create_engine(parsed, connect_args=connect_args, **kwargs)
+        engine = create_engine(parsed, connect_args=connect_args, **kwargs)
     except Exception as err:  # missing driver, bad option
         raise ConfigError(f"MAILER_DATABASE_URL: {err}") from err
+    if engine.dialect.name == "postgresql":
+        pg_options.use_postgresql()  # its dialect is loaded now: the partial indexes' WHERE
+    return engine
 
 
 def _with_idle_timeout(options: object, seconds: float) -> str:
@@ -177,6 +181,8 @@ def id_in(
     if name == "sqlite":
         return column.in_(select(func.json_each(doc).table_valued("value").c.value))
     if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import JSONB  # loaded: the bind is PostgreSQL
+
         value: ColumnElement[Any] = (
             func.jsonb_array_elements_text(cast(doc, JSONB)).table_valued("value").c.value
         )

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -26,10 +25,11 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from subscribers.pg_options import JSONDocument, postgresql_where
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -64,7 +64,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+JSONType = JSONDocument()
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 #: ``__table_args__`` entry of every table with an integer id: SQLite then never hands out
 #: an id again (without AUTOINCREMENT it reuses the highest one after a delete, so an erased
@@ -187,11 +187,13 @@ class ConsentEvent(Base):
     __tablename__ = "consent_events"
     __table_args__ = (
         # only erase rows carry a hash: the other rows (one per import row) stay out of it
-        Index(
-            "ix_consent_events_email_hash",
-            "email_hash",
-            postgresql_where=text("email_hash IS NOT NULL"),
-            sqlite_where=text("email_hash IS NOT NULL"),
+        postgresql_where(
+            Index(
+                "ix_consent_events_email_hash",
+                "email_hash",
+                sqlite_where=text("email_hash IS NOT NULL"),
+            ),
+            text("email_hash IS NOT NULL"),
         ),
         NEVER_REUSE_IDS,
     )

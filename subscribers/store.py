@@ -20,8 +20,6 @@ from email.utils import formataddr, getaddresses
 from typing import Any
 
 from sqlalchemy import CursorResult, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mailer.errors import (
@@ -44,6 +42,7 @@ from subscribers.models import (
     SuppressionReason,
     utcnow,
 )
+from subscribers.pg_options import insert_for
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 Status = SubscriptionStatus
@@ -70,7 +69,7 @@ def hash_salt(session: Session) -> str:
     if row is not None:
         return row.value
     # several writers may start on a new store at once: the first insert wins
-    make = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    make = insert_for(session.get_bind().dialect.name)
     session.execute(
         make(StoreMeta)
         .values(key="hash_salt", value=secrets.token_hex(16))

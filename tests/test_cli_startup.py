@@ -31,6 +31,9 @@ SEND_PATH = ("mailer.sending.publish", "mailer.sending.engine", "mailer.cli.runn
 # pydantic (typer's coercion, mailer.cli.light_params), email_validator (an address to
 # check), the renderer (jinja2, babel) and the transports (email's generator, smtplib)
 DEFERRED = ("pydantic", "email_validator", "jinja2", "babel", "mailer.render", "mailer.transports")
+# PostgreSQL's dialect on a SQLite store (subscribers.pg_options), and the campaign write side
+# (enqueue, lifecycle events) for a read (mailer.sending.report)
+UNUSED = ("sqlalchemy.dialects.postgresql", "mailer.sending.campaign_events")
 
 # Runs `mailer ARGS...` through the real entry point, then prints which heavy packages and
 # which command modules that one run imported.
@@ -39,6 +42,7 @@ import json, sys
 HEAVY = {HEAVY!r}
 SEND_PATH = {SEND_PATH!r}
 DEFERRED = {DEFERRED!r}
+UNUSED = {UNUSED!r}
 from mailer.cli import main
 code = 0
 try:
@@ -49,7 +53,9 @@ heavy = sorted(m for m in HEAVY if m in sys.modules)
 cmds = sorted(m for m in sys.modules if m.startswith("mailer.cli.") and m.endswith("_cmds"))
 send = sorted(m for m in SEND_PATH if m in sys.modules)
 deferred = sorted(m for m in DEFERRED if m in sys.modules)
-print("PROBE " + json.dumps(dict(heavy=heavy, cmds=cmds, send=send, deferred=deferred)))
+unused = sorted(m for m in UNUSED if m in sys.modules)
+print("PROBE " + json.dumps(dict(heavy=heavy, cmds=cmds, send=send, deferred=deferred,
+                                 unused=unused)))
 print("EXIT " + json.dumps(code))
 """
 
@@ -71,7 +77,14 @@ def probe(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
 
 def test_help_imports_no_heavy_package_and_no_command_module() -> None:
     seen = probe("--help")
-    assert seen == {"heavy": [], "cmds": [], "send": [], "deferred": [], "exit": 0}
+    assert seen == {
+        "heavy": [],
+        "cmds": [],
+        "send": [],
+        "deferred": [],
+        "unused": [],
+        "exit": 0,
+    }
 
 
 def test_import_alone_imports_nothing_heavy() -> None:
@@ -110,6 +123,10 @@ def test_light_commands_import_no_aws_web_or_migrations(db: Database) -> None:
         assert len(seen["cmds"]) == 1, (args, seen)
         assert seen["send"] == [], (args, seen)
         assert seen["deferred"] == [], (args, seen)
+        if db.backend == "sqlite":
+            assert seen["unused"] == [], (args, seen)
+        else:  # PostgreSQL's dialect is the store's own there
+            assert seen["unused"] == ["sqlalchemy.dialects.postgresql"], (args, seen)
     assert campaign_id == 1
 
 

@@ -8,13 +8,12 @@ kept as it came; the entrances parse it again when they use it.
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.access.models import HandedIssue
 from mailer.errors import NotFoundError
 from subscribers.db import is_sqlite
+from subscribers.pg_options import insert_for
 
 __all__ = ["is_kept", "issue_text", "keep_issue"]
 
@@ -23,7 +22,7 @@ def keep_issue(sessions: sessionmaker[Session], key: str, text: str, *, by: str)
     """Keep the text under ``key``; True when it is new, False when the key was kept
     already (also when the same issue is posted twice at once: the database decides)."""
     with sessions.begin() as s:
-        insert_of = sqlite_insert if is_sqlite(s) else pg_insert
+        insert_of = insert_for("sqlite" if is_sqlite(s) else "postgresql")
         stmt = (
             insert_of(HandedIssue)
             .values(key=key, text=text, created_by=by[:64])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from mailer.cli.context import AppContext
-from mailer.sending import campaigns as camp
+from mailer.sending import report as camp
 from mailer.sending.waves import campaign_waves
 
 

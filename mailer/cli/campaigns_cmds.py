@@ -13,7 +13,7 @@ from mailer.cli.campaign_report import print_report
 from mailer.cli.context import app_context
 from mailer.cli.safe_text import safe_json
 from mailer.cli.tables import Col, emit
-from mailer.sending import campaigns as camp
+from mailer.sending import report as camp
 
 campaigns_app = typer.Typer(
     help="Campaigns: list, show, pause, resume, cancel.", no_args_is_help=True

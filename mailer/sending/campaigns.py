@@ -7,19 +7,15 @@ The tables are in :mod:`mailer.sending.models`, every status change in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Insert, Select, exists, func, insert, literal, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from mailer.errors import ConflictError
 from mailer.issue.model import Issue
 from mailer.sending import campaign_events, waves
-from mailer.sending.ledger import state_counts
 from mailer.sending.models import (
     RELEASED,
     Campaign,
@@ -28,6 +24,9 @@ from mailer.sending.models import (
     DeliveryStatus,
     get_campaign,
 )
+from mailer.sending.report import CampaignReport as CampaignReport
+from mailer.sending.report import latest as latest
+from mailer.sending.report import report as report
 from mailer.sending.schedule import Schedule
 from subscribers.db import is_sqlite
 from subscribers.models import (
@@ -37,6 +36,7 @@ from subscribers.models import (
     Suppression,
     utcnow,
 )
+from subscribers.pg_options import insert_for
 
 if TYPE_CHECKING:  # the renderer (jinja2, babel) is not imported to read campaigns
     from mailer.render.compiler import RenderedIssue
@@ -142,8 +142,9 @@ def create_campaign(
 def _insert_unless_taken(session: Session) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING on either database: a campaign the one-live index
     refuses is no row (after the competing transaction ends), not an aborted transaction."""
-    insert_of = sqlite_insert if is_sqlite(session) else pg_insert
-    return insert_of(Campaign).on_conflict_do_nothing()
+    insert_of = insert_for("sqlite" if is_sqlite(session) else "postgresql")
+    stmt: Insert = insert_of(Campaign).on_conflict_do_nothing()
+    return stmt
 
 
 def _waiting(campaign: Campaign) -> bool:
@@ -222,10 +223,6 @@ def analyze(session: Session, *tables: str) -> None:
         session.execute(text("ANALYZE " + ", ".join(tables)))
 
 
-def latest(session: Session, limit: int = 20) -> list[Campaign]:
-    return list(session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(limit)))
-
-
 def runnable(session: Session, now: datetime) -> list[int]:
     """Campaigns a worker should send now: sending ones, and scheduled ones that are due.
     A wave campaign (``--at-local``) between waves is not: it is runnable while a row is
@@ -248,47 +245,4 @@ def runnable(session: Session, now: datetime) -> list[int]:
             )
             .order_by(Campaign.id)
         )
-    )
-
-
-@dataclass(frozen=True)
-class CampaignReport:
-    """What `campaigns show` prints."""
-
-    campaign: Campaign
-    list_slug: str
-    counts: dict[str, int]
-    rate: float  # sent per second between the start and the last send
-    failures: list[tuple[int, str | None, str | None, str | None]]  # id, email, class, error
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-
-def report(session: Session, campaign_id: int, *, failures: int = 20) -> CampaignReport:
-    campaign = get_campaign(session, campaign_id)
-    counts = state_counts(session, campaign_id)
-    first, last = session.execute(
-        select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
-            Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.SENT
-        )
-    ).one()
-    start = campaign.started_at or first
-    span = (last - start).total_seconds() if start and last else 0.0
-    sent = counts.get(DeliveryStatus.SENT, 0)
-    rows = session.execute(
-        select(Delivery.id, Subscriber.email, Delivery.error_class, Delivery.error)
-        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.FAILED)
-        .order_by(Delivery.id)
-        .limit(failures)
-    ).all()
-    mlist = session.get(MailingList, campaign.list_id)
-    return CampaignReport(
-        campaign=campaign,
-        list_slug=mlist.slug if mlist else "?",
-        counts=counts,
-        rate=sent / span if span > 0 else 0.0,
-        failures=[tuple(r) for r in rows],  # type: ignore[misc]
     )

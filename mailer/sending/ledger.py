@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, or_, select, text, update
+from sqlalchemy import bindparam, or_, select, text, update
 from sqlalchemy.orm import Session, load_only
 
 from mailer.sending.leases import live_generation
@@ -30,6 +30,7 @@ from mailer.sending.models import Campaign, Delivery, DeliveryStatus, Lease
 from mailer.sending.outcomes import ClaimedRow, Fence
 from mailer.sending.outcomes import Sent as Sent  # tests read the statement shapes here
 from mailer.sending.outcomes import mark_sent as mark_sent
+from mailer.sending.report import state_counts as state_counts
 from subscribers.db import id_in
 from subscribers.models import Subscriber, Subscription, Suppression, UTCDateTime
 
@@ -316,13 +317,3 @@ def deliverable(s: Session, list_id: int, subscriber_ids: list[int]) -> dict[int
         )
     )
     return {sid: Reader(email, name or "") for sid, email, name in rows}
-
-
-def state_counts(s: Session, campaign_id: int) -> dict[str, int]:
-    """Rows per delivery status of one campaign."""
-    rows = s.execute(
-        select(Delivery.status, func.count())
-        .where(Delivery.campaign_id == campaign_id)
-        .group_by(Delivery.status)
-    )
-    return {status: n for status, n in rows}

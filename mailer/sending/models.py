@@ -41,6 +41,7 @@ from subscribers.models import (
     UTCDateTime,
     utcnow,
 )
+from subscribers.pg_options import postgresql_where
 
 
 class CampaignStatus(enum.StrEnum):
@@ -80,14 +81,16 @@ class Campaign(Base):
         # One live campaign per issue, list and generation: two sends of one issue racing
         # each other cannot both insert (docs/architecture.md principle 10); ``--force``
         # makes the next generation. A cancelled or expired campaign leaves the index.
-        Index(
-            "uq_campaigns_live_issue",
-            "list_id",
-            "issue_key",
-            "generation",
-            unique=True,
-            postgresql_where=_holds_issue("::text"),
-            sqlite_where=_holds_issue(""),
+        postgresql_where(
+            Index(
+                "uq_campaigns_live_issue",
+                "list_id",
+                "issue_key",
+                "generation",
+                unique=True,
+                sqlite_where=_holds_issue(""),
+            ),
+            _holds_issue("::text"),
         ),
         NEVER_REUSE_IDS,
     )
@@ -137,13 +140,15 @@ class Delivery(Base):
         Index("ix_deliveries_campaign_status", "campaign_id", "status", "id"),
         # waves (``--at-local``): the next release, a wave's expiry and a wave's counts are
         # index range scans; rows sent at once (NULL) are not in it and cost an enqueue nothing
-        Index(
-            "ix_deliveries_campaign_release",
-            "campaign_id",
-            "status",
-            "release_at",
-            postgresql_where=text("release_at IS NOT NULL"),
-            sqlite_where=text("release_at IS NOT NULL"),
+        postgresql_where(
+            Index(
+                "ix_deliveries_campaign_release",
+                "campaign_id",
+                "status",
+                "release_at",
+                sqlite_where=text("release_at IS NOT NULL"),
+            ),
+            text("release_at IS NOT NULL"),
         ),
         CheckConstraint(
             "status IN ('queued', 'sending', 'sent', 'failed', 'skipped')", name="status"
