@@ -29,6 +29,7 @@ def spy_load(name, entry):
     built = load(name, entry)
     seen["enabled_after_load"] = gc.isenabled()
     seen["frozen_after_load"] = gc.get_freeze_count()
+    seen["young_threshold"] = gc.get_threshold()[0]
     return built
 
 def spy_long_run():
@@ -76,6 +77,7 @@ def test_start_up_runs_without_collections_then_the_command_collects(db: Databas
     assert seen["enabled_before_load"] is False  # the imports ran with the collector off
     assert seen["enabled_after_load"] is True  # the command itself collects
     assert isinstance(seen["frozen_after_load"], int) and seen["frozen_after_load"] > 10_000
+    assert seen["young_threshold"] == heap.YOUNG_THRESHOLD
 
 
 def test_a_send_freezes_what_it_built_once_before_sending(db: Database) -> None:
@@ -91,7 +93,8 @@ def test_a_send_freezes_what_it_built_once_before_sending(db: Database) -> None:
 def test_in_another_process_the_heap_is_left_alone() -> None:
     """Tests calling the CLI in process, the web app under another server: no effect."""
     assert gc.isenabled()
-    frozen = gc.get_freeze_count()
+    frozen, threshold = gc.get_freeze_count(), gc.get_threshold()
     heap.started()
     heap.before_long_run()
     assert gc.isenabled() and gc.get_freeze_count() == frozen
+    assert gc.get_threshold() == threshold

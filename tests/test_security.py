@@ -32,6 +32,7 @@ import datetime as dt
 import email
 import email.policy
 import io
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -547,3 +548,13 @@ def _swap_list(token: str, sid: int) -> str:
             parts[i] = "1" if part != "1" else "2"
             break
     return ".".join(parts)
+
+
+def test_every_message_id_is_new_without_a_random_draw_each() -> None:
+    """A Message-ID's unique part is random once per template and then counted: each call
+    (a retry of the same delivery, a test send to several addresses) gets a new one, and
+    two templates of one campaign never share one."""
+    first, second = _template(), _template()
+    ids = [first.message_id(5) for _ in range(1_000)] + [second.message_id(5)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"<1\.5\.[0-9a-f]{13,}@example\.org>", i) for i in ids), ids[:2]

@@ -259,3 +259,36 @@ def test_round_trip_any_ids(purpose: str, subscriber_id: int, list_id: int) -> N
     assert URL_SAFE.match(token) and len(token) <= 100
     claims = signer.verify(token, purpose, now=NOW)  # type: ignore[arg-type]
     assert (claims.subscriber_id, claims.list_id) == (subscriber_id, list_id)
+
+
+def test_the_engines_preferences_expiry_moves_at_the_moment_it_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without ``now`` (the engine, per reader) the expiry is kept between calls, but never
+    past the instant ``now + ttl`` crosses the next midnight: a token made a second later
+    expires a day later, as one made with ``now`` does."""
+    import time
+
+    import mailer.render.tokens as tokens
+
+    clock = [datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC)]
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
+            return clock[0]
+
+    monkeypatch.setattr(tokens, "datetime", Clock)
+    monkeypatch.setattr(time, "time", lambda: clock[0].timestamp())
+    signer = Signer("k" * 32, preferences_ttl=timedelta(days=30))
+    for at in (
+        datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC),
+        datetime(2026, 3, 1, 23, 59, 59, 500_000, tzinfo=UTC),  # kept: the same answer
+        datetime(2026, 3, 2, 0, 0, 1, tzinfo=UTC),  # past the turn: a day later
+        datetime(2026, 3, 2, 12, 0, tzinfo=UTC),
+    ):
+        clock[0] = at
+        token = signer.preferences_token(7, 3)
+        assert token == signer.preferences_token(7, 3, now=at)
+        claims = signer.verify(token, "preferences", now=at)
+        assert claims.expires_at == tokens._next_midnight(at + timedelta(days=30))

@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import hmac
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
@@ -94,7 +95,7 @@ class _Parsed:
 class Signer:
     """Signs and verifies tokens with a current key and any number of old keys."""
 
-    __slots__ = ("_keys", "preferences_ttl")
+    __slots__ = ("_expiry", "_keys", "preferences_ttl")
 
     def __init__(
         self,
@@ -110,6 +111,8 @@ class Signer:
             hmac.new(k.encode() if isinstance(k, str) else k, digestmod=sha256) for k in keys
         )
         self.preferences_ttl = preferences_ttl
+        # the preferences expiry of "now", and the last moment (epoch seconds) it holds for
+        self._expiry: tuple[float, datetime] = (float("-inf"), datetime.min.replace(tzinfo=UTC))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Signer:
@@ -171,11 +174,20 @@ class Signer:
         """A preferences token valid for ``preferences_ttl`` from ``now``, rounded up to the
         next midnight UTC: a reader's link is the same all day, in every message of it."""
         return self.sign(
-            "preferences",
-            subscriber_id,
-            list_id,
-            expires_at=_next_midnight((now or datetime.now(UTC)) + self.preferences_ttl),
+            "preferences", subscriber_id, list_id, expires_at=self._preferences_expiry(now)
         )
+
+    def _preferences_expiry(self, now: datetime | None) -> datetime:
+        """``now + preferences_ttl`` rounded up to midnight UTC. Without ``now`` (the
+        engine, once per reader) the answer is kept until the moment it changes."""
+        if now is not None:
+            return _next_midnight(now + self.preferences_ttl)
+        until, expires_at = self._expiry
+        if time.time() <= until:
+            return expires_at
+        expires_at = _next_midnight(datetime.now(UTC) + self.preferences_ttl)
+        self._expiry = ((expires_at - self.preferences_ttl).timestamp(), expires_at)
+        return expires_at
 
     def verify(self, token: str, purpose: Purpose, *, now: datetime | None = None) -> Claims:
         """The token's claims, or TokenError saying whether it is malformed, forged,
