@@ -233,7 +233,8 @@ class Ledger:
                 "worker": self.worker_id,
                 "fence": self._generation(),
             }
-            found = sorted(s.execute(CLAIM_QUEUED_PG, params).all(), key=lambda r: int(r[0]))
+            rows = s.connection().execute(CLAIM_QUEUED_PG, params).all()
+            found = sorted(rows, key=lambda r: int(r[0]))
             readers = {r[1]: Reader(r[2], r[3] or "") for r in found if r[4]}
             return [ClaimedRow(r[0], r[1]) for r in found], readers
         queued = (
@@ -248,13 +249,13 @@ class Ledger:
             .order_by(Delivery.id)
             .limit(n)
         )
-        fresh = [ClaimedRow(r[0], r[1]) for r in s.execute(queued)]
+        fresh = [ClaimedRow(r[0], r[1]) for r in s.connection().execute(queued)]
         if fresh:
             self._mark_claimed(s, [r.delivery_id for r in fresh], now)
         return fresh, None
 
     def _mark_claimed(self, s: Session, ids: list[int], now: datetime) -> None:
-        s.execute(
+        s.connection().execute(  # Core: no ORM session to keep in step with the rows
             update(Delivery)
             .where(id_in(Delivery.id, ids, s))
             .values(
@@ -264,7 +265,6 @@ class Ledger:
                 claimed_at=now,
                 attempts=Delivery.attempts + 1,
             )
-            .execution_options(synchronize_session=False)
         )
 
     def _generation(self) -> int:
@@ -296,14 +296,16 @@ class Ledger:
         )
         if not self.sqlite:
             q = q.with_for_update(skip_locked=True)
-        return [ClaimedRow(r[0], r[1]) for r in s.execute(q)]
+        return [ClaimedRow(r[0], r[1]) for r in s.connection().execute(q)]
 
 
 def deliverable(s: Session, list_id: int, subscriber_ids: list[int]) -> dict[int, Reader]:
-    """Claimed readers still deliverable now: active on the list and not suppressed."""
+    """Claimed readers still deliverable now: active on the list and not suppressed. The
+    claim's reads and writes go through the session's connection (Core): an ORM-enabled
+    execute added its row loading to every claimed row."""
     if not subscriber_ids:
         return {}
-    rows = s.execute(
+    rows = s.connection().execute(  # Core rows: no ORM loading per reader
         select(Subscriber.id, Subscriber.email, Subscriber.name)
         .join(
             Subscription,
