@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -214,3 +215,12 @@ def test_a_bad_number_is_refused_as_before() -> None:
     )
     assert run.returncode == 2
     assert "'--limit': Input should be greater than or equal to 1" in run.stderr
+
+
+def test_a_file_argument_loads_no_pydantic() -> None:
+    """A Path given as a plain str is taken by LightParam (mailer send FILE, issue check
+    FILE): typer's pydantic coercion is not imported for it."""
+    issue = Path(__file__).parent / "fixtures" / "issues" / "brief-basic.txt"
+    seen = probe("issue", "check", str(issue))
+    assert seen["exit"] == 0, seen
+    assert "pydantic" not in seen["deferred"], seen
