@@ -199,6 +199,39 @@ def test_expiry_is_per_wave_not_the_campaign(db: Database) -> None:
     ]
 
 
+def test_a_dead_workers_rows_of_an_expired_wave_are_skipped_not_sent_late(db: Database) -> None:
+    """A worker died with Shanghai's wave in flight (rows `sending` under its claim, no lease
+    left). When the next worker comes after that wave's expiry, those rows are skipped as the
+    wave's queued rows are, not claimed again and sent hours late."""
+    zones = _readers(db)
+    cid = _create(db, expiry=timedelta(hours=1))
+    wall = Wall(TOKYO)
+    run = _runner(db, wall)
+    run(cid)  # Tokyo's wave
+    shanghai = {e for e, z in zones.items() if z == "Asia/Shanghai"}
+    with db.sessions.begin() as s:
+        ids = s.scalars(select(Subscriber.id).where(Subscriber.email.in_(shanghai))).all()
+        s.execute(
+            update(Delivery)
+            .where(Delivery.campaign_id == cid, Delivery.subscriber_id.in_(ids))
+            .values(status="sending", worker="gone-host:4242:dead", fence=1, claimed_at=SHANGHAI)
+        )
+    wall.now = SHANGHAI + timedelta(hours=2)  # that wave expired an hour ago
+    outcome = run(cid)
+    assert outcome.skipped == 2
+    assert not (_sent(db, cid) & shanghai)
+    with db.sessions() as s:
+        rows = s.execute(
+            select(Delivery.status, Delivery.error_class, Delivery.error).where(
+                Delivery.campaign_id == cid, Delivery.subscriber_id.in_(ids)
+            )
+        ).all()
+    assert set(rows) == {("skipped", "Expired", WAVE_EXPIRED)}
+    wall.now = LONDON
+    run(cid)  # London's wave still goes out in its slot
+    assert {e for e, z in zones.items() if z == "Europe/London"} <= _sent(db, cid)
+
+
 def test_a_plain_send_has_no_waves(db: Database) -> None:
     seed_list(db.sessions, 3)
     settings = db.settings()

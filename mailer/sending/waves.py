@@ -114,15 +114,18 @@ def plan(
 
 
 def expire_waves(session: Session, campaign: Campaign, now: datetime) -> int:
-    """Queued rows whose release is ``wave_expiry`` seconds gone at ``now`` are skipped as
-    expired (that wave's late readers, not the campaign). Returns how many."""
+    """Rows of a wave ``wave_expiry`` seconds past its release at ``now`` are skipped as
+    expired (that wave's late readers, not the campaign). Returns how many. Rows in flight
+    too, as a campaign's expiry skips them (lifecycle.expire): a dead worker's would
+    otherwise be claimed again and sent hours late; a live worker's answer still records
+    what happened to its rows (the result writes are fenced on the claim, not the status)."""
     if not campaign.at_local or not campaign.wave_expiry:
         return 0
     result = session.execute(
         update(Delivery)
         .where(
             Delivery.campaign_id == campaign.id,
-            Delivery.status == DeliveryStatus.QUEUED,
+            Delivery.status.in_((DeliveryStatus.QUEUED, DeliveryStatus.SENDING)),
             Delivery.release_at.is_not(None),
             Delivery.release_at <= now - timedelta(seconds=campaign.wave_expiry),
         )
