@@ -203,6 +203,30 @@ def test_an_issue_handed_over_by_the_api_opens_on_the_desk(desk: Desk) -> None:
     assert 'id="earlier"' not in c.get(f"/desk/issues/{key}?list=other").text
 
 
+def test_a_test_send_takes_the_subject_the_send_would_go_with(desk: Desk) -> None:
+    """The test form has the send form's Subject field, by the same rule (the CLI's
+    --subject): the test shows the subject the editor means to send; a bad one is refused
+    on the page with the addresses kept."""
+    c = desk.signed_in()
+    path, page = checked(c, issue_text())
+    data = {"csrf_token": form_token(page, f"{path}/test"), "list": "brief"}
+    test = c.post(
+        f"{path}/test",
+        data={**data, "addresses": "ed@example.com", "subject": "  Harbour day  "},
+    )
+    assert test.status_code == 200 and "Test sent to ed@example.com" in test.text
+    mails = sorted(desk.settings.outbox_dir.rglob("*.eml"))
+    assert [read_eml(m)["Subject"] for m in mails] == ["[TEST] Harbour day"]
+    bad = c.post(
+        f"{path}/test",
+        data={**data, "addresses": "ed@example.com", "subject": "two\nlines"},
+    )
+    assert bad.status_code == 422
+    assert 'id="test-error"><p>subject: one line of text, without line breaks' in bad.text
+    assert "ed@example.com</textarea>" in bad.text
+    assert len(list(desk.settings.outbox_dir.rglob("*.eml"))) == 1  # nothing more went
+
+
 def test_the_preview_is_the_lists_own_rendering(desk: Desk) -> None:
     """The frames show what a send to the chosen list renders: its accent and greeting."""
     with desk.db.sessions.begin() as s:

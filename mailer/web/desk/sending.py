@@ -100,11 +100,13 @@ class SendRoutes:
         signed, form = await self._signed_form(request, f"/desk/issues/{key}/test")
         if signed is None:
             return self.desk.to_sign_in(request)
-        context, _stored, mlist = self.issue_context(signed, key, _chosen_list(form))
+        context, stored, mlist = self.issue_context(signed, key, _chosen_list(form))
         raw = form.get("addresses")
         context["addresses"] = raw
+        context["test_subject"] = form.get("subject")
         try:
             addresses = _test_addresses(raw)
+            subject = _subject(form.get("subject"))  # the send's rule: what a test shows
         except InputError as err:
             context["test_error"] = str(err)
             return self.desk.page("issue.html", context, signed=signed, status=422)
@@ -122,6 +124,10 @@ class SendRoutes:
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
         rendered = context["checked"].rendered  # render_for's, as the check page showed it
+        if subject is not None:  # the subject the editor means to send with
+            rendered = publish.render_for(
+                self.desk.state.settings, mlist, stored.issue, subject=subject
+            )
         with self.desk.state.sessions() as session:  # revoked while it rendered: none goes
             if not still_valid(session, signed.principal):
                 return self.desk.to_sign_in(request)
