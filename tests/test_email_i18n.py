@@ -243,3 +243,26 @@ def test_the_archive_index_dates_issues_in_the_lists_language(db: Database) -> N
         assert "Sunday, March 2, 2025" in web.client.get("/archive/other").text
     finally:
         web.close()
+
+
+@pytest.mark.parametrize(
+    ("paragraph", "kept"),
+    [
+        (
+            "今天的简报到此结束。回复此邮件告诉我们您的想法。明天见！",
+            "今天的简报到此结束。明天见！",
+        ),
+        ("如果这封邮件是朋友转发给您的，请订阅。感谢阅读。", "感谢阅读。"),
+        ("您收到此邮件是因为您订阅了简报。", None),
+        ("价格上涨了3.5%。市场平稳。", "价格上涨了3.5%。市场平稳。"),
+        ("Prices rose 3.5% in Q3. Reply to our newsletter! Fine.", "Prices rose 3.5% in Q3. Fine."),
+    ],
+)
+def test_the_web_edition_drops_mail_only_sentences_in_chinese_too(
+    paragraph: str, kept: str | None
+) -> None:
+    """The web edition leaves out what speaks to a mailbox in both shipped languages; a
+    Chinese sentence ends at 。！？ without a blank after it, and the spacing is kept."""
+    from mailer.render.compiler import web_paragraphs
+
+    assert web_paragraphs((paragraph,)) == ((kept,) if kept else ())

@@ -94,12 +94,20 @@ _RTL = {"ar", "fa", "he", "ur", "yi", "ps", "sd", "ug", "dv"}
 CARD = "#ffffff"
 DARK_CARD = "#1e1e1e"
 # A sentence that only makes sense in a mailbox: left out of the web edition.
+#: sentences that speak to a mailbox, in the languages the issue email ships in (en, zh-Hans):
+#: "Reply to this email", "Forwarded this?", "You are receiving this"; "回复此邮件",
+#: "转发…邮件", "您收到此邮件" (Chinese has no word boundaries: no \b there)
 _MAIL_ONLY = re.compile(
     r"\b(?:reply to (?:this|our) (?:e-?mail|message|newsletter)|forwarded this"
-    r"|(?:you are|you're) receiving this)\b",
+    r"|(?:you are|you're) receiving this)\b"
+    r"|回复(?:此|本|这封)(?:电子)?(?:邮件|信)"
+    r"|转发(?:给您|给你)?的?(?:此|本|这封)?(?:电子)?邮件|(?:此|本|这封)(?:电子)?邮件(?:是|由)?.{0,6}转发"
+    r"|(?:您|你)(?:之所以)?(?:会)?收到(?:此|本|这封)(?:电子)?(?:邮件|信)",
     re.IGNORECASE,
 )
-_SENTENCES = re.compile(r"(?<=[.!?。！？])\s+")
+#: one sentence with the spacing after it: Latin full stops end one before blanks, Chinese
+#: ones (。！？) with or without them
+_SENTENCE = re.compile(r".*?(?:[.!?](?=\s|$)|[。！？]|$)\s*", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -376,8 +384,9 @@ def web_paragraphs(paragraphs: tuple[str, ...]) -> tuple[str, ...]:
         if not _MAIL_ONLY.search(para):
             out.append(para)
             continue
-        kept = " ".join(s for s in _SENTENCES.split(para) if not _MAIL_ONLY.search(s))
-        if kept.strip():
+        sentences = (m.group(0) for m in _SENTENCE.finditer(para) if m.group(0))
+        kept = "".join(s for s in sentences if not _MAIL_ONLY.search(s)).strip()
+        if kept:
             out.append(kept)
     return tuple(out)
 
