@@ -395,6 +395,8 @@ def test_redis_hanging_or_gone_lets_pages_answer_says_so_and_limits_resume(
         said = [r for r in caplog.records if "subscribe-ip not counted" in r.getMessage()]
         assert len(said) == 1, [r.getMessage() for r in said]
         assert _unavailable(web, "subscribe-ip") == 6
+        # the desk's sign-in limit is one of the app's limits too: counted in the same family
+        assert _unavailable(web, "desk-sign-in") == 0
         private_redis.kill()  # gone for good, then a new one on the same port
         private_redis.start()
         web.clock.advance(seconds=ratelimit.RETRY_AFTER + 1)

@@ -41,6 +41,8 @@ from mailer.web.errors import install_error_handlers
 from mailer.web.pages import Pages, static_files
 from mailer.web.ratelimit import (
     HANDOVER_WINDOW,
+    SIGN_IN_LIMIT,
+    SIGN_IN_WINDOW,
     TEST_SENDS_LIMIT,
     TEST_SENDS_WINDOW,
     SlidingWindow,
@@ -99,6 +101,9 @@ def create_app(
         ),
         handover_limiter=SlidingWindow(
             settings.handover_limit, HANDOVER_WINDOW, storage=limits_storage, name="handover"
+        ),
+        sign_in_limiter=SlidingWindow(
+            SIGN_IN_LIMIT, SIGN_IN_WINDOW, storage=limits_storage, name="desk-sign-in"
         ),
         clock=clock or system_clock,
         injected_transport=transport,

@@ -240,6 +240,7 @@ class LimitsCollector(Collector):
             state.address_limiter,
             state.test_send_limiter,
             state.handover_limiter,
+            state.sign_in_limiter,
         ):
             family.add_metric([window.name], float(window.unavailable))
         yield family

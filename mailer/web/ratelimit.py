@@ -50,6 +50,10 @@ RETRY_AFTER = 10.0
 #: test sends per token per window, from the desk and the API alike (WebState.test_send_limiter)
 TEST_SENDS_LIMIT = 12
 TEST_SENDS_WINDOW = 3600.0
+#: desk sign-in attempts per client network (an IPv4 address or an IPv6 /64) per window
+#: (WebState.sign_in_limiter)
+SIGN_IN_LIMIT = 10
+SIGN_IN_WINDOW = 600.0
 #: the window of MAILER_HANDOVER_LIMIT: new issue texts kept per token (WebState.handover_wait)
 HANDOVER_WINDOW = 86400.0
 

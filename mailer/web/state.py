@@ -51,6 +51,8 @@ class WebState:
     #: new issue texts kept per token (API and desk share it): each is kept for good, so
     #: without a limit one token could fill the disk (MAILER_HANDOVER_LIMIT)
     handover_limiter: SlidingWindow
+    #: desk sign-in attempts per client network: a token guessed at the form is slowed
+    sign_in_limiter: SlidingWindow
     clock: Clock = system_clock
     injected_transport: Transport | None = None
     _made_transport: Transport | None = field(default=None, repr=False)

@@ -42,7 +42,7 @@ class AuthRoutes:
         state.csrf.check(
             form.get("csrf_token"), PATH, state.timestamp(), state.csrf.browser_id(request)
         )
-        wait = self.desk.sign_in_limiter.hit(client_network(request), state.timestamp())
+        wait = state.sign_in_limiter.hit(client_network(request), state.timestamp())
         if wait is not None:
             seconds = math.ceil(wait)
             response = self.desk.sign_in_page(

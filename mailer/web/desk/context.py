@@ -20,15 +20,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from mailer.access.tokens import Principal, Role
 from mailer.web.csrf import FIELD as CSRF_FIELD
 from mailer.web.desk.session import DeskSession, SessionCodec
-from mailer.web.ratelimit import SlidingWindow, make_storage
 from mailer.web.security import origin_of
 from mailer.web.state import WebState
 
 __all__ = ["NO_STORE", "Desk", "Signed"]
 
-#: sign-in attempts per client network (an IPv4 address or an IPv6 /64) per window
-SIGN_IN_LIMIT = 10
-SIGN_IN_WINDOW = 600.0
 SIGN_IN = "/desk/sign-in"
 #: where a signed-in editor may be sent back to after signing in: desk pages only
 _NEXT = re.compile(r"^/desk(?:/[A-Za-z0-9/_-]*)?$")
@@ -57,10 +53,6 @@ class Desk:
         self.state = state
         self.codec = SessionCodec(
             settings.require_secret_key(), secure=settings.base_url.startswith("https://")
-        )
-        storage = make_storage(settings.rate_limit_storage)
-        self.sign_in_limiter = SlidingWindow(
-            SIGN_IN_LIMIT, SIGN_IN_WINDOW, storage=storage, name="desk-sign-in"
         )
         origin = origin_of(settings.public_base)
         self._csp = (
