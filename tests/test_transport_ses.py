@@ -804,3 +804,40 @@ def test_https_endpoint_checks_the_certificate(
             "r2@example.org",
             "reader7@example.org",
         ]
+
+
+@pytest.mark.parametrize("on_the_loops_thread", [True, False])
+def test_the_http_loop_shuts_down_from_any_thread(on_the_loops_thread: bool) -> None:
+    """SesHttp's finalizer closes its aiohttp session, stops its loop and ends the thread,
+    also when the collector runs it on the loop's own thread (seen in CI: it waited 5 s on
+    itself, then "cannot join current thread")."""
+    import asyncio
+    import threading
+
+    import aiohttp
+
+    from mailer.transports import ses_http
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=ses_http._run_loop, args=(loop,), daemon=True)
+    thread.start()
+
+    async def open_session() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession()
+
+    session = asyncio.run_coroutine_threadsafe(open_session(), loop).result(timeout=5)
+    errors: list[BaseException] = []
+
+    def shut() -> None:
+        try:
+            ses_http._shutdown(loop, thread, session)
+        except BaseException as err:
+            errors.append(err)
+
+    if on_the_loops_thread:
+        loop.call_soon_threadsafe(shut)
+    else:
+        shut()
+    thread.join(timeout=4)  # under the 5 s the old wait took
+    assert errors == [] and not thread.is_alive()
+    assert session.closed and loop.is_closed()

@@ -151,7 +151,9 @@ class SesHttp:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="ses-http", daemon=True)
+                thread = threading.Thread(
+                    target=_run_loop, args=(loop,), name="ses-http", daemon=True
+                )
                 thread.start()
                 session = asyncio.run_coroutine_threadsafe(self._open(), loop).result()
                 self._loop = loop
@@ -291,10 +293,26 @@ class SesHttp:
             closer()
 
 
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The loop's thread: run it until it is stopped, then close it."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
 def _shutdown(
     loop: asyncio.AbstractEventLoop, thread: threading.Thread, session: aiohttp.ClientSession
 ) -> None:
-    """Close the HTTP session on its loop, then stop the loop and its thread."""
+    """Close the HTTP session on its loop, then stop the loop and its thread.
+
+    The finalizer may run on the loop's own thread (the garbage collector ran there): waiting
+    there for the loop would wait on itself (5 s, then "cannot join current thread", seen in
+    CI), so the session is closed by a task and the loop stopped after it."""
+    if threading.current_thread() is thread:
+        closing = loop.create_task(session.close())
+        closing.add_done_callback(lambda _: loop.stop())
+        return
     if loop.is_running():
         try:
             asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=5)
