@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Index
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -65,9 +66,9 @@ class JSONDocument(TypeDecorator[Any]):
         return dialect.type_descriptor(JSON())
 
 
-def insert_for(dialect_name: str) -> Callable[..., Any]:
-    """The dialect's ``insert`` (with ``on_conflict_do_nothing``/``_update``)."""
-    if dialect_name == "postgresql":
+def insert_for(session: Session) -> Callable[..., Any]:
+    """The ``insert`` of the session's dialect (with ``on_conflict_do_nothing``/``_update``)."""
+    if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         return pg_insert

@@ -69,7 +69,7 @@ def hash_salt(session: Session) -> str:
     if row is not None:
         return row.value
     # several writers may start on a new store at once: the first insert wins
-    make = insert_for(session.get_bind().dialect.name)
+    make = insert_for(session)
     session.execute(
         make(StoreMeta)
         .values(key="hash_salt", value=secrets.token_hex(16))

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.access.models import HandedIssue
 from mailer.errors import NotFoundError
-from subscribers.db import is_sqlite
 from subscribers.pg_options import insert_for
 
 __all__ = ["is_kept", "issue_text", "keep_issue"]
@@ -22,7 +21,7 @@ def keep_issue(sessions: sessionmaker[Session], key: str, text: str, *, by: str)
     """Keep the text under ``key``; True when it is new, False when the key was kept
     already (also when the same issue is posted twice at once: the database decides)."""
     with sessions.begin() as s:
-        insert_of = insert_for("sqlite" if is_sqlite(s) else "postgresql")
+        insert_of = insert_for(s)
         stmt = (
             insert_of(HandedIssue)
             .values(key=key, text=text, created_by=by[:64])

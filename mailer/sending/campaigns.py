@@ -142,7 +142,7 @@ def create_campaign(
 def _insert_unless_taken(session: Session) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING on either database: a campaign the one-live index
     refuses is no row (after the competing transaction ends), not an aborted transaction."""
-    insert_of = insert_for("sqlite" if is_sqlite(session) else "postgresql")
+    insert_of = insert_for(session)
     stmt: Insert = insert_of(Campaign).on_conflict_do_nothing()
     return stmt
 
